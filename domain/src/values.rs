@@ -1,0 +1,261 @@
+//! Value types that parse once, so an invalid user id, amount or quantity cannot be built.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::DomainError;
+
+/// A shop user: a positive 64-bit integer issued by the shop. Kept within `i64` so it fits a
+/// PostgreSQL `bigint` without a sign trick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct UserId(i64);
+
+impl UserId {
+    /// Parses a user id; `field` names the input for the error.
+    pub fn parse(value: i64, field: &'static str) -> Result<Self, DomainError> {
+        if value > 0 {
+            Ok(Self(value))
+        } else {
+            Err(DomainError::invalid(field, "must be a positive integer"))
+        }
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for UserId {
+    type Error = DomainError;
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        Self::parse(value, "userId")
+    }
+}
+
+impl From<UserId> for i64 {
+    fn from(value: UserId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An amount of money in minor currency units; never negative.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct Money(i64);
+
+impl Money {
+    pub const ZERO: Money = Money(0);
+
+    /// Parses a non-negative amount.
+    pub fn parse(value: i64, field: &'static str) -> Result<Self, DomainError> {
+        if value >= 0 {
+            Ok(Self(value))
+        } else {
+            Err(DomainError::invalid(field, "must not be negative"))
+        }
+    }
+
+    /// Parses a strictly positive amount.
+    pub fn parse_positive(value: i64, field: &'static str) -> Result<Self, DomainError> {
+        if value > 0 {
+            Ok(Self(value))
+        } else {
+            Err(DomainError::invalid(field, "must be greater than 0"))
+        }
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+
+    /// `self × quantity`, or `None` on overflow.
+    pub fn checked_mul(self, quantity: Quantity) -> Option<Money> {
+        self.0.checked_mul(i64::from(quantity.get())).map(Money)
+    }
+}
+
+impl TryFrom<i64> for Money {
+    type Error = DomainError;
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        Self::parse(value, "amount")
+    }
+}
+
+impl From<Money> for i64 {
+    fn from(value: Money) -> Self {
+        value.0
+    }
+}
+
+/// A number of units (stock, an order's quantity, a coupon policy's total); at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct Quantity(u32);
+
+impl Quantity {
+    /// Parses a quantity of at least one unit.
+    pub fn parse(value: i64, field: &'static str) -> Result<Self, DomainError> {
+        match u32::try_from(value) {
+            Ok(v) if v >= 1 => Ok(Self(v)),
+            _ => Err(DomainError::invalid(
+                field,
+                "must be an integer from 1 to 4294967295",
+            )),
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u32> for Quantity {
+    type Error = DomainError;
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        Self::parse(i64::from(value), "quantity")
+    }
+}
+
+impl From<Quantity> for u32 {
+    fn from(value: Quantity) -> Self {
+        value.0
+    }
+}
+
+/// A number of loyalty points moved by one transaction; strictly positive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct Points(i64);
+
+impl Points {
+    pub fn parse(value: i64, field: &'static str) -> Result<Self, DomainError> {
+        if value > 0 {
+            Ok(Self(value))
+        } else {
+            Err(DomainError::invalid(field, "must be greater than 0"))
+        }
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for Points {
+    type Error = DomainError;
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        Self::parse(value, "amount")
+    }
+}
+
+impl From<Points> for i64 {
+    fn from(value: Points) -> Self {
+        value.0
+    }
+}
+
+/// Non-empty, trimmed text of bounded length (titles, names, descriptions).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Text(String);
+
+impl Text {
+    /// Longest text accepted, in characters.
+    pub const MAX_CHARS: usize = 1000;
+
+    /// Parses text that must not be blank.
+    pub fn parse(value: &str, field: &'static str) -> Result<Self, DomainError> {
+        let trimmed = value.trim();
+        if trimmed.is_empty() {
+            return Err(DomainError::invalid(field, "must not be blank"));
+        }
+        Self::parse_optional(trimmed, field)
+    }
+
+    /// Parses text that may be empty (descriptions).
+    pub fn parse_optional(value: &str, field: &'static str) -> Result<Self, DomainError> {
+        let trimmed = value.trim();
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(DomainError::invalid(
+                field,
+                "must be at most 1000 characters",
+            ));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Text {
+    type Error = DomainError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse_optional(&value, "text")
+    }
+}
+
+impl From<Text> for String {
+    fn from(value: Text) -> Self {
+        value.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_id_must_be_positive() {
+        assert!(UserId::parse(0, "userId").is_err());
+        assert!(UserId::parse(-5, "userId").is_err());
+        assert_eq!(UserId::parse(7, "userId").map(UserId::get), Ok(7));
+    }
+
+    #[test]
+    fn money_is_never_negative_and_positive_money_is_never_zero() {
+        assert!(Money::parse(-1, "price").is_err());
+        assert!(Money::parse(0, "price").is_ok());
+        assert!(Money::parse_positive(0, "price").is_err());
+    }
+
+    #[test]
+    fn a_quantity_is_at_least_one_and_fits_u32() {
+        assert!(Quantity::parse(0, "quantity").is_err());
+        assert!(Quantity::parse(i64::from(u32::MAX) + 1, "quantity").is_err());
+        assert_eq!(Quantity::parse(3, "quantity").map(Quantity::get), Ok(3));
+    }
+
+    #[test]
+    fn text_is_trimmed_and_blank_text_is_refused_where_required() {
+        assert!(Text::parse("   ", "title").is_err());
+        assert_eq!(
+            Text::parse("  Spring sale ", "title").map(|t| t.0),
+            Ok("Spring sale".into())
+        );
+        assert!(Text::parse_optional("", "description").is_ok());
+        assert!(Text::parse(&"x".repeat(1001), "title").is_err());
+    }
+
+    #[test]
+    fn deserializing_an_invalid_value_fails() {
+        assert!(serde_json::from_str::<UserId>("0").is_err());
+        assert!(serde_json::from_str::<Quantity>("0").is_err());
+        assert!(serde_json::from_str::<Money>("-3").is_err());
+    }
+}
