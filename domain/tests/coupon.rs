@@ -1,4 +1,5 @@
 //! Given / when / then for coupon policies and their coupons (SPEC §1).
+#![allow(clippy::unwrap_used)] // fixtures and samples panic on bad test data, by design
 
 mod common;
 

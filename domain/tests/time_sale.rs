@@ -1,4 +1,5 @@
 //! Given / when / then for products, time sales and orders (SPEC §3).
+#![allow(clippy::unwrap_used)] // fixtures and samples panic on bad test data, by design
 
 mod common;
 

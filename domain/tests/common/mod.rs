@@ -1,5 +1,5 @@
 //! Fixtures shared by the domain test suites: fixed times, ids and valid specs.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use domain::coupon::{DiscountTerms, DiscountType, PolicySpec};
