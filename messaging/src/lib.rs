@@ -1,0 +1,117 @@
+//! Kafka plumbing shared by the relay, the projector and the tools: one topic per aggregate
+//! category (derived from the domain's event catalogue), client settings, and topic admin.
+//! Topics are always created explicitly: the broker used here (tansu) loses messages on
+//! auto-created topics (see DESIGN.md). Nothing here deletes topics: tansu 0.6.0's delete
+//! removes *every* topic of the cluster (docs/adr/0004-local-stack.md).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use thiserror::Error;
+
+/// Every topic name starts with this, so the system's topics are easy to tell apart.
+pub const TOPIC_PREFIX: &str = "promo.";
+
+/// How long an admin or metadata request may take before it counts as failed.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum MessagingError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("creating topic {topic} failed: {code:?}")]
+    TopicCreation {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+}
+
+/// The topic that carries every event of an aggregate category, e.g. `promo.timesale`.
+pub fn topic_for(category: &str) -> String {
+    format!("{TOPIC_PREFIX}{category}")
+}
+
+/// The topics of every category the domain writes, sorted.
+pub fn system_topics() -> Vec<String> {
+    let categories: BTreeSet<&str> = domain::wire::EVENT_TYPES
+        .iter()
+        .map(|t| t.category)
+        .collect();
+    categories.into_iter().map(topic_for).collect()
+}
+
+/// The client settings every producer, consumer and admin client starts from.
+pub fn client_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    config
+}
+
+/// Whether a topic was made by this call or was there already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicOutcome {
+    Created,
+    AlreadyExisted,
+}
+
+/// Creates each topic with `partitions` partitions unless it exists. Idempotent.
+pub async fn ensure_topics(
+    brokers: &str,
+    topics: &[String],
+    partitions: i32,
+) -> Result<Vec<(String, TopicOutcome)>, MessagingError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers).create()?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+    let mut outcomes = Vec::with_capacity(topics.len());
+    for result in admin.create_topics(new_topics.iter(), &options).await? {
+        match result {
+            Ok(topic) => outcomes.push((topic, TopicOutcome::Created)),
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                outcomes.push((topic, TopicOutcome::AlreadyExisted))
+            }
+            Err((topic, code)) => return Err(MessagingError::TopicCreation { topic, code }),
+        }
+    }
+    Ok(outcomes)
+}
+
+/// The broker's topics with their partition counts, sorted by name. Blocking: call it from
+/// a blocking context (`spawn_blocking`) inside async code.
+pub fn list_topics(brokers: &str) -> Result<Vec<(String, usize)>, MessagingError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers).create()?;
+    let metadata = admin.inner().fetch_metadata(None, ADMIN_TIMEOUT)?;
+    let mut topics: Vec<(String, usize)> = metadata
+        .topics()
+        .iter()
+        .map(|t| (t.name().to_owned(), t.partitions().len()))
+        .collect();
+    topics.sort();
+    Ok(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn there_is_one_topic_per_aggregate_category() {
+        assert_eq!(
+            system_topics(),
+            vec![
+                "promo.coupon",
+                "promo.point",
+                "promo.product",
+                "promo.timesale"
+            ]
+        );
+    }
+}
