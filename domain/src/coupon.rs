@@ -488,4 +488,13 @@ impl CouponPolicy {
     }
 }
 
-crate::cqrs_aggregate!(CouponPolicy, "coupon", CouponCommand, CouponEvent);
+crate::cqrs_aggregate!(
+    CouponPolicy,
+    "coupon",
+    CouponCommand,
+    CouponEvent,
+    |e| match e {
+        CouponEvent::CouponIssued { coupon_id, .. } => Some(*coupon_id),
+        _ => None,
+    }
+);

@@ -13,10 +13,45 @@ pub mod wire;
 
 pub use error::{DomainError, RefusalKind};
 
-/// Implements cqrs-es's `Aggregate` (and `DomainEvent` for its event) over the aggregate's own
-/// pure `decide` / `apply_event`, so the framework and the single writer run the same rules.
+/// What the write side needs of an aggregate: decide commands from the current state, apply
+/// events, and name the entity (coupon, order) an event creates inside the aggregate, so the
+/// command side can find the aggregate from that entity's id later.
+pub trait Decide: Default + Clone + Send + Sync + 'static {
+    type Command: Send + 'static;
+    type Event: wire::WireCodec + Clone + Send + Sync + std::fmt::Debug + 'static;
+    /// The aggregate category: the Kafka topic suffix and the `category` column of the log.
+    const CATEGORY: &'static str;
+
+    fn decide(&self, command: Self::Command) -> Result<Vec<Self::Event>, DomainError>;
+    fn apply_event(&mut self, event: Self::Event);
+    fn created_entity(event: &Self::Event) -> Option<uuid::Uuid>;
+}
+
+/// Implements [`Decide`] and cqrs-es's `Aggregate` (and `DomainEvent` for its event) over the
+/// aggregate's own pure `decide` / `apply_event`, so the framework and the single writer run
+/// the same rules. `$created` maps an event to the entity id it creates, if any.
 macro_rules! cqrs_aggregate {
-    ($aggregate:ty, $category:literal, $command:ty, $event:ty) => {
+    ($aggregate:ty, $category:literal, $command:ty, $event:ty, $created:expr) => {
+        impl $crate::Decide for $aggregate {
+            type Command = $command;
+            type Event = $event;
+            const CATEGORY: &'static str = $category;
+
+            fn decide(
+                &self,
+                command: Self::Command,
+            ) -> Result<Vec<Self::Event>, $crate::DomainError> {
+                <$aggregate>::decide(self, command)
+            }
+            fn apply_event(&mut self, event: Self::Event) {
+                <$aggregate>::apply_event(self, event)
+            }
+            fn created_entity(event: &Self::Event) -> Option<uuid::Uuid> {
+                let created: fn(&$event) -> Option<uuid::Uuid> = $created;
+                created(event)
+            }
+        }
+
         impl cqrs_es::Aggregate for $aggregate {
             const TYPE: &'static str = $category;
             type Command = $command;

@@ -273,4 +273,4 @@ impl PointAccount {
     }
 }
 
-crate::cqrs_aggregate!(PointAccount, "point", PointCommand, PointEvent);
+crate::cqrs_aggregate!(PointAccount, "point", PointCommand, PointEvent, |_| None);

@@ -72,4 +72,4 @@ impl Product {
     }
 }
 
-crate::cqrs_aggregate!(Product, "product", ProductCommand, ProductEvent);
+crate::cqrs_aggregate!(Product, "product", ProductCommand, ProductEvent, |_| None);

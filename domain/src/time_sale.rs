@@ -326,4 +326,13 @@ impl TimeSale {
     }
 }
 
-crate::cqrs_aggregate!(TimeSale, "timesale", TimeSaleCommand, TimeSaleEvent);
+crate::cqrs_aggregate!(
+    TimeSale,
+    "timesale",
+    TimeSaleCommand,
+    TimeSaleEvent,
+    |e| match e {
+        TimeSaleEvent::OrderPlaced { order_id, .. } => Some(*order_id),
+        _ => None,
+    }
+);

@@ -1,0 +1,536 @@
+//! The PostgreSQL event log, the source of truth: appends with optimistic concurrency per
+//! stream (several streams in one transaction), a global position per event with an ordered
+//! read that never skips an event committed late, idempotency keys and entity links written
+//! in the same transaction, snapshots, and stream loads as of a position.
+//!
+//! Shared by the command API (writes), the relay, the projector and the replay tools (reads).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{PgConnection, Postgres, Row, Transaction};
+use thiserror::Error;
+use uuid::Uuid;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Another writer moved the stream first: reload and decide again.
+    #[error("stream {stream_id} was changed by another writer")]
+    Conflict { stream_id: Uuid },
+    /// The idempotency key was recorded by another request first: look it up and answer from it.
+    #[error("idempotency key {key} was recorded concurrently")]
+    IdempotencyKeyTaken { key: String },
+    #[error("entity {entity_id} already belongs to a stream")]
+    EntityTaken { entity_id: Uuid },
+    /// The database failed or is unreachable.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// True when deciding again against fresh state may succeed (the three write races).
+    pub fn is_race(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Conflict { .. }
+                | StoreError::IdempotencyKeyTaken { .. }
+                | StoreError::EntityTaken { .. }
+        )
+    }
+}
+
+/// An event to append: its id, public type, schema version, data and metadata.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i16,
+    pub data: Value,
+    pub metadata: Value,
+}
+
+/// Events for one stream, valid only if the stream is still at `expected_version`.
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub stream_id: Uuid,
+    pub category: String,
+    pub expected_version: i64,
+    pub events: Vec<NewEvent>,
+}
+
+/// The stored answer to a request carrying an idempotency key.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRecord {
+    pub principal: String,
+    pub key: String,
+    pub request_hash: Vec<u8>,
+    pub status: i16,
+    pub body: Value,
+    /// For a success: the stream and the version its last event got.
+    pub stream: Option<(Uuid, i64)>,
+}
+
+/// An entity (coupon, order) created inside a stream.
+#[derive(Debug, Clone)]
+pub struct EntityLink {
+    pub entity_id: Uuid,
+    pub stream_id: Uuid,
+    pub category: String,
+}
+
+/// Everything one transaction writes.
+#[derive(Debug, Clone, Default)]
+pub struct AppendBatch {
+    pub streams: Vec<StreamAppend>,
+    pub idempotency: Vec<IdempotencyRecord>,
+    pub links: Vec<EntityLink>,
+}
+
+/// Where a stream's appended events landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub stream_id: Uuid,
+    /// Position of the stream's first appended event; the others follow contiguously.
+    pub first_position: i64,
+    /// The stream's version after the append.
+    pub version: i64,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub position: i64,
+    pub event_id: Uuid,
+    pub stream_id: Uuid,
+    pub category: String,
+    pub version: i64,
+    pub event_type: String,
+    pub schema_version: i16,
+    pub data: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A stored answer found for an idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAnswer {
+    pub key: String,
+    pub request_hash: Vec<u8>,
+    pub status: i16,
+    pub body: Value,
+    pub stream: Option<(Uuid, i64)>,
+    /// The position of the answered command's last event, for a success.
+    pub position: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub version: i64,
+    pub state: Value,
+}
+
+const EVENT_COLUMNS: &str = "position, event_id, stream_id, category, version, event_type, \
+                             schema_version, data, metadata, recorded_at";
+
+fn recorded(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, sqlx::Error> {
+    Ok(RecordedEvent {
+        position: row.try_get("position")?,
+        event_id: row.try_get("event_id")?,
+        stream_id: row.try_get("stream_id")?,
+        category: row.try_get("category")?,
+        version: row.try_get("version")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: row.try_get("schema_version")?,
+        data: row.try_get("data")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}
+
+/// The event log over one PostgreSQL pool.
+#[derive(Debug, Clone)]
+pub struct EventLog {
+    pool: PgPool,
+}
+
+impl EventLog {
+    /// Connects with a pool of at most `max_connections`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the schema migrations (idempotent; safe with several processes starting).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The migrations, for `#[sqlx::test(migrator = …)]` in other crates.
+    pub fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
+    }
+
+    /// Appends a batch in one transaction and commits it.
+    pub async fn append(&self, batch: &AppendBatch) -> Result<Vec<Appended>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let appended = append_in(&mut tx, batch).await?;
+        tx.commit().await?;
+        Ok(appended)
+    }
+
+    /// Events after `after` in position order, at most `limit`. Never skips: positions become
+    /// visible in order (see [`append_in`]).
+    pub async fn read_all(&self, after: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(recorded).collect::<Result<_, _>>()?)
+    }
+
+    /// A stream's events after `after_version`, optionally only those at or below
+    /// `as_of_position` (the stream as it was then).
+    pub async fn read_stream(
+        &self,
+        stream_id: Uuid,
+        after_version: i64,
+        as_of_position: Option<i64>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 \
+             AND position <= $3 ORDER BY version"
+        ))
+        .bind(stream_id)
+        .bind(after_version)
+        .bind(as_of_position.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(recorded).collect::<Result<_, _>>()?)
+    }
+
+    /// The highest committed position (0 for an empty log).
+    pub async fn head(&self) -> Result<i64, StoreError> {
+        let head: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(head.unwrap_or(0))
+    }
+
+    /// The stream an entity (coupon, order) lives in, with the stream's category.
+    pub async fn entity_stream(
+        &self,
+        entity_id: Uuid,
+    ) -> Result<Option<(Uuid, String)>, StoreError> {
+        let row =
+            sqlx::query("SELECT stream_id, category FROM entity_streams WHERE entity_id = $1")
+                .bind(entity_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            Some(row) => Some((row.try_get("stream_id")?, row.try_get("category")?)),
+            None => None,
+        })
+    }
+
+    /// Stored answers for any of `keys` of `principal`.
+    pub async fn idempotent_answers(
+        &self,
+        principal: &str,
+        keys: &[String],
+    ) -> Result<Vec<StoredAnswer>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT k.key, k.request_hash, k.status, k.body, k.stream_id, k.version, e.position \
+             FROM idempotency_keys k \
+             LEFT JOIN events e ON e.stream_id = k.stream_id AND e.version = k.version \
+             WHERE k.principal = $1 AND k.key = ANY($2)",
+        )
+        .bind(principal)
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut answers = Vec::with_capacity(rows.len());
+        for row in rows {
+            let stream_id: Option<Uuid> = row.try_get("stream_id")?;
+            let version: Option<i64> = row.try_get("version")?;
+            answers.push(StoredAnswer {
+                key: row.try_get("key")?,
+                request_hash: row.try_get("request_hash")?,
+                status: row.try_get("status")?,
+                body: row.try_get("body")?,
+                stream: stream_id.zip(version),
+                position: row.try_get("position")?,
+            });
+        }
+        Ok(answers)
+    }
+
+    /// The latest snapshot of a stream in `state_format`, if any.
+    pub async fn load_snapshot(
+        &self,
+        stream_id: Uuid,
+        state_format: i32,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query(
+            "SELECT version, state FROM snapshots WHERE stream_id = $1 AND state_format = $2",
+        )
+        .bind(stream_id)
+        .bind(state_format)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => Some(Snapshot {
+                version: row.try_get("version")?,
+                state: row.try_get("state")?,
+            }),
+            None => None,
+        })
+    }
+
+    /// Stores a snapshot unless a newer one is there already.
+    pub async fn save_snapshot(
+        &self,
+        stream_id: Uuid,
+        category: &str,
+        state_format: i32,
+        snapshot: &Snapshot,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO snapshots (stream_id, category, version, state_format, state) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, \
+               state_format = EXCLUDED.state_format, state = EXCLUDED.state, taken_at = now() \
+             WHERE snapshots.version < EXCLUDED.version OR snapshots.state_format <> EXCLUDED.state_format",
+        )
+        .bind(stream_id)
+        .bind(category)
+        .bind(snapshot.version)
+        .bind(state_format)
+        .bind(&snapshot.state)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Appends a batch inside a transaction the caller commits.
+///
+/// Order of work, and why:
+/// 1. Move every stream's version with a compare-and-set (`UPDATE … WHERE version = expected`,
+///    or insert a new stream). A stream that moved is a [`StoreError::Conflict`].
+/// 2. Record idempotency keys and entity links; a key or entity taken concurrently fails the
+///    batch.
+/// 3. Take the log head's row lock and reserve positions, then insert the events. The lock is
+///    held until the transaction ends, so no transaction can take a higher position before a
+///    lower one is committed (or rolled back): positions become visible strictly in order, and
+///    a reader following `position > last` never skips one. Taken last, it is held only for
+///    the inserts and the commit; a batch per transaction keeps it cheap.
+pub async fn append_in(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &AppendBatch,
+) -> Result<Vec<Appended>, StoreError> {
+    let conn: &mut PgConnection = tx;
+    move_stream_versions(conn, &batch.streams).await?;
+    record_idempotency(conn, &batch.idempotency).await?;
+    record_links(conn, &batch.links).await?;
+
+    let count: i64 = batch.streams.iter().map(|s| s.events.len() as i64).sum();
+    if count == 0 {
+        return Ok(vec![]);
+    }
+    let last: i64 =
+        sqlx::query_scalar("UPDATE log_head SET position = position + $1 RETURNING position")
+            .bind(count)
+            .fetch_one(&mut *conn)
+            .await?;
+    let mut position = last - count;
+
+    let n = count as usize;
+    let (mut positions, mut event_ids, mut stream_ids) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut categories, mut versions, mut types) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut schema_versions, mut data, mut metadata) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let mut appended = Vec::with_capacity(batch.streams.len());
+    for stream in batch.streams.iter().filter(|s| !s.events.is_empty()) {
+        appended.push(Appended {
+            stream_id: stream.stream_id,
+            first_position: position + 1,
+            version: stream.expected_version + stream.events.len() as i64,
+        });
+        for (i, event) in stream.events.iter().enumerate() {
+            position += 1;
+            positions.push(position);
+            event_ids.push(event.event_id);
+            stream_ids.push(stream.stream_id);
+            categories.push(stream.category.as_str());
+            versions.push(stream.expected_version + 1 + i as i64);
+            types.push(event.event_type.as_str());
+            schema_versions.push(event.schema_version);
+            data.push(&event.data);
+            metadata.push(&event.metadata);
+        }
+    }
+    sqlx::query(
+        "INSERT INTO events (position, event_id, stream_id, category, version, event_type, \
+                             schema_version, data, metadata) \
+         SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], \
+                              $6::text[], $7::smallint[], $8::jsonb[], $9::jsonb[])",
+    )
+    .bind(&positions)
+    .bind(&event_ids)
+    .bind(&stream_ids)
+    .bind(&categories)
+    .bind(&versions)
+    .bind(&types)
+    .bind(&schema_versions)
+    .bind(&data)
+    .bind(&metadata)
+    .execute(&mut *conn)
+    .await?;
+    Ok(appended)
+}
+
+async fn move_stream_versions(
+    conn: &mut PgConnection,
+    streams: &[StreamAppend],
+) -> Result<(), StoreError> {
+    let (new, existing): (Vec<&StreamAppend>, Vec<&StreamAppend>) = streams
+        .iter()
+        .filter(|s| !s.events.is_empty())
+        .partition(|s| s.expected_version == 0);
+    if !new.is_empty() {
+        let ids: Vec<Uuid> = new.iter().map(|s| s.stream_id).collect();
+        let categories: Vec<&str> = new.iter().map(|s| s.category.as_str()).collect();
+        let versions: Vec<i64> = new.iter().map(|s| s.events.len() as i64).collect();
+        let created: Vec<Uuid> = sqlx::query_scalar(
+            "INSERT INTO streams (stream_id, category, version) \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[]) \
+             ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id",
+        )
+        .bind(&ids)
+        .bind(&categories)
+        .bind(&versions)
+        .fetch_all(&mut *conn)
+        .await?;
+        if let Some(stream_id) = ids.iter().find(|id| !created.contains(id)) {
+            return Err(StoreError::Conflict {
+                stream_id: *stream_id,
+            });
+        }
+    }
+    if !existing.is_empty() {
+        let ids: Vec<Uuid> = existing.iter().map(|s| s.stream_id).collect();
+        let expected: Vec<i64> = existing.iter().map(|s| s.expected_version).collect();
+        let next: Vec<i64> = existing
+            .iter()
+            .map(|s| s.expected_version + s.events.len() as i64)
+            .collect();
+        let moved: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE streams s SET version = u.next \
+             FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS u(id, expected, next) \
+             WHERE s.stream_id = u.id AND s.version = u.expected RETURNING s.stream_id",
+        )
+        .bind(&ids)
+        .bind(&expected)
+        .bind(&next)
+        .fetch_all(&mut *conn)
+        .await?;
+        if let Some(stream_id) = ids.iter().find(|id| !moved.contains(id)) {
+            return Err(StoreError::Conflict {
+                stream_id: *stream_id,
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn record_idempotency(
+    conn: &mut PgConnection,
+    records: &[IdempotencyRecord],
+) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let principals: Vec<&str> = records.iter().map(|r| r.principal.as_str()).collect();
+    let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
+    let hashes: Vec<&[u8]> = records.iter().map(|r| r.request_hash.as_slice()).collect();
+    let statuses: Vec<i16> = records.iter().map(|r| r.status).collect();
+    let bodies: Vec<&Value> = records.iter().map(|r| &r.body).collect();
+    let streams: Vec<Option<Uuid>> = records.iter().map(|r| r.stream.map(|s| s.0)).collect();
+    let versions: Vec<Option<i64>> = records.iter().map(|r| r.stream.map(|s| s.1)).collect();
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO idempotency_keys (principal, key, request_hash, status, body, stream_id, version) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::jsonb[], \
+                              $6::uuid[], $7::bigint[]) \
+         ON CONFLICT (principal, key) DO NOTHING RETURNING key",
+    )
+    .bind(&principals)
+    .bind(&keys)
+    .bind(&hashes)
+    .bind(&statuses)
+    .bind(&bodies)
+    .bind(&streams)
+    .bind(&versions)
+    .fetch_all(&mut *conn)
+    .await?;
+    if let Some(key) = keys.iter().find(|k| !inserted.iter().any(|i| i == *k)) {
+        return Err(StoreError::IdempotencyKeyTaken {
+            key: (*key).to_owned(),
+        });
+    }
+    Ok(())
+}
+
+async fn record_links(conn: &mut PgConnection, links: &[EntityLink]) -> Result<(), StoreError> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let entities: Vec<Uuid> = links.iter().map(|l| l.entity_id).collect();
+    let streams: Vec<Uuid> = links.iter().map(|l| l.stream_id).collect();
+    let categories: Vec<&str> = links.iter().map(|l| l.category.as_str()).collect();
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO entity_streams (entity_id, stream_id, category) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) \
+         ON CONFLICT (entity_id) DO NOTHING RETURNING entity_id",
+    )
+    .bind(&entities)
+    .bind(&streams)
+    .bind(&categories)
+    .fetch_all(&mut *conn)
+    .await?;
+    if let Some(entity_id) = entities.iter().find(|e| !inserted.contains(e)) {
+        return Err(StoreError::EntityTaken {
+            entity_id: *entity_id,
+        });
+    }
+    Ok(())
+}

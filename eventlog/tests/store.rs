@@ -1,0 +1,416 @@
+//! The event log against real PostgreSQL: each test gets a fresh database (`#[sqlx::test]`).
+#![allow(clippy::unwrap_used)] // test fixtures
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use eventlog::{
+    append_in, AppendBatch, EntityLink, EventLog, IdempotencyRecord, NewEvent, Snapshot,
+    StoreError, StreamAppend,
+};
+use rand::Rng;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+fn event(n: i64) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: "test.happened".into(),
+        schema_version: 1,
+        data: json!({ "n": n }),
+        metadata: json!({ "correlationId": "c" }),
+    }
+}
+
+fn stream(stream_id: Uuid, expected_version: i64, count: i64) -> StreamAppend {
+    StreamAppend {
+        stream_id,
+        category: "test".into(),
+        expected_version,
+        events: (1..=count).map(event).collect(),
+    }
+}
+
+fn one(append: StreamAppend) -> AppendBatch {
+    AppendBatch {
+        streams: vec![append],
+        ..Default::default()
+    }
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn appended_events_get_versions_and_contiguous_positions(pool: PgPool) {
+    let log = EventLog::from_pool(pool);
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let first = log.append(&one(stream(a, 0, 2))).await.unwrap();
+    assert_eq!((first[0].first_position, first[0].version), (1, 2));
+    let second = log.append(&one(stream(b, 0, 3))).await.unwrap();
+    assert_eq!((second[0].first_position, second[0].version), (3, 3));
+
+    let all = log.read_all(0, 100).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        all.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![1, 2, 1, 2, 3]
+    );
+    assert_eq!(all[0].data, json!({ "n": 1 }));
+    assert_eq!(all[0].metadata["correlationId"], "c");
+    assert_eq!(log.head().await.unwrap(), 5);
+    assert_eq!(log.read_all(3, 1).await.unwrap()[0].position, 4);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(pool: PgPool) {
+    let log = EventLog::from_pool(pool);
+    let id = Uuid::new_v4();
+    log.append(&one(stream(id, 0, 2))).await.unwrap();
+    let stale = log.append(&one(stream(id, 1, 1))).await;
+    assert!(matches!(stale, Err(StoreError::Conflict { stream_id }) if stream_id == id));
+    let recreate = log.append(&one(stream(id, 0, 1))).await;
+    assert!(matches!(recreate, Err(StoreError::Conflict { .. })));
+    assert_eq!(log.read_stream(id, 0, None).await.unwrap().len(), 2);
+    assert_eq!(
+        log.head().await.unwrap(),
+        2,
+        "a failed append reserves no position"
+    );
+    log.append(&one(stream(id, 2, 1))).await.unwrap();
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn appending_to_several_streams_is_all_or_nothing(pool: PgPool) {
+    let log = EventLog::from_pool(pool);
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    log.append(&one(stream(b, 0, 1))).await.unwrap();
+    // b is at version 1, so expecting 0 conflicts — and a must not be written either.
+    let batch = AppendBatch {
+        streams: vec![stream(a, 0, 2), stream(b, 0, 1)],
+        ..Default::default()
+    };
+    assert!(
+        matches!(log.append(&batch).await, Err(StoreError::Conflict { stream_id }) if stream_id == b)
+    );
+    assert!(log.read_stream(a, 0, None).await.unwrap().is_empty());
+
+    let batch = AppendBatch {
+        streams: vec![stream(a, 0, 2), stream(b, 1, 1)],
+        ..Default::default()
+    };
+    let appended = log.append(&batch).await.unwrap();
+    assert_eq!(appended.len(), 2);
+    assert_eq!(log.read_stream(a, 0, None).await.unwrap().len(), 2);
+    assert_eq!(log.read_stream(b, 0, None).await.unwrap().len(), 2);
+}
+
+fn key_record(key: &str, stream: Option<(Uuid, i64)>) -> IdempotencyRecord {
+    IdempotencyRecord {
+        principal: "user:7".into(),
+        key: key.into(),
+        request_hash: vec![1, 2, 3],
+        status: 201,
+        body: json!({ "ok": true }),
+        stream,
+    }
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn an_idempotency_key_is_stored_with_its_events_and_a_reused_key_appends_nothing(
+    pool: PgPool,
+) {
+    let log = EventLog::from_pool(pool);
+    let id = Uuid::new_v4();
+    let batch = AppendBatch {
+        streams: vec![stream(id, 0, 1)],
+        idempotency: vec![key_record("k1", Some((id, 1)))],
+        ..Default::default()
+    };
+    log.append(&batch).await.unwrap();
+    let answers = log
+        .idempotent_answers("user:7", &["k1".into(), "other".into()])
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 1);
+    assert_eq!((answers[0].status, answers[0].position), (201, Some(1)));
+    assert_eq!(answers[0].body, json!({ "ok": true }));
+
+    // The same key again (a retry racing the first): the batch fails and writes nothing.
+    let retry = AppendBatch {
+        streams: vec![stream(id, 1, 1)],
+        idempotency: vec![key_record("k1", Some((id, 2)))],
+        ..Default::default()
+    };
+    assert!(matches!(
+        log.append(&retry).await,
+        Err(StoreError::IdempotencyKeyTaken { .. })
+    ));
+    assert_eq!(log.head().await.unwrap(), 1);
+    // Keys are per principal.
+    assert!(log
+        .idempotent_answers("user:8", &["k1".into()])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_refusal_can_be_recorded_under_a_key_without_events(pool: PgPool) {
+    let log = EventLog::from_pool(pool);
+    let mut record = key_record("k2", None);
+    record.status = 422;
+    log.append(&AppendBatch {
+        idempotency: vec![record],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let answers = log
+        .idempotent_answers("user:7", &["k2".into()])
+        .await
+        .unwrap();
+    assert_eq!((answers[0].status, answers[0].position), (422, None));
+    assert_eq!(log.head().await.unwrap(), 0);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn an_entity_is_found_through_the_stream_it_was_created_in(pool: PgPool) {
+    let log = EventLog::from_pool(pool);
+    let (policy, coupon) = (Uuid::new_v4(), Uuid::new_v4());
+    let link = EntityLink {
+        entity_id: coupon,
+        stream_id: policy,
+        category: "coupon".into(),
+    };
+    let batch = AppendBatch {
+        streams: vec![stream(policy, 0, 1)],
+        links: vec![link.clone()],
+        ..Default::default()
+    };
+    log.append(&batch).await.unwrap();
+    assert_eq!(
+        log.entity_stream(coupon).await.unwrap(),
+        Some((policy, "coupon".into()))
+    );
+    assert_eq!(log.entity_stream(Uuid::new_v4()).await.unwrap(), None);
+    let again = AppendBatch {
+        streams: vec![stream(policy, 1, 1)],
+        links: vec![link],
+        ..Default::default()
+    };
+    assert!(matches!(
+        log.append(&again).await,
+        Err(StoreError::EntityTaken { .. })
+    ));
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_stream_can_be_read_as_of_a_position(pool: PgPool) {
+    let log = EventLog::from_pool(pool);
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    log.append(&one(stream(a, 0, 2))).await.unwrap(); // positions 1, 2
+    log.append(&one(stream(b, 0, 1))).await.unwrap(); // 3
+    log.append(&one(stream(a, 2, 2))).await.unwrap(); // 4, 5
+    let as_of_3 = log.read_stream(a, 0, Some(3)).await.unwrap();
+    assert_eq!(
+        as_of_3.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let after_v2 = log.read_stream(a, 2, None).await.unwrap();
+    assert_eq!(
+        after_v2.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn the_newest_snapshot_of_the_current_format_wins(pool: PgPool) {
+    let log = EventLog::from_pool(pool);
+    let id = Uuid::new_v4();
+    let snap = |version| Snapshot {
+        version,
+        state: json!({ "v": version }),
+    };
+    log.save_snapshot(id, "test", 1, &snap(10)).await.unwrap();
+    log.save_snapshot(id, "test", 1, &snap(5)).await.unwrap(); // older: ignored
+    assert_eq!(log.load_snapshot(id, 1).await.unwrap(), Some(snap(10)));
+    assert_eq!(
+        log.load_snapshot(id, 2).await.unwrap(),
+        None,
+        "another state format is not loaded"
+    );
+    log.save_snapshot(id, "test", 2, &snap(3)).await.unwrap(); // new format replaces
+    assert_eq!(log.load_snapshot(id, 2).await.unwrap(), Some(snap(3)));
+}
+
+// ---- the no-skip guarantee ----
+
+/// Waits until some other session is blocked on a lock (pg_stat_activity), i.e. the second
+/// writer is queued behind the first one's log-head lock.
+async fn wait_until_a_session_waits_on_a_lock(pool: &PgPool) {
+    for _ in 0..500 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the second writer never blocked on the log head");
+}
+
+/// The control: a plain `bigserial` position, with writer 1 taking position 1 and committing
+/// after writer 2 took and committed position 2. A reader in between sees 2 without 1 and,
+/// following `position > last`, never sees 1. This is the bug the log must not have.
+#[sqlx::test(migrations = "./migrations")]
+async fn a_naive_serial_position_does_skip_an_event_committed_late(pool: PgPool) {
+    sqlx::query("CREATE TABLE naive (position bigserial PRIMARY KEY, n int)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut first = pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO naive (n) VALUES (1)")
+        .execute(&mut *first)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO naive (n) VALUES (2)")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let read = |after: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT position FROM naive WHERE position > $1 ORDER BY position",
+            )
+            .bind(after)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let seen = read(0).await;
+    assert_eq!(seen, vec![2]);
+    first.commit().await.unwrap();
+    assert_eq!(
+        read(2).await,
+        Vec::<i64>::new(),
+        "position 1 is skipped for good"
+    );
+}
+
+/// The same choreography against the event log: writer 2 cannot take a position while
+/// writer 1's transaction is open, so the reader never sees a gap.
+#[sqlx::test(migrations = "./migrations")]
+async fn the_log_never_lets_a_reader_skip_an_event_committed_late(pool: PgPool) {
+    let log = EventLog::from_pool(pool.clone());
+    let mut first = pool.begin().await.unwrap();
+    append_in(&mut first, &one(stream(Uuid::new_v4(), 0, 1)))
+        .await
+        .unwrap();
+
+    let second_log = log.clone();
+    let second =
+        tokio::spawn(async move { second_log.append(&one(stream(Uuid::new_v4(), 0, 1))).await });
+    wait_until_a_session_waits_on_a_lock(&pool).await;
+
+    assert!(
+        log.read_all(0, 10).await.unwrap().is_empty(),
+        "nothing visible while writer 1 is open"
+    );
+    first.commit().await.unwrap();
+    second.await.unwrap().unwrap();
+    let positions: Vec<i64> = log
+        .read_all(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(positions, vec![1, 2]);
+}
+
+/// Many writers whose transactions stay open for random times after taking their positions
+/// (so commits interleave every way they can), some rolling back, and a reader tailing the
+/// log meanwhile: the reader sees every committed event exactly once, in position order, with
+/// no gap in what it has read so far.
+#[sqlx::test(migrations = "./migrations")]
+async fn a_tailing_reader_sees_every_event_once_in_order_under_interleaved_commits(pool: PgPool) {
+    const WRITERS: usize = 8;
+    const APPENDS: usize = 40;
+    let log = EventLog::from_pool(pool.clone());
+    let mut writers = vec![];
+    for _ in 0..WRITERS {
+        let pool = pool.clone();
+        writers.push(tokio::spawn(async move {
+            let mut committed = vec![];
+            for n in 0..APPENDS {
+                let (count, hold, roll_back) = {
+                    let mut rng = rand::rng();
+                    (
+                        rng.random_range(1..4),
+                        rng.random_range(0..3u64),
+                        n % 7 == 3,
+                    )
+                };
+                let mut tx = pool.begin().await.unwrap();
+                let appended = append_in(&mut tx, &one(stream(Uuid::new_v4(), 0, count)))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(hold)).await;
+                if roll_back {
+                    tx.rollback().await.unwrap();
+                } else {
+                    tx.commit().await.unwrap();
+                    committed
+                        .extend(appended[0].first_position..appended[0].first_position + count);
+                }
+            }
+            committed
+        }));
+    }
+
+    let reader_log = log.clone();
+    let reader = tokio::spawn(async move {
+        let mut seen: Vec<i64> = vec![];
+        let mut idle_rounds = 0;
+        loop {
+            let last = seen.last().copied().unwrap_or(0);
+            let batch = reader_log.read_all(last, 7).await.unwrap();
+            if batch.is_empty() {
+                idle_rounds += 1;
+                if idle_rounds > 200 {
+                    return seen;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                continue;
+            }
+            idle_rounds = 0;
+            seen.extend(batch.iter().map(|e| e.position));
+        }
+    });
+
+    let mut committed: Vec<i64> = vec![];
+    for writer in writers {
+        committed.extend(writer.await.unwrap());
+    }
+    committed.sort_unstable();
+    let seen = reader.await.unwrap();
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "positions read out of order"
+    );
+    assert_eq!(
+        seen.iter().copied().collect::<HashSet<_>>().len(),
+        seen.len(),
+        "an event read twice"
+    );
+    assert_eq!(seen, committed, "the reader missed or invented events");
+}
