@@ -1,0 +1,256 @@
+//! The command API: validates commands, runs them through one in-memory writer per aggregate
+//! (group-committed to the PostgreSQL event log), and answers with the created ids, the
+//! aggregate's new version and the global position of its last event.
+
+pub mod error;
+pub mod extract;
+mod routes;
+pub mod settings;
+pub mod telemetry;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use domain::coupon::CouponPolicy;
+use domain::points::PointAccount;
+use domain::product::Product;
+use domain::time_sale::TimeSale;
+use domain::Decide;
+use eventlog::EventLog;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+use crate::error::{problem_response, ApiError};
+use crate::extract::IdempotencyKey;
+use crate::settings::Settings;
+use crate::writer::{Aggregates, Committed, Committer, Keyed, Request, WriteError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("event log: {0}")]
+    Store(#[from] eventlog::StoreError),
+    #[error("binding the listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Entity id → (stream id, category). Immutable facts, so they are cached; bounded by
+/// clearing when large.
+const ENTITY_CACHE_LIMIT: usize = 1_000_000;
+
+/// Everything handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub log: EventLog,
+    pub coupons: Aggregates<CouponPolicy>,
+    pub points: Aggregates<PointAccount>,
+    pub products: Aggregates<Product>,
+    pub time_sales: Aggregates<TimeSale>,
+    entities: Arc<Mutex<HashMap<Uuid, (Uuid, String)>>>,
+}
+
+impl AppState {
+    pub fn new(log: EventLog, settings: &Settings) -> Self {
+        let committer = Committer::start(log.clone(), settings.writer.max_commit_batch);
+        let writers = |c: &Committer| (log.clone(), c.clone(), settings.writer.clone());
+        let (l, c, w) = writers(&committer);
+        let coupons = Aggregates::new(l, c, w);
+        let (l, c, w) = writers(&committer);
+        let points = Aggregates::new(l, c, w);
+        let (l, c, w) = writers(&committer);
+        let products = Aggregates::new(l, c, w);
+        let (l, c, w) = writers(&committer);
+        let time_sales = Aggregates::new(l, c, w);
+        Self {
+            log,
+            coupons,
+            points,
+            products,
+            time_sales,
+            entities: Default::default(),
+        }
+    }
+
+    /// The stream holding a coupon or an order, if it is one of `category`.
+    pub async fn stream_of(
+        &self,
+        entity_id: Uuid,
+        category: &str,
+        what: &'static str,
+    ) -> Result<Uuid, ApiError> {
+        let cached = self
+            .entities
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&entity_id).cloned());
+        let found = match cached {
+            Some(found) => Some(found),
+            None => {
+                let found = self
+                    .log
+                    .entity_stream(entity_id)
+                    .await
+                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                if let (Some(found), Ok(mut cache)) = (&found, self.entities.lock()) {
+                    if cache.len() >= ENTITY_CACHE_LIMIT {
+                        cache.clear();
+                    }
+                    cache.insert(entity_id, found.clone());
+                }
+                found
+            }
+        };
+        match found {
+            Some((stream_id, c)) if c == category => Ok(stream_id),
+            _ => Err(ApiError::UnknownEntity(what)),
+        }
+    }
+}
+
+/// What a handler knows about the HTTP request besides its body.
+#[derive(Debug)]
+pub struct CommandContext {
+    pub key: Option<Keyed>,
+    pub metadata: Value,
+}
+
+impl CommandContext {
+    /// Metadata stored with every event: correlation id (from `X-Correlation-Id`, or new),
+    /// causation id (this request), and the actor.
+    pub fn new(headers: &HeaderMap, key: IdempotencyKey, hash: Vec<u8>, command: &str) -> Self {
+        let principal = "anonymous".to_owned();
+        let request_id = Uuid::now_v7().to_string();
+        let correlation = headers
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| request_id.clone(), str::to_owned);
+        let metadata = json!({
+            "correlationId": correlation,
+            "causationId": request_id,
+            "actor": principal,
+            "command": command,
+        });
+        let key = key.0.map(|key| Keyed {
+            principal,
+            key,
+            hash,
+        });
+        Self { key, metadata }
+    }
+
+    pub fn request<A: Decide>(
+        self,
+        command: A::Command,
+        status: StatusCode,
+        render: impl Fn(&A, &[A::Event]) -> Value + Send + Sync + 'static,
+    ) -> Request<A> {
+        Request {
+            command,
+            key: self.key,
+            metadata: self.metadata,
+            status: status.as_u16(),
+            render: Box::new(render),
+        }
+    }
+}
+
+/// Turns a writer's answer into the HTTP response: the body plus `version` and `position`.
+pub fn respond(result: Result<Committed, WriteError>) -> Response {
+    match result {
+        Ok(committed) => {
+            let mut body = committed.body;
+            body["version"] = json!(committed.version);
+            body["position"] = json!(committed.position);
+            let status = StatusCode::from_u16(committed.status).unwrap_or(StatusCode::OK);
+            let mut response = (status, Json(body)).into_response();
+            if committed.replayed {
+                response
+                    .headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            response
+        }
+        Err(WriteError::StoredRefusal { status, body }) => problem_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+            body,
+        ),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The whole router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .merge(routes::router())
+        .fallback(not_found)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the event log answers.
+async fn ready(State(state): State<AppState>) -> Response {
+    match sqlx::query("SELECT 1").execute(state.log.pool()).await {
+        Ok(_) => Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => ApiError::Unavailable(e.to_string()).into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    ApiError::UnknownEntity("resource").into_response()
+}
+
+/// The command API bound to its port, ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Connects to the event log, applies migrations, binds the port.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let log = EventLog::connect(
+            settings.database.url.expose_secret(),
+            settings.database.max_connections,
+        )
+        .await?;
+        Self::build_with_log(settings, log).await
+    }
+
+    /// As [`Application::build`], over an existing pool (tests pass a fresh database).
+    pub async fn build_with_log(settings: Settings, log: EventLog) -> Result<Self, StartupError> {
+        log.migrate().await?;
+        let listener =
+            TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?;
+        let router = app(AppState::new(log, &settings));
+        Ok(Self { listener, router })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

@@ -1,0 +1,14 @@
+//! command-api: telemetry → settings → application → serve until a shutdown signal.
+
+use command_api::settings::Settings;
+use command_api::{telemetry, Application};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    telemetry::init(&settings.log);
+    let application = Application::build(settings).await?;
+    tracing::info!(port = application.port(), "command-api listening");
+    application.run_until(telemetry::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! Coupon policies and coupons: create a policy, issue, use, cancel use, revoke.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use domain::coupon::{
+    CouponCommand, CouponEvent, CouponPolicy, CouponStatus, DiscountTerms, DiscountType, PolicySpec,
+};
+use domain::values::{Money, Quantity, Text, UserId};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::extract::{IdempotencyKey, JsonBody};
+use crate::{respond, AppState, CommandContext};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/coupon-policies", post(create_policy))
+        .route("/api/v1/coupons/issue", post(issue))
+        .route("/api/v1/coupons/{id}/use", post(use_coupon))
+        .route("/api/v1/coupons/{id}/cancel", post(cancel_use))
+        .route("/api/v1/coupons/{id}/revoke", post(revoke))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreatePolicy {
+    title: String,
+    #[serde(default)]
+    description: String,
+    total_quantity: i64,
+    start_time: DateTime<Utc>,
+    end_time: DateTime<Utc>,
+    discount_type: DiscountType,
+    discount_value: i64,
+    #[serde(default)]
+    minimum_order_amount: i64,
+    #[serde(default)]
+    maximum_discount_amount: i64,
+}
+
+async fn create_policy(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    key: IdempotencyKey,
+    body: JsonBody<CreatePolicy>,
+) -> Result<Response, ApiError> {
+    let b = body.value;
+    let terms = DiscountTerms::new(
+        b.discount_type,
+        b.discount_value,
+        Money::parse(b.minimum_order_amount, "minimumOrderAmount")?,
+        Money::parse(b.maximum_discount_amount, "maximumDiscountAmount")?,
+    )?;
+    let spec = PolicySpec::new(
+        Text::parse(&b.title, "title")?,
+        Text::parse_optional(&b.description, "description")?,
+        Quantity::parse(b.total_quantity, "totalQuantity")?,
+        b.start_time,
+        b.end_time,
+        terms,
+    )?;
+    let policy_id = Uuid::new_v4();
+    let request = CommandContext::new(&headers, key, body.hash, "CreateCouponPolicy").request(
+        CouponCommand::CreatePolicy { spec },
+        StatusCode::CREATED,
+        move |_: &CouponPolicy, _| json!({ "policyId": policy_id }),
+    );
+    Ok(respond(app.coupons.execute(policy_id, request).await))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Issue {
+    policy_id: Uuid,
+    user_id: i64,
+}
+
+async fn issue(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    key: IdempotencyKey,
+    body: JsonBody<Issue>,
+) -> Result<Response, ApiError> {
+    let user_id = UserId::parse(body.value.user_id, "userId")?;
+    let policy_id = body.value.policy_id;
+    let command = CouponCommand::IssueCoupon {
+        coupon_id: Uuid::new_v4(),
+        user_id,
+        now: Utc::now(),
+    };
+    let request = CommandContext::new(&headers, key, body.hash, "IssueCoupon").request(
+        command,
+        StatusCode::CREATED,
+        move |_: &CouponPolicy, events| match events {
+            [CouponEvent::CouponIssued {
+                coupon_id,
+                user_id,
+                expires_at,
+                ..
+            }] => json!({
+                "couponId": coupon_id, "policyId": policy_id, "userId": user_id,
+                "status": "AVAILABLE", "expiresAt": expires_at,
+            }),
+            _ => json!({ "policyId": policy_id }),
+        },
+    );
+    Ok(respond(app.coupons.execute(policy_id, request).await))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Use {
+    order_id: String,
+    order_amount: i64,
+}
+
+async fn use_coupon(
+    State(app): State<AppState>,
+    Path(coupon_id): Path<Uuid>,
+    headers: HeaderMap,
+    key: IdempotencyKey,
+    body: JsonBody<Use>,
+) -> Result<Response, ApiError> {
+    let command = CouponCommand::UseCoupon {
+        coupon_id,
+        acting_user: None,
+        order_id: Text::parse(&body.value.order_id, "orderId")?,
+        order_amount: Money::parse(body.value.order_amount, "orderAmount")?,
+        now: Utc::now(),
+    };
+    let policy_id = app.stream_of(coupon_id, "coupon", "coupon").await?;
+    let request = CommandContext::new(&headers, key, body.hash, "UseCoupon").request(
+        command,
+        StatusCode::OK,
+        move |_: &CouponPolicy, events| match events {
+            [CouponEvent::CouponUsed {
+                order_id,
+                order_amount,
+                discount,
+                ..
+            }] => json!({
+                "couponId": coupon_id, "policyId": policy_id, "status": "USED",
+                "orderId": order_id, "orderAmount": order_amount, "discountAmount": discount,
+            }),
+            _ => json!({ "couponId": coupon_id }),
+        },
+    );
+    Ok(respond(app.coupons.execute(policy_id, request).await))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+async fn cancel_use(
+    State(app): State<AppState>,
+    Path(coupon_id): Path<Uuid>,
+    headers: HeaderMap,
+    key: IdempotencyKey,
+    body: JsonBody<Empty>,
+) -> Result<Response, ApiError> {
+    let policy_id = app.stream_of(coupon_id, "coupon", "coupon").await?;
+    let now = Utc::now();
+    let request = CommandContext::new(&headers, key, body.hash, "CancelCouponUse").request(
+        CouponCommand::CancelCouponUse {
+            coupon_id,
+            acting_user: None,
+            now,
+        },
+        StatusCode::OK,
+        move |policy: &CouponPolicy, _| {
+            let status = policy
+                .coupon(&coupon_id)
+                .map(|c| CouponStatus::at(&c.state, c.expires_at, now));
+            json!({ "couponId": coupon_id, "policyId": policy_id, "status": status })
+        },
+    );
+    Ok(respond(app.coupons.execute(policy_id, request).await))
+}
+
+async fn revoke(
+    State(app): State<AppState>,
+    Path(coupon_id): Path<Uuid>,
+    headers: HeaderMap,
+    key: IdempotencyKey,
+    body: JsonBody<Empty>,
+) -> Result<Response, ApiError> {
+    let policy_id = app.stream_of(coupon_id, "coupon", "coupon").await?;
+    let request = CommandContext::new(&headers, key, body.hash, "RevokeCoupon").request(
+        CouponCommand::RevokeCoupon { coupon_id, now: Utc::now() },
+        StatusCode::OK,
+        move |_: &CouponPolicy, _| json!({ "couponId": coupon_id, "policyId": policy_id, "status": "CANCELED" }),
+    );
+    Ok(respond(app.coupons.execute(policy_id, request).await))
+}

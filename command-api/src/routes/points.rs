@@ -1,0 +1,165 @@
+//! Point accounts: earn, use, cancel a transaction.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use chrono::Utc;
+use domain::points::{point_account_id, PointAccount, PointCommand, PointEvent};
+use domain::values::{Points, Text, UserId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::extract::{IdempotencyKey, JsonBody};
+use crate::{respond, AppState, CommandContext};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/points/earn", post(earn))
+        .route("/api/v1/points/use", post(spend))
+        .route("/api/v1/points/cancel", post(cancel))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Movement {
+    user_id: i64,
+    amount: i64,
+    description: String,
+    #[serde(default)]
+    order_id: Option<String>,
+}
+
+/// The body of every point answer: the entry and the balance right after it.
+fn entry(events: &[PointEvent]) -> Value {
+    match events {
+        [PointEvent::Earned {
+            user_id,
+            transaction_id,
+            amount,
+            balance_after,
+            ..
+        }] => json!({
+            "transactionId": transaction_id, "userId": user_id, "type": "EARN",
+            "amount": amount, "balance": balance_after,
+        }),
+        [PointEvent::Spent {
+            user_id,
+            transaction_id,
+            amount,
+            balance_after,
+            ..
+        }] => json!({
+            "transactionId": transaction_id, "userId": user_id, "type": "USE",
+            "amount": amount, "balance": balance_after,
+        }),
+        [PointEvent::Canceled {
+            user_id,
+            transaction_id,
+            canceled_transaction_id,
+            canceled_kind,
+            amount,
+            balance_after,
+            ..
+        }] => json!({
+            "transactionId": transaction_id, "userId": user_id, "type": "CANCEL",
+            "canceledTransactionId": canceled_transaction_id, "canceledType": canceled_kind,
+            "amount": amount, "balance": balance_after,
+        }),
+        _ => Value::Null,
+    }
+}
+
+async fn earn(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    key: IdempotencyKey,
+    body: JsonBody<Movement>,
+) -> Result<Response, ApiError> {
+    let b = body.value;
+    if b.order_id.is_some() {
+        return Err(ApiError::bad_request(
+            "earning takes no orderId",
+            Some("orderId".into()),
+        ));
+    }
+    let user_id = UserId::parse(b.user_id, "userId")?;
+    let command = PointCommand::Earn {
+        user_id,
+        transaction_id: Uuid::new_v4(),
+        amount: Points::parse(b.amount, "amount")?,
+        description: Text::parse(&b.description, "description")?,
+        now: Utc::now(),
+    };
+    let request = CommandContext::new(&headers, key, body.hash, "EarnPoints").request(
+        command,
+        StatusCode::CREATED,
+        |_: &PointAccount, events| entry(events),
+    );
+    Ok(respond(
+        app.points.execute(point_account_id(user_id), request).await,
+    ))
+}
+
+async fn spend(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    key: IdempotencyKey,
+    body: JsonBody<Movement>,
+) -> Result<Response, ApiError> {
+    let b = body.value;
+    let user_id = UserId::parse(b.user_id, "userId")?;
+    let command = PointCommand::Use {
+        user_id,
+        transaction_id: Uuid::new_v4(),
+        amount: Points::parse(b.amount, "amount")?,
+        description: Text::parse(&b.description, "description")?,
+        order_id: b
+            .order_id
+            .as_deref()
+            .map(|o| Text::parse(o, "orderId"))
+            .transpose()?,
+        now: Utc::now(),
+    };
+    let request = CommandContext::new(&headers, key, body.hash, "UsePoints").request(
+        command,
+        StatusCode::CREATED,
+        |_: &PointAccount, events| entry(events),
+    );
+    Ok(respond(
+        app.points.execute(point_account_id(user_id), request).await,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Cancel {
+    user_id: i64,
+    transaction_id: Uuid,
+}
+
+async fn cancel(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    key: IdempotencyKey,
+    body: JsonBody<Cancel>,
+) -> Result<Response, ApiError> {
+    let user_id = UserId::parse(body.value.user_id, "userId")?;
+    let command = PointCommand::Cancel {
+        user_id,
+        transaction_id: Uuid::new_v4(),
+        canceled_transaction_id: body.value.transaction_id,
+        now: Utc::now(),
+    };
+    let request = CommandContext::new(&headers, key, body.hash, "CancelPointTransaction").request(
+        command,
+        StatusCode::CREATED,
+        |_: &PointAccount, events| entry(events),
+    );
+    Ok(respond(
+        app.points.execute(point_account_id(user_id), request).await,
+    ))
+}

@@ -1,0 +1,99 @@
+//! The command API's settings: `config/command-api.toml` (or the file named by `APP_CONFIG`),
+//! overridden by `APP_`-prefixed environment variables with `__` between levels, e.g.
+//! `APP_DATABASE__URL`, `APP_SERVER__PORT`.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    #[serde(default)]
+    pub writer: WriterSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    /// Address to bind; keep 127.0.0.1 unless a proxy in front needs otherwise.
+    pub host: String,
+    /// Port to bind; 0 picks a free one (tests).
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/db` — a secret: never logged.
+    pub url: SecretString,
+    /// Pool size. Writes go through one committer task, so few connections serve them; the
+    /// rest serve aggregate loads and idempotency look-ups.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    16
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WriterSettings {
+    /// Commands that may wait for one aggregate before new ones are refused with 503.
+    pub queue_capacity: usize,
+    /// Most commands one aggregate decides per batch.
+    pub max_batch: usize,
+    /// Most aggregate batches one transaction carries (group commit across aggregates).
+    pub max_commit_batch: usize,
+    /// Seconds an aggregate stays in memory without commands.
+    pub idle_seconds: u64,
+    /// How often a batch is decided again after losing a race to another writer.
+    pub max_attempts: u32,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 10_000,
+            max_batch: 512,
+            max_commit_batch: 256,
+            idle_seconds: 60,
+            max_attempts: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// `json` (default) or `pretty`.
+    pub format: String,
+    /// A tracing filter, e.g. `info,command_api=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: "json".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the file (when present) and the environment.
+    pub fn load() -> Result<Self, config::ConfigError> {
+        let file = std::env::var("APP_CONFIG").unwrap_or_else(|_| "config/command-api".into());
+        config::Config::builder()
+            .set_default("server.host", "127.0.0.1")?
+            .set_default("server.port", 8080)?
+            .add_source(config::File::with_name(&file).required(false))
+            .add_source(
+                config::Environment::with_prefix("APP")
+                    .prefix_separator("_")
+                    .separator("__"),
+            )
+            .build()?
+            .try_deserialize()
+    }
+}

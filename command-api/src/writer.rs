@@ -1,0 +1,738 @@
+//! One writer per aggregate, and group commit across aggregates (DESIGN.md "Hot aggregates").
+//!
+//! Commands for one aggregate queue to one task that keeps the aggregate in memory, decides
+//! the queued commands in order, and hands the whole batch to the [`Committer`], which appends
+//! the batches of many aggregates in one transaction. Within one process no two writers touch
+//! a stream, so commands never conflict with each other; optimistic concurrency in the event
+//! log still guards against another process, and a lost race reloads and decides again.
+//! Queues are bounded: a full one answers 503 instead of growing memory.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use domain::wire::{WireCodec, WireEvent};
+use domain::{Decide, DomainError};
+use eventlog::{
+    AppendBatch, Appended, EntityLink, EventLog, IdempotencyRecord, NewEvent, Snapshot,
+    StreamAppend,
+};
+use rand::Rng;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::settings::WriterSettings;
+
+/// Bumped when an aggregate's in-memory state changes shape: older snapshots are ignored.
+const STATE_FORMAT: i32 = 1;
+
+/// A request carrying an idempotency key: who sent it, the key, and the body's hash.
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    pub principal: String,
+    pub key: String,
+    pub hash: Vec<u8>,
+}
+
+/// A command with what is needed to answer it.
+pub struct Request<A: Decide> {
+    pub command: A::Command,
+    pub key: Option<Keyed>,
+    /// Stored with every event: correlation and causation ids, actor, trace context.
+    pub metadata: Value,
+    /// HTTP status of a success (201 for creations, 200 otherwise).
+    pub status: u16,
+    /// Builds the success body from the state after the command and its events. Called once
+    /// per decision (again after a lost race); its result is stored with the idempotency key.
+    pub render: Render<A>,
+}
+
+/// A command's success, fresh or replayed from its idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    pub status: u16,
+    pub body: Value,
+    pub version: i64,
+    pub position: i64,
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Refused(#[from] DomainError),
+    /// A refusal stored under the request's idempotency key, answered again as it was.
+    #[error("stored refusal")]
+    StoredRefusal { status: u16, body: Value },
+    #[error("idempotency key reused")]
+    KeyReused,
+    #[error("overloaded")]
+    Overloaded,
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Refused(e) => ApiError::Refused(e),
+            WriteError::KeyReused => ApiError::IdempotencyKeyReused,
+            WriteError::Overloaded => ApiError::Overloaded,
+            WriteError::Unavailable(cause) => ApiError::Unavailable(cause),
+            WriteError::StoredRefusal { .. } => {
+                ApiError::Unavailable("stored refusal not rendered".into())
+            }
+        }
+    }
+}
+
+/// Builds a success body; see [`Request::render`].
+pub type Render<A> = Box<dyn Fn(&A, &[<A as Decide>::Event]) -> Value + Send + Sync>;
+
+type Reply = oneshot::Sender<Result<Committed, WriteError>>;
+type Read<A> = Box<dyn FnOnce(Result<&A, WriteError>) + Send>;
+
+/// A command waiting for its answer.
+type Pending<A> = (Box<Request<A>>, Reply);
+/// Each aggregate's writer queue, with the generation of the writer task behind it.
+type Registry<A> = Mutex<HashMap<Uuid, (u64, mpsc::Sender<Job<A>>)>>;
+
+enum Job<A: Decide> {
+    Command(Box<Request<A>>, Reply),
+    Read(Read<A>),
+}
+
+// ---- the committer ----------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommitError {
+    /// Another writer won a stream, key or entity: decide again on fresh state.
+    Race,
+    Unavailable(String),
+}
+
+struct CommitJob {
+    batch: AppendBatch,
+    reply: oneshot::Sender<Result<Vec<Appended>, CommitError>>,
+}
+
+/// Appends the batches of many aggregate writers in one transaction each round.
+#[derive(Debug, Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<CommitJob>,
+}
+
+impl Committer {
+    pub fn start(log: EventLog, max_commit_batch: usize) -> Self {
+        // Each writer has at most one batch in flight, so this bound is never the limit that
+        // matters; the writers' own queues are.
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(run_committer(log, rx, max_commit_batch));
+        Self { tx }
+    }
+
+    pub async fn commit(&self, batch: AppendBatch) -> Result<Vec<Appended>, CommitError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(CommitJob { batch, reply })
+            .await
+            .map_err(|_| CommitError::Unavailable("committer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| CommitError::Unavailable("committer stopped".into()))?
+    }
+}
+
+fn classify(e: eventlog::StoreError) -> CommitError {
+    if e.is_race() {
+        CommitError::Race
+    } else {
+        CommitError::Unavailable(e.to_string())
+    }
+}
+
+async fn run_committer(log: EventLog, mut rx: mpsc::Receiver<CommitJob>, max: usize) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < max {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        if jobs.len() == 1 {
+            let job = jobs.remove(0);
+            let _ = job
+                .reply
+                .send(log.append(&job.batch).await.map_err(classify));
+            continue;
+        }
+        let mut merged = AppendBatch::default();
+        for job in &jobs {
+            merged.streams.extend(job.batch.streams.iter().cloned());
+            merged
+                .idempotency
+                .extend(job.batch.idempotency.iter().cloned());
+            merged.links.extend(job.batch.links.iter().cloned());
+        }
+        match log.append(&merged).await {
+            Ok(appended) => {
+                let by_stream: HashMap<Uuid, Appended> =
+                    appended.into_iter().map(|a| (a.stream_id, a)).collect();
+                for job in jobs {
+                    let own = job
+                        .batch
+                        .streams
+                        .iter()
+                        .filter_map(|s| by_stream.get(&s.stream_id).copied())
+                        .collect();
+                    let _ = job.reply.send(Ok(own));
+                }
+            }
+            // One batch lost a race: retry each alone so only the loser has to decide again.
+            Err(e) if e.is_race() => {
+                for job in jobs {
+                    let _ = job
+                        .reply
+                        .send(log.append(&job.batch).await.map_err(classify));
+                }
+            }
+            Err(e) => {
+                let error = CommitError::Unavailable(e.to_string());
+                for job in jobs {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+// ---- the per-aggregate writers ----------------------------------------------------------
+
+/// The writers of one aggregate type, created on first use and dropped when idle.
+pub struct Aggregates<A: Decide> {
+    inner: Arc<Inner<A>>,
+}
+
+impl<A: Decide> std::fmt::Debug for Aggregates<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aggregates")
+            .field("category", &A::CATEGORY)
+            .finish()
+    }
+}
+
+impl<A: Decide> std::fmt::Debug for Request<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("key", &self.key)
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
+impl<A: Decide> Clone for Aggregates<A> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<A: Decide> {
+    log: EventLog,
+    committer: Committer,
+    settings: WriterSettings,
+    writers: Registry<A>,
+    generation: AtomicU64,
+}
+
+impl<A> Aggregates<A>
+where
+    A: Decide + Serialize + DeserializeOwned,
+    A::Command: Clone,
+{
+    pub fn new(log: EventLog, committer: Committer, settings: WriterSettings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                log,
+                committer,
+                settings,
+                writers: Mutex::new(HashMap::new()),
+                generation: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Decides and appends a command on aggregate `id`.
+    pub async fn execute(&self, id: Uuid, request: Request<A>) -> Result<Committed, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(id, Job::Command(Box::new(request), reply))?;
+        answer
+            .await
+            .map_err(|_| WriteError::Unavailable("aggregate writer stopped".into()))?
+    }
+
+    /// Reads from aggregate `id`'s committed state, in its writer (so it sees every command
+    /// answered before).
+    pub async fn read<R: Send + 'static>(
+        &self,
+        id: Uuid,
+        f: impl FnOnce(&A) -> R + Send + 'static,
+    ) -> Result<R, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let job: Read<A> = Box::new(move |state| {
+            let _ = reply.send(state.map(f));
+        });
+        self.send(id, Job::Read(job))?;
+        answer
+            .await
+            .map_err(|_| WriteError::Unavailable("aggregate writer stopped".into()))?
+    }
+
+    fn send(&self, id: Uuid, mut job: Job<A>) -> Result<(), WriteError> {
+        // A writer that went idle closes its queue; the next command starts a new one.
+        for _ in 0..3 {
+            let (generation, sender) = self.writer_for(id);
+            match sender.try_send(job) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => return Err(WriteError::Overloaded),
+                Err(mpsc::error::TrySendError::Closed(returned)) => {
+                    self.inner.forget(id, generation);
+                    job = returned;
+                }
+            }
+        }
+        Err(WriteError::Unavailable(
+            "aggregate writer restarting".into(),
+        ))
+    }
+
+    fn writer_for(&self, id: Uuid) -> (u64, mpsc::Sender<Job<A>>) {
+        let mut writers = self.inner.writers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((generation, sender)) = writers.get(&id) {
+            return (*generation, sender.clone());
+        }
+        let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = mpsc::channel(self.inner.settings.queue_capacity);
+        writers.insert(id, (generation, sender.clone()));
+        let writer = Writer::<A> {
+            id,
+            inner: self.inner.clone(),
+            state: None,
+            snapshot_version: 0,
+        };
+        tokio::spawn(writer.run(generation, receiver));
+        (generation, sender)
+    }
+
+    /// Aggregates held in memory now.
+    pub fn in_memory(&self) -> usize {
+        self.inner.writers.lock().map(|w| w.len()).unwrap_or(0)
+    }
+}
+
+impl<A: Decide> Inner<A> {
+    fn forget(&self, id: Uuid, generation: u64) {
+        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+        if writers.get(&id).is_some_and(|(g, _)| *g == generation) {
+            writers.remove(&id);
+        }
+    }
+}
+
+struct Loaded<A> {
+    aggregate: A,
+    version: i64,
+}
+
+struct Writer<A: Decide> {
+    id: Uuid,
+    inner: Arc<Inner<A>>,
+    /// `None` until loaded, and again after a failed commit (the in-memory state may hold
+    /// events that were not appended).
+    state: Option<Loaded<A>>,
+    snapshot_version: i64,
+}
+
+/// What deciding one command gave.
+enum Decided {
+    Accepted { events: usize, body: Value },
+    Refused(DomainError),
+}
+
+impl<A> Writer<A>
+where
+    A: Decide + Serialize + DeserializeOwned,
+    A::Command: Clone,
+{
+    async fn run(mut self, generation: u64, mut rx: mpsc::Receiver<Job<A>>) {
+        let idle = Duration::from_secs(self.inner.settings.idle_seconds);
+        loop {
+            let first = match tokio::time::timeout(idle, rx.recv()).await {
+                Ok(Some(job)) => job,
+                Ok(None) => break,
+                Err(_) => {
+                    // Idle: refuse new jobs (senders start a new writer), finish what raced in.
+                    rx.close();
+                    let mut rest = vec![];
+                    while let Ok(job) = rx.try_recv() {
+                        rest.push(job);
+                    }
+                    if !rest.is_empty() {
+                        self.process(rest).await;
+                    }
+                    break;
+                }
+            };
+            let mut jobs = vec![first];
+            while jobs.len() < self.inner.settings.max_batch {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.process(jobs).await;
+        }
+        self.inner.forget(self.id, generation);
+        if let Some(state) = &self.state {
+            if state.version > self.snapshot_version {
+                self.save_snapshot().await;
+            }
+        }
+    }
+
+    async fn process(&mut self, jobs: Vec<Job<A>>) {
+        let mut commands = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match job {
+                Job::Command(request, reply) => commands.push((request, reply)),
+                Job::Read(read) => match self.ensure_loaded().await {
+                    Ok(()) => read(Ok(&self.state.as_ref().expect("loaded").aggregate)),
+                    Err(e) => read(Err(e)),
+                },
+            }
+        }
+        // Two commands with the same idempotency key in one batch: the later one waits for the
+        // next round, where it finds the first one's stored answer.
+        while !commands.is_empty() {
+            let mut keys = HashSet::new();
+            let (now, later): (Vec<_>, Vec<_>) =
+                commands.into_iter().partition(|(r, _)| match &r.key {
+                    Some(k) => keys.insert((k.principal.clone(), k.key.clone())),
+                    None => true,
+                });
+            self.round(now).await;
+            commands = later;
+        }
+    }
+
+    /// Decides a batch and commits it, deciding again (bounded) after a lost race.
+    async fn round(&mut self, mut pending: Vec<Pending<A>>) {
+        let mut attempt = 0;
+        loop {
+            if let Err(e) = self.ensure_loaded().await {
+                return fail_all(pending, e);
+            }
+            pending = match self.answer_stored_keys(pending).await {
+                Ok(p) => p,
+                Err((p, e)) => return fail_all(p, e),
+            };
+            if pending.is_empty() {
+                return;
+            }
+            let (batch, decided) = self.decide(&pending);
+            if batch.streams.iter().all(|s| s.events.is_empty()) && batch.idempotency.is_empty() {
+                return reply_all(pending, decided, 0, 0);
+            }
+            match self.inner.committer.commit(batch).await {
+                Ok(appended) => {
+                    let state = self.state.as_mut().expect("loaded");
+                    let base = state.version;
+                    if let Some(a) = appended.first() {
+                        state.version = a.version;
+                    }
+                    let first_position = appended.first().map_or(0, |a| a.first_position);
+                    self.maybe_snapshot();
+                    return reply_all(pending, decided, base, first_position);
+                }
+                Err(CommitError::Race) => {
+                    self.state = None;
+                    attempt += 1;
+                    if attempt >= self.inner.settings.max_attempts {
+                        return fail_all(
+                            pending,
+                            WriteError::Unavailable("contention: too many retries".into()),
+                        );
+                    }
+                    let backoff = rand::rng().random_range(1..=4u64) * u64::from(attempt);
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
+                }
+                Err(CommitError::Unavailable(cause)) => {
+                    self.state = None;
+                    return fail_all(pending, WriteError::Unavailable(cause));
+                }
+            }
+        }
+    }
+
+    /// Decides every pending command in order against the in-memory state (applying each
+    /// accepted command's events before the next), and builds the batch to append.
+    fn decide(&mut self, pending: &[Pending<A>]) -> (AppendBatch, Vec<Decided>) {
+        let state = self.state.as_mut().expect("loaded");
+        let mut version = state.version;
+        let mut stream = StreamAppend {
+            stream_id: self.id,
+            category: A::CATEGORY.to_owned(),
+            expected_version: state.version,
+            events: vec![],
+        };
+        let mut batch = AppendBatch::default();
+        let mut decided = Vec::with_capacity(pending.len());
+        for (request, _) in pending {
+            match state.aggregate.decide(request.command.clone()) {
+                Ok(events) => {
+                    for event in &events {
+                        let wire = event.to_wire();
+                        if let Some(entity_id) = A::created_entity(event) {
+                            batch.links.push(EntityLink {
+                                entity_id,
+                                stream_id: self.id,
+                                category: A::CATEGORY.to_owned(),
+                            });
+                        }
+                        stream.events.push(NewEvent {
+                            event_id: Uuid::now_v7(),
+                            event_type: wire.event_type,
+                            schema_version: wire.version as i16,
+                            data: wire.data,
+                            metadata: request.metadata.clone(),
+                        });
+                        state.aggregate.apply_event(event.clone());
+                    }
+                    version += events.len() as i64;
+                    let body = (request.render)(&state.aggregate, &events);
+                    if let Some(key) = &request.key {
+                        batch.idempotency.push(IdempotencyRecord {
+                            principal: key.principal.clone(),
+                            key: key.key.clone(),
+                            request_hash: key.hash.clone(),
+                            status: request.status as i16,
+                            body: body.clone(),
+                            stream: Some((self.id, version)),
+                        });
+                    }
+                    decided.push(Decided::Accepted {
+                        events: events.len(),
+                        body,
+                    });
+                }
+                Err(refusal) => {
+                    if let Some(key) = &request.key {
+                        let (status, body) = ApiError::Refused(refusal.clone()).problem();
+                        batch.idempotency.push(IdempotencyRecord {
+                            principal: key.principal.clone(),
+                            key: key.key.clone(),
+                            request_hash: key.hash.clone(),
+                            status: status.as_u16() as i16,
+                            body,
+                            stream: None,
+                        });
+                    }
+                    decided.push(Decided::Refused(refusal));
+                }
+            }
+        }
+        batch.streams.push(stream);
+        (batch, decided)
+    }
+
+    /// Answers commands whose idempotency key has a stored answer; returns the rest.
+    async fn answer_stored_keys(
+        &self,
+        pending: Vec<Pending<A>>,
+    ) -> Result<Vec<Pending<A>>, (Vec<Pending<A>>, WriteError)> {
+        let mut by_principal: HashMap<&str, Vec<String>> = HashMap::new();
+        for (request, _) in &pending {
+            if let Some(k) = &request.key {
+                by_principal
+                    .entry(k.principal.as_str())
+                    .or_default()
+                    .push(k.key.clone());
+            }
+        }
+        if by_principal.is_empty() {
+            return Ok(pending);
+        }
+        let mut stored = HashMap::new();
+        for (principal, keys) in by_principal {
+            match self.inner.log.idempotent_answers(principal, &keys).await {
+                Ok(answers) => {
+                    for answer in answers {
+                        stored.insert((principal.to_owned(), answer.key.clone()), answer);
+                    }
+                }
+                Err(e) => {
+                    let error = WriteError::Unavailable(e.to_string());
+                    return Err((pending, error));
+                }
+            }
+        }
+        let mut rest = Vec::with_capacity(pending.len());
+        for (request, reply) in pending {
+            let found = request
+                .key
+                .as_ref()
+                .and_then(|k| stored.get(&(k.principal.clone(), k.key.clone())));
+            let Some(answer) = found else {
+                rest.push((request, reply));
+                continue;
+            };
+            let hash = &request.key.as_ref().expect("keyed").hash;
+            let result = if &answer.request_hash != hash {
+                Err(WriteError::KeyReused)
+            } else if (200..300).contains(&answer.status) {
+                Ok(Committed {
+                    status: answer.status as u16,
+                    body: answer.body.clone(),
+                    version: answer.stream.map_or(0, |s| s.1),
+                    position: answer.position.unwrap_or(0),
+                    replayed: true,
+                })
+            } else {
+                Err(WriteError::StoredRefusal {
+                    status: answer.status as u16,
+                    body: answer.body.clone(),
+                })
+            };
+            let _ = reply.send(result);
+        }
+        Ok(rest)
+    }
+
+    async fn ensure_loaded(&mut self) -> Result<(), WriteError> {
+        if self.state.is_some() {
+            return Ok(());
+        }
+        let unavailable = |e: eventlog::StoreError| WriteError::Unavailable(e.to_string());
+        let mut aggregate = A::default();
+        let mut version = 0;
+        if let Some(snapshot) = self
+            .inner
+            .log
+            .load_snapshot(self.id, STATE_FORMAT)
+            .await
+            .map_err(unavailable)?
+        {
+            // A snapshot that no longer deserializes is ignored: the stream is replayed whole.
+            if let Ok(state) = serde_json::from_value::<A>(snapshot.state) {
+                aggregate = state;
+                version = snapshot.version;
+                self.snapshot_version = version;
+            }
+        }
+        for recorded in self
+            .inner
+            .log
+            .read_stream(self.id, version, None)
+            .await
+            .map_err(unavailable)?
+        {
+            let wire = WireEvent {
+                event_type: recorded.event_type,
+                version: recorded.schema_version as u16,
+                data: recorded.data,
+            };
+            let event = A::Event::from_wire(&wire)
+                .map_err(|e| WriteError::Unavailable(format!("stream {}: {e}", self.id)))?;
+            aggregate.apply_event(event);
+            version = recorded.version;
+        }
+        self.state = Some(Loaded { aggregate, version });
+        Ok(())
+    }
+
+    /// Snapshots when the events since the last snapshot reach the snapshot's own size (and at
+    /// least 1,000): a long stream costs at most twice its length in snapshot writes, and a
+    /// cold load replays at most half of it. Idle writers snapshot when they stop.
+    fn maybe_snapshot(&mut self) {
+        let Some(state) = &self.state else { return };
+        let since = state.version - self.snapshot_version;
+        if since < 1_000 || since < self.snapshot_version {
+            return;
+        }
+        self.snapshot_version = state.version;
+        let (log, id, snapshot) = (self.inner.log.clone(), self.id, self.snapshot_of(state));
+        tokio::spawn(async move {
+            if let Some(snapshot) = snapshot {
+                if let Err(e) = log
+                    .save_snapshot(id, A::CATEGORY, STATE_FORMAT, &snapshot)
+                    .await
+                {
+                    tracing::warn!(error = %e, stream = %id, "snapshot not saved");
+                }
+            }
+        });
+    }
+
+    async fn save_snapshot(&mut self) {
+        let Some(state) = &self.state else { return };
+        if let Some(snapshot) = self.snapshot_of(state) {
+            if let Err(e) = self
+                .inner
+                .log
+                .save_snapshot(self.id, A::CATEGORY, STATE_FORMAT, &snapshot)
+                .await
+            {
+                tracing::warn!(error = %e, stream = %self.id, "snapshot not saved");
+            }
+        }
+    }
+
+    fn snapshot_of(&self, state: &Loaded<A>) -> Option<Snapshot> {
+        let value = serde_json::to_value(&state.aggregate).ok()?;
+        Some(Snapshot {
+            version: state.version,
+            state: value,
+        })
+    }
+}
+
+fn fail_all<A: Decide>(pending: Vec<Pending<A>>, error: WriteError) {
+    for (_, reply) in pending {
+        let _ = reply.send(Err(error.clone()));
+    }
+}
+
+/// Answers each command of a committed batch: its version and the position of its last event.
+fn reply_all<A: Decide>(
+    pending: Vec<Pending<A>>,
+    decided: Vec<Decided>,
+    base_version: i64,
+    first_position: i64,
+) {
+    let mut version = base_version;
+    let mut position = first_position - 1;
+    for ((request, reply), outcome) in pending.into_iter().zip(decided) {
+        let result = match outcome {
+            Decided::Accepted { events, body } => {
+                version += events as i64;
+                position += events as i64;
+                Ok(Committed {
+                    status: request.status,
+                    body,
+                    version,
+                    position,
+                    replayed: false,
+                })
+            }
+            Decided::Refused(refusal) => Err(WriteError::Refused(refusal)),
+        };
+        let _ = reply.send(result);
+    }
+}
