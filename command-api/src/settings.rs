@@ -38,6 +38,7 @@ fn default_max_connections() -> u32 {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct WriterSettings {
     /// Commands that may wait for one aggregate before new ones are refused with 503.
     pub queue_capacity: usize,
@@ -64,6 +65,7 @@ impl Default for WriterSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct LogSettings {
     /// `json` (default) or `pretty`.
     pub format: String,

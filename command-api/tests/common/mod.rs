@@ -1,46 +1,80 @@
-//! Test harness: the real command API on port 0 over a fresh database, and a JSON client.
+//! Black-box harness: the real `command-api` binary on port 0 over a fresh database per test,
+//! a JSON client, and the event log to check outcomes against.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
 use chrono::{Duration, Utc};
-use command_api::settings::{
-    DatabaseSettings, LogSettings, ServerSettings, Settings, WriterSettings,
-};
-use command_api::Application;
 use eventlog::EventLog;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
+/// A running `command-api` binary (killed when dropped) and the log it writes to.
 pub struct TestApp {
     pub base: String,
     pub client: Client,
     pub log: EventLog,
+    child: Child,
 }
 
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The URL of the fresh database `#[sqlx::test]` made, on the server of `DATABASE_URL`.
+pub fn url_of(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").unwrap();
+    let db = pool.connect_options().get_database().unwrap().to_owned();
+    let (server, _) = base.rsplit_once('/').unwrap();
+    format!("{server}/{db}")
+}
+
+/// Starts the real binary on port 0 over the test's fresh database, configured only through
+/// `APP_` variables, and waits for the port it logs.
 pub async fn spawn(pool: PgPool) -> TestApp {
-    let settings = Settings {
-        server: ServerSettings {
-            host: "127.0.0.1".into(),
-            port: 0,
-        },
-        database: DatabaseSettings {
-            url: "unused: the pool is given".to_owned().into(),
-            max_connections: 8,
-        },
-        writer: WriterSettings::default(),
-        log: LogSettings::default(),
-    };
-    let log = EventLog::from_pool(pool);
-    let app = Application::build_with_log(settings, log.clone())
-        .await
+    let mut child = Command::new(env!("CARGO_BIN_EXE_command-api"))
+        .env("APP_CONFIG", "/nonexistent")
+        .env("APP_SERVER__PORT", "0")
+        .env("APP_DATABASE__URL", url_of(&pool))
+        .env("APP_LOG__FORMAT", "json")
+        .env("RUST_LOG", "warn,command_api=info")
+        .stdout(Stdio::piped())
+        .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until(std::future::pending()));
+    let stdout = child.stdout.take().unwrap();
+    let port = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("the binary logs its port before exiting")
+                .unwrap();
+            let log: Value = serde_json::from_str(&line).expect("structured JSON logs");
+            if log["message"] == "command-api listening" {
+                break log["port"].as_u64().unwrap();
+            }
+        };
+        // Keep draining the pipe so the binary never blocks on a full stdout.
+        std::thread::spawn(move || for _ in lines {});
+        port
+    })
+    .await
+    .unwrap();
     let client = Client::builder()
         .pool_max_idle_per_host(64)
         .build()
         .unwrap();
-    TestApp { base, client, log }
+    TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        client,
+        log: EventLog::from_pool(pool),
+        child,
+    }
 }
 
 pub struct Answer {

@@ -1,0 +1,222 @@
+//! Races through HTTP (SPEC "correct under any concurrency"): many concurrent requests on one
+//! hot aggregate, each outcome checked against the answers and against the event log.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::{spawn, Answer, TestApp};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+/// Fires every body at `path` at once and returns the answers.
+async fn storm(app: &Arc<TestApp>, path: &str, bodies: Vec<Value>) -> Vec<Answer> {
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let app = app.clone();
+            let path = path.to_owned();
+            tokio::spawn(async move { app.post(&path, body).await })
+        })
+        .collect();
+    let mut answers = vec![];
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
+
+fn count(answers: &[Answer], status: StatusCode) -> usize {
+    answers.iter().filter(|a| a.status == status).count()
+}
+
+#[sqlx::test(migrations = false)]
+async fn two_thousand_concurrent_issues_for_a_policy_of_500_issue_exactly_500_once_per_user(
+    pool: PgPool,
+) {
+    let app = Arc::new(spawn(pool).await);
+    let policy = app.policy(500).await;
+    let bodies = (1..=2000)
+        .map(|user| json!({ "policyId": policy, "userId": user }))
+        .collect();
+    let answers = storm(&app, "/api/v1/coupons/issue", bodies).await;
+
+    assert_eq!(count(&answers, StatusCode::CREATED), 500);
+    assert_eq!(count(&answers, StatusCode::UNPROCESSABLE_ENTITY), 1500);
+    assert!(answers
+        .iter()
+        .filter(|a| a.status == StatusCode::UNPROCESSABLE_ENTITY)
+        .all(|a| a.body["code"] == "COUPONS_EXHAUSTED"));
+
+    let issued: Vec<Value> = app
+        .events()
+        .await
+        .into_iter()
+        .filter(|(t, _)| t == "coupon.issued")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(issued.len(), 500, "the log holds exactly 500 issues");
+    let users: HashSet<i64> = issued
+        .iter()
+        .map(|d| d["userId"].as_i64().unwrap())
+        .collect();
+    assert_eq!(users.len(), 500, "no user twice");
+    let answered: HashSet<String> = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::CREATED)
+        .map(|a| a.body["couponId"].as_str().unwrap().to_owned())
+        .collect();
+    let logged: HashSet<String> = issued
+        .iter()
+        .map(|d| d["couponId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        answered, logged,
+        "every coupon answered 'created' is in the log, and only those"
+    );
+    let counts: HashSet<i64> = issued
+        .iter()
+        .map(|d| d["issuedCount"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        counts,
+        (1..=500).collect(),
+        "issued counts 1..=500, each once"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_thousand_concurrent_orders_for_300_units_create_exactly_300(pool: PgPool) {
+    let app = Arc::new(spawn(pool).await);
+    let sale = app.sale(300, None).await;
+    let bodies = (1..=1000)
+        .map(|user| json!({ "timeSaleId": sale, "userId": user, "quantity": 1 }))
+        .collect();
+    let answers = storm(&app, "/api/v1/orders", bodies).await;
+
+    assert_eq!(count(&answers, StatusCode::CREATED), 300);
+    let refused: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| a.status != StatusCode::CREATED)
+        .collect();
+    assert_eq!(refused.len(), 700);
+    assert!(refused
+        .iter()
+        .all(|a| a.status == StatusCode::UNPROCESSABLE_ENTITY && a.body["code"] == "SOLD_OUT"));
+
+    let orders: Vec<Value> = app
+        .events()
+        .await
+        .into_iter()
+        .filter(|(t, _)| t == "order.created")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(orders.len(), 300);
+    let sold: i64 = orders.iter().map(|d| d["quantity"].as_i64().unwrap()).sum();
+    assert_eq!(sold, 300, "zero oversell");
+    let answered: HashSet<String> = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::CREATED)
+        .map(|a| a.body["orderId"].as_str().unwrap().to_owned())
+        .collect();
+    let logged: HashSet<String> = orders
+        .iter()
+        .map(|d| d["orderId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        answered, logged,
+        "zero lost orders: every 'created' is in the log"
+    );
+    assert_eq!(
+        orders
+            .iter()
+            .map(|d| d["remainingStock"].as_i64().unwrap())
+            .min(),
+        Some(0)
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn two_hundred_concurrent_uses_of_10_points_on_1000_leave_exactly_zero(pool: PgPool) {
+    let app = Arc::new(spawn(pool).await);
+    let earned = app
+        .post(
+            "/api/v1/points/earn",
+            json!({ "userId": 42, "amount": 1000, "description": "gift" }),
+        )
+        .await;
+    assert_eq!(earned.status, StatusCode::CREATED);
+    let bodies = (0..200)
+        .map(|_| json!({ "userId": 42, "amount": 10, "description": "checkout" }))
+        .collect();
+    let answers = storm(&app, "/api/v1/points/use", bodies).await;
+
+    assert_eq!(count(&answers, StatusCode::CREATED), 100);
+    assert_eq!(count(&answers, StatusCode::UNPROCESSABLE_ENTITY), 100);
+    let balances: Vec<i64> = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::CREATED)
+        .map(|a| a.body["balance"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        balances.iter().copied().collect::<HashSet<_>>(),
+        (0..100).map(|n| n * 10).collect()
+    );
+
+    let events = app.events().await;
+    let spent: Vec<&Value> = events
+        .iter()
+        .filter(|(t, _)| t == "point.spent")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(spent.len(), 100);
+    let balance: i64 = 1000
+        - spent
+            .iter()
+            .map(|d| d["amount"].as_i64().unwrap())
+            .sum::<i64>();
+    assert_eq!(balance, 0, "the log sums to a zero balance");
+    assert_eq!(events.last().unwrap().1["balanceAfter"], 0);
+}
+
+#[sqlx::test(migrations = false)]
+async fn two_instances_racing_on_one_policy_still_issue_exactly_the_total(pool: PgPool) {
+    // Two command APIs over one database: each keeps its own in-memory writer for the policy,
+    // so they really race; the log's optimistic concurrency makes the loser decide again.
+    let first = Arc::new(spawn(pool.clone()).await);
+    let second = Arc::new(spawn(pool).await);
+    let policy = first.policy(150).await;
+    let mut tasks = vec![];
+    for user in 1..=600 {
+        let app = if user % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        let body = json!({ "policyId": policy, "userId": user });
+        tasks.push(tokio::spawn(async move {
+            app.post("/api/v1/coupons/issue", body).await
+        }));
+    }
+    let mut answers = vec![];
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    assert_eq!(
+        count(&answers, StatusCode::CREATED),
+        150,
+        "{:?}",
+        answers.iter().map(|a| a.status).collect::<HashSet<_>>()
+    );
+    assert_eq!(count(&answers, StatusCode::UNPROCESSABLE_ENTITY), 450);
+    let issued = first
+        .events()
+        .await
+        .into_iter()
+        .filter(|(t, _)| t == "coupon.issued")
+        .count();
+    assert_eq!(issued, 150);
+}
