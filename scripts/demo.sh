@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# A short walk through the command API: a coupon campaign, points, a flash sale. Prints each
+# request and the answer. Needs a running command-api (./dev run starts one).
+set -euo pipefail
+API=${API:-http://127.0.0.1:8080}
+
+post() {
+  local path=$1 body=$2
+  printf '\n→ POST %s %s\n' "$path" "$body" >&2
+  curl -sS -X POST "$API$path" -H 'content-type: application/json' -d "$body" | tee /dev/stderr
+  echo >&2
+}
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+
+start=$(date -u -d '-1 minute' +%FT%TZ)
+end=$(date -u -d '+1 day' +%FT%TZ)
+
+echo "== coupons: a campaign of 2, issued to users 1 and 2; user 3 finds it exhausted" >&2
+policy=$(post /api/v1/coupon-policies "{\"title\":\"Winter sale\",\"totalQuantity\":2,\"startTime\":\"$start\",\"endTime\":\"$end\",\"discountType\":\"PERCENTAGE\",\"discountValue\":10,\"minimumOrderAmount\":10000,\"maximumDiscountAmount\":5000}" | field policyId)
+coupon=$(post /api/v1/coupons/issue "{\"policyId\":\"$policy\",\"userId\":1}" | field couponId)
+post /api/v1/coupons/issue "{\"policyId\":\"$policy\",\"userId\":2}" >/dev/null
+post /api/v1/coupons/issue "{\"policyId\":\"$policy\",\"userId\":3}" >/dev/null
+post "/api/v1/coupons/$coupon/use" '{"orderId":"ORD-1001","orderAmount":42000}' >/dev/null
+
+echo "== points: earn 1,000, spend 300, a retry with the same Idempotency-Key changes nothing" >&2
+post /api/v1/points/earn '{"userId":1,"amount":1000,"description":"welcome"}' >/dev/null
+printf "\n→ POST /api/v1/points/use twice with one Idempotency-Key\n" >&2
+for _ in 1 2; do
+  curl -sS -X POST "$API/api/v1/points/use" -H 'content-type: application/json' \
+    -H "Idempotency-Key: demo-use-1-$policy" -d '{"userId":1,"amount":300,"description":"checkout"}' >&2
+  echo >&2
+done
+
+echo "== flash sale: 1 unit; the second buyer finds it sold out" >&2
+product=$(post /api/v1/products '{"name":"Noise-cancelling headphones","price":300000}' | field productId)
+sale=$(post /api/v1/time-sales "{\"productId\":\"$product\",\"discountPrice\":199000,\"quantity\":1,\"startAt\":\"$start\",\"endAt\":\"$end\"}" | field timeSaleId)
+post /api/v1/orders "{\"timeSaleId\":\"$sale\",\"userId\":1,\"quantity\":1}" >/dev/null
+post /api/v1/orders "{\"timeSaleId\":\"$sale\",\"userId\":2,\"quantity\":1}" >/dev/null
