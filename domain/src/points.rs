@@ -107,6 +107,41 @@ pub enum PointEvent {
 }
 
 impl PointEvent {
+    pub fn user_id(&self) -> UserId {
+        match self {
+            PointEvent::Earned { user_id, .. }
+            | PointEvent::Spent { user_id, .. }
+            | PointEvent::Canceled { user_id, .. } => *user_id,
+        }
+    }
+
+    /// The id of the history entry this event is.
+    pub fn transaction_id(&self) -> Uuid {
+        match self {
+            PointEvent::Earned { transaction_id, .. }
+            | PointEvent::Spent { transaction_id, .. }
+            | PointEvent::Canceled { transaction_id, .. } => *transaction_id,
+        }
+    }
+
+    /// The kind of history entry this event is.
+    pub fn kind(&self) -> TransactionKind {
+        match self {
+            PointEvent::Earned { .. } => TransactionKind::Earn,
+            PointEvent::Spent { .. } => TransactionKind::Use,
+            PointEvent::Canceled { .. } => TransactionKind::Cancel,
+        }
+    }
+
+    /// The points moved (for a cancellation: the cancelled transaction's amount).
+    pub fn amount(&self) -> Points {
+        match self {
+            PointEvent::Earned { amount, .. }
+            | PointEvent::Spent { amount, .. }
+            | PointEvent::Canceled { amount, .. } => *amount,
+        }
+    }
+
     pub fn balance_after(&self) -> i64 {
         match self {
             PointEvent::Earned { balance_after, .. }

@@ -35,42 +35,23 @@ struct Movement {
 
 /// The body of every point answer: the entry and the balance right after it.
 fn entry(events: &[PointEvent]) -> Value {
-    match events {
-        [PointEvent::Earned {
-            user_id,
-            transaction_id,
-            amount,
-            balance_after,
-            ..
-        }] => json!({
-            "transactionId": transaction_id, "userId": user_id, "type": "EARN",
-            "amount": amount, "balance": balance_after,
-        }),
-        [PointEvent::Spent {
-            user_id,
-            transaction_id,
-            amount,
-            balance_after,
-            ..
-        }] => json!({
-            "transactionId": transaction_id, "userId": user_id, "type": "USE",
-            "amount": amount, "balance": balance_after,
-        }),
-        [PointEvent::Canceled {
-            user_id,
-            transaction_id,
-            canceled_transaction_id,
-            canceled_kind,
-            amount,
-            balance_after,
-            ..
-        }] => json!({
-            "transactionId": transaction_id, "userId": user_id, "type": "CANCEL",
-            "canceledTransactionId": canceled_transaction_id, "canceledType": canceled_kind,
-            "amount": amount, "balance": balance_after,
-        }),
-        _ => Value::Null,
+    let Some(event) = events.first() else {
+        return Value::Null;
+    };
+    let mut body = json!({
+        "transactionId": event.transaction_id(), "userId": event.user_id(), "type": event.kind(),
+        "amount": event.amount(), "balance": event.balance_after(),
+    });
+    if let PointEvent::Canceled {
+        canceled_transaction_id,
+        canceled_kind,
+        ..
+    } = event
+    {
+        body["canceledTransactionId"] = json!(canceled_transaction_id);
+        body["canceledType"] = json!(canceled_kind);
     }
+    body
 }
 
 async fn earn(
