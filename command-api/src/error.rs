@@ -2,13 +2,10 @@
 //! `status`, `detail`, `code`, and `field` when one input is at fault). 5xx causes are logged
 //! here and never sent.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use domain::{DomainError, RefusalKind};
-use serde_json::{json, Value};
-
-/// Seconds a client should wait before retrying a 503.
-const RETRY_AFTER_SECONDS: &str = "1";
+use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -71,34 +68,16 @@ impl ApiError {
             ApiError::Unavailable(_) => "a dependency is unavailable; retry later".to_owned(),
             other => other.to_string(),
         };
-        let mut body = json!({
-            "type": format!("urn:promo:problem:{}", code.to_ascii_lowercase().replace('_', "-")),
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": detail,
-            "code": code,
-        });
-        if let Some(field) = field {
-            body["field"] = Value::String(field);
-        }
-        (status, body)
+        (
+            status,
+            problem::body(status, code, &detail, field.as_deref()),
+        )
     }
 }
 
 /// Builds a problem-details response from a status and body.
 pub fn problem_response(status: StatusCode, body: Value) -> Response {
-    let mut response = (status, axum::Json(body)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECONDS),
-        );
-    }
-    response
+    problem::response(status, body)
 }
 
 impl IntoResponse for ApiError {

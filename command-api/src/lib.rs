@@ -218,6 +218,8 @@ async fn not_found() -> Response {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    log: EventLog,
+    kafka: Option<settings::KafkaSettings>,
 }
 
 impl Application {
@@ -236,21 +238,41 @@ impl Application {
         log.migrate().await?;
         let listener =
             TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?;
-        let router = app(AppState::new(log, &settings));
-        Ok(Self { listener, router })
+        let router = app(AppState::new(log.clone(), &settings));
+        Ok(Self {
+            listener,
+            router,
+            log,
+            kafka: settings.kafka,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves (and relays events to Kafka, when configured) until `shutdown` completes, then
+    /// finishes the requests in flight and stops the relay.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let relay = self.kafka.map(|kafka| {
+            tokio::spawn(relay::run(
+                self.log.clone(),
+                kafka.brokers,
+                kafka.topic_prefix,
+                stopped,
+            ))
+        });
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        let _ = stop.send(true);
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
+        served
     }
 }

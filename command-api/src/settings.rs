@@ -11,6 +11,9 @@ pub struct Settings {
     pub database: DatabaseSettings,
     #[serde(default)]
     pub writer: WriterSettings,
+    /// Where the relay publishes events. Without it no relay runs in this process.
+    #[serde(default)]
+    pub kafka: Option<KafkaSettings>,
     #[serde(default)]
     pub log: LogSettings,
 }
@@ -35,6 +38,19 @@ pub struct DatabaseSettings {
 
 fn default_max_connections() -> u32 {
     16
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, e.g. `127.0.0.1:59092`.
+    pub brokers: String,
+    /// Prefix of the topic names (`promo.` → `promo.coupon`, …).
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+}
+
+fn default_topic_prefix() -> String {
+    "promo.".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]

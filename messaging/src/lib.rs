@@ -4,6 +4,8 @@
 //! auto-created topics (see DESIGN.md). Nothing here deletes topics: tansu 0.6.0's delete
 //! removes *every* topic of the cluster (docs/adr/0004-local-stack.md).
 
+pub mod envelope;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -14,8 +16,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use thiserror::Error;
 
-/// Every topic name starts with this, so the system's topics are easy to tell apart.
-pub const TOPIC_PREFIX: &str = "promo.";
+/// Every topic name of a deployment starts with its prefix; this is the default. Tests use
+/// their own, so parallel runs never read each other's events.
+pub const DEFAULT_TOPIC_PREFIX: &str = "promo.";
 
 /// How long an admin or metadata request may take before it counts as failed.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,17 +35,40 @@ pub enum MessagingError {
 }
 
 /// The topic that carries every event of an aggregate category, e.g. `promo.timesale`.
-pub fn topic_for(category: &str) -> String {
-    format!("{TOPIC_PREFIX}{category}")
+pub fn topic_for(prefix: &str, category: &str) -> String {
+    format!("{prefix}{category}")
 }
 
 /// The topics of every category the domain writes, sorted.
-pub fn system_topics() -> Vec<String> {
-    let categories: BTreeSet<&str> = domain::wire::EVENT_TYPES
-        .iter()
-        .map(|t| t.category)
-        .collect();
-    categories.into_iter().map(topic_for).collect()
+pub fn system_topics(prefix: &str) -> Vec<String> {
+    let categories: BTreeSet<&str> = domain::wire::EVENT_TYPES.iter().map(|t| t.category).collect();
+    categories.into_iter().map(|c| topic_for(prefix, c)).collect()
+}
+
+/// Settings of the relay's producer: idempotent (no duplicates or reordering from the
+/// producer's own retries), `acks=all`, and a bounded delivery timeout so a broker outage
+/// surfaces as an error the relay retries from its checkpoint.
+pub fn producer_config(brokers: &str) -> ClientConfig {
+    let mut config = client_config(brokers);
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "10000")
+        .set("linger.ms", "2")
+        .set("compression.type", "none");
+    config
+}
+
+/// Settings of a consumer in `group`: offsets are committed by hand, only after the work they
+/// caused is durable.
+pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
+    let mut config = client_config(brokers);
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000");
+    config
 }
 
 /// The client settings every producer, consumer and admin client starts from.
@@ -105,7 +131,7 @@ mod tests {
     #[test]
     fn there_is_one_topic_per_aggregate_category() {
         assert_eq!(
-            system_topics(),
+            system_topics(DEFAULT_TOPIC_PREFIX),
             vec![
                 "promo.coupon",
                 "promo.point",

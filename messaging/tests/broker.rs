@@ -35,7 +35,7 @@ async fn an_rdkafka_client_creates_and_lists_a_topic_on_the_local_broker() {
         listed.contains(&(topic.clone(), 2)),
         "{topic} not in {listed:?}"
     );
-    for system_topic in system_topics() {
+    for system_topic in system_topics(messaging::DEFAULT_TOPIC_PREFIX) {
         assert!(
             listed.iter().any(|(name, _)| *name == system_topic),
             "{system_topic} missing: {listed:?}"

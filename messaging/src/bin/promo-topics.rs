@@ -9,6 +9,9 @@ struct Cli {
     /// Kafka bootstrap servers.
     #[arg(long, env = "APP_KAFKA__BROKERS", default_value = "127.0.0.1:59092")]
     brokers: String,
+    /// Prefix of the system's topic names.
+    #[arg(long, env = "APP_KAFKA__TOPIC_PREFIX", default_value = messaging::DEFAULT_TOPIC_PREFIX)]
+    prefix: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -17,8 +20,9 @@ struct Cli {
 enum Command {
     /// Create every system topic (or the named ones) unless it exists.
     Create {
-        /// Partitions per topic: the most consumers a projector group can spread over.
-        #[arg(long, default_value_t = 4)]
+        /// Partitions per topic. The system's topics must have 1: the projector's watermark
+        /// relies on each category arriving in log-position order (ADR 6).
+        #[arg(long, default_value_t = 1)]
         partitions: i32,
         /// Topic names; all system topics when none are given.
         topics: Vec<String>,
@@ -33,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Create { partitions, topics } => {
             let topics = if topics.is_empty() {
-                messaging::system_topics()
+                messaging::system_topics(&cli.prefix)
             } else {
                 topics
             };

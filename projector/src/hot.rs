@@ -1,0 +1,322 @@
+//! Hot values in Redis — balances, remaining stock, issued/used counts, the watermark — for
+//! the query API's fast path. Every value is the "after" value an event carries, written only
+//! if the event's aggregate version is newer than the one stored (a Lua compare-and-set), so
+//! a redelivery or a replay never moves a value back in time. A missing key means "read
+//! PostgreSQL". If a write fails, the store is marked dirty; once Redis answers again, its
+//! keys are dropped and rewritten from the PostgreSQL read models.
+
+use std::time::Duration;
+
+use domain::coupon::CouponEvent;
+use domain::time_sale::TimeSaleEvent;
+use messaging::envelope::Envelope;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use uuid::Uuid;
+
+use crate::projection::AnyEvent;
+
+/// HSET the field/value pairs with `v` = ARGV[1] unless the stored `v` is as new or newer.
+const GUARDED_HSET: &str = r"
+local stored = redis.call('HGET', KEYS[1], 'v')
+if stored and tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, 2))
+return 1";
+
+/// SET KEYS[1] to ARGV[1] only if it is greater than the stored number.
+const SET_MAX: &str = r"
+local stored = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if tonumber(ARGV[1]) > stored then redis.call('SET', KEYS[1], ARGV[1]) return 1 end
+return 0";
+
+/// Redis key names, shared with the query API.
+pub mod keys {
+    use uuid::Uuid;
+
+    pub fn balance(prefix: &str, user_id: i64) -> String {
+        format!("{prefix}balance:{user_id}")
+    }
+    pub fn stock(prefix: &str, time_sale_id: Uuid) -> String {
+        format!("{prefix}stock:{time_sale_id}")
+    }
+    pub fn policy(prefix: &str, policy_id: Uuid) -> String {
+        format!("{prefix}policy:{policy_id}")
+    }
+    pub fn watermark(prefix: &str) -> String {
+        format!("{prefix}watermark")
+    }
+}
+
+/// One guarded write: `fields` set on `key` if `version` is newer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HotWrite {
+    pub key: String,
+    pub version: i64,
+    pub fields: Vec<(&'static str, i64)>,
+}
+
+/// The hot writes of a batch: every event, also those the PostgreSQL side skipped as
+/// duplicates (a crash may have come between the PostgreSQL commit and these writes).
+pub fn hot_writes(prefix: &str, batch: &[(Envelope, AnyEvent)]) -> Vec<HotWrite> {
+    let mut writes = Vec::new();
+    for (envelope, event) in batch {
+        let (key, fields) = match event {
+            AnyEvent::Point(e) => (
+                keys::balance(prefix, e.user_id().get()),
+                vec![("balance", e.balance_after())],
+            ),
+            AnyEvent::TimeSale(TimeSaleEvent::TimeSaleCreated { spec, .. }) => (
+                keys::stock(prefix, envelope.aggregate_id),
+                vec![("remaining", i64::from(spec.quantity().get()))],
+            ),
+            AnyEvent::TimeSale(
+                TimeSaleEvent::OrderPlaced {
+                    remaining_after, ..
+                }
+                | TimeSaleEvent::OrderCanceled {
+                    remaining_after, ..
+                },
+            ) => (
+                keys::stock(prefix, envelope.aggregate_id),
+                vec![("remaining", i64::from(*remaining_after))],
+            ),
+            AnyEvent::Coupon(CouponEvent::PolicyCreated { .. }) => (
+                keys::policy(prefix, envelope.aggregate_id),
+                vec![("issued", 0), ("used", 0)],
+            ),
+            AnyEvent::Coupon(CouponEvent::CouponIssued { issued_count, .. }) => (
+                keys::policy(prefix, envelope.aggregate_id),
+                vec![("issued", i64::from(*issued_count))],
+            ),
+            AnyEvent::Coupon(
+                CouponEvent::CouponUsed { used_count, .. }
+                | CouponEvent::CouponUseCanceled { used_count, .. },
+            ) => (
+                keys::policy(prefix, envelope.aggregate_id),
+                vec![("used", i64::from(*used_count))],
+            ),
+            AnyEvent::Coupon(CouponEvent::CouponRevoked { .. }) | AnyEvent::Product(_) => continue,
+        };
+        writes.push(HotWrite {
+            key,
+            version: envelope.aggregate_version,
+            fields,
+        });
+    }
+    writes
+}
+
+/// The projector's Redis side.
+pub struct HotStore {
+    client: redis::Client,
+    connection: Option<ConnectionManager>,
+    prefix: String,
+    dirty: bool,
+}
+
+impl std::fmt::Debug for HotStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotStore")
+            .field("prefix", &self.prefix)
+            .field("dirty", &self.dirty)
+            .finish()
+    }
+}
+
+/// A Redis connection that fails fast, so nobody waits on a Redis that is down.
+pub async fn connect(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(500)))
+        .set_number_of_retries(1);
+    client.get_connection_manager_with_config(config).await
+}
+
+impl HotStore {
+    pub fn new(url: &str, prefix: &str) -> redis::RedisResult<Self> {
+        // Until the first successful write, assume Redis may hold values from another run.
+        Ok(Self {
+            client: redis::Client::open(url)?,
+            connection: None,
+            prefix: prefix.to_owned(),
+            dirty: true,
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    async fn connection(&mut self) -> redis::RedisResult<ConnectionManager> {
+        if let Some(connection) = &self.connection {
+            return Ok(connection.clone());
+        }
+        let connection = connect(&self.client).await?;
+        self.connection = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Applies guarded writes in one pipeline. On failure the store turns dirty.
+    pub async fn write(&mut self, writes: &[HotWrite]) -> bool {
+        if writes.is_empty() || self.dirty {
+            return !self.dirty;
+        }
+        let result = async {
+            let mut connection = self.connection().await?;
+            let script = redis::Script::new(GUARDED_HSET);
+            let mut pipe = redis::pipe();
+            for write in writes {
+                let mut args: Vec<String> = vec![write.version.to_string()];
+                for (field, value) in &write.fields {
+                    args.push((*field).to_owned());
+                    args.push(value.to_string());
+                }
+                pipe.cmd("EVALSHA")
+                    .arg(script.get_hash())
+                    .arg(1)
+                    .arg(&write.key)
+                    .arg(args)
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut connection).await
+        }
+        .await;
+        self.settle(result)
+    }
+
+    /// Raises the published watermark (never lowers it).
+    pub async fn raise_watermark(&mut self, position: i64) -> bool {
+        if self.dirty {
+            return false;
+        }
+        let result = async {
+            let mut connection = self.connection().await?;
+            redis::Script::new(SET_MAX)
+                .key(keys::watermark(&self.prefix))
+                .arg(position)
+                .invoke_async::<()>(&mut connection)
+                .await
+        }
+        .await;
+        self.settle(result)
+    }
+
+    fn settle(&mut self, result: redis::RedisResult<()>) -> bool {
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "redis write failed; serving from PostgreSQL until resynced");
+                self.dirty = true;
+                false
+            }
+        }
+    }
+
+    /// When dirty and Redis answers again: drop this prefix's keys, load the scripts, rewrite
+    /// every hot value from the read models in `schema`. Returns whether the store is clean.
+    pub async fn resync_if_dirty(&mut self, pool: &sqlx::PgPool, schema: &str) -> bool {
+        if !self.dirty {
+            return true;
+        }
+        match self.resync(pool, schema).await {
+            Ok(keys) => {
+                tracing::info!(keys, "redis resynced from the read models");
+                self.dirty = false;
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "redis still unavailable");
+                false
+            }
+        }
+    }
+
+    async fn resync(
+        &mut self,
+        pool: &sqlx::PgPool,
+        schema: &str,
+    ) -> Result<usize, crate::ProjectionError> {
+        let schema = crate::projection::checked_schema(schema)?;
+        let mut connection = self.connection().await?;
+        let pattern = format!("{}*", self.prefix);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await?;
+            if !found.is_empty() {
+                redis::cmd("UNLINK")
+                    .arg(&found)
+                    .query_async::<()>(&mut connection)
+                    .await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        for source in [GUARDED_HSET, SET_MAX] {
+            redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(source)
+                .query_async::<String>(&mut connection)
+                .await?;
+        }
+        let mut writes = Vec::new();
+        let balances: Vec<(i64, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT user_id, balance, version FROM {schema}.point_balances"
+        ))
+        .fetch_all(pool)
+        .await?;
+        for (user_id, balance, version) in balances {
+            writes.push(HotWrite {
+                key: keys::balance(&self.prefix, user_id),
+                version,
+                fields: vec![("balance", balance)],
+            });
+        }
+        let stock: Vec<(Uuid, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT time_sale_id, remaining, version FROM {schema}.time_sales"
+        ))
+        .fetch_all(pool)
+        .await?;
+        for (id, remaining, version) in stock {
+            writes.push(HotWrite {
+                key: keys::stock(&self.prefix, id),
+                version,
+                fields: vec![("remaining", remaining)],
+            });
+        }
+        let policies: Vec<(Uuid, i64, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT policy_id, issued_count, used_count, version FROM {schema}.coupon_policies"
+        ))
+        .fetch_all(pool)
+        .await?;
+        for (id, issued, used, version) in policies {
+            writes.push(HotWrite {
+                key: keys::policy(&self.prefix, id),
+                version,
+                fields: vec![("issued", issued), ("used", used)],
+            });
+        }
+        let count = writes.len();
+        self.dirty = false;
+        for chunk in writes.chunks(1_000) {
+            if !self.write(chunk).await {
+                return Err(crate::ProjectionError::Redis(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "write failed during resync",
+                ))));
+            }
+        }
+        Ok(count)
+    }
+}

@@ -1,0 +1,100 @@
+-- The read models, in one schema (`rm` live; replay-tools builds shadow copies). Every row
+-- remembers the aggregate version it reflects; `aggregate_versions` is the idempotency guard.
+CREATE TABLE IF NOT EXISTS coupon_policies (
+    policy_id               uuid PRIMARY KEY,
+    title                   text        NOT NULL,
+    description             text        NOT NULL,
+    total_quantity          bigint      NOT NULL,
+    start_time              timestamptz NOT NULL,
+    end_time                timestamptz NOT NULL,
+    discount_type           text        NOT NULL,
+    discount_value          bigint      NOT NULL,
+    minimum_order_amount    bigint      NOT NULL,
+    maximum_discount_amount bigint      NOT NULL,
+    coupon_expires_at       timestamptz NOT NULL,
+    issued_count            bigint      NOT NULL,
+    used_count              bigint      NOT NULL,
+    created_at              timestamptz NOT NULL,
+    version                 bigint      NOT NULL
+);
+CREATE TABLE IF NOT EXISTS coupons (
+    coupon_id       uuid PRIMARY KEY,
+    policy_id       uuid        NOT NULL,
+    user_id         bigint      NOT NULL,
+    state           text        NOT NULL,
+    expires_at      timestamptz NOT NULL,
+    order_id        text,
+    order_amount    bigint,
+    discount_amount bigint,
+    issued_at       timestamptz NOT NULL,
+    used_at         timestamptz,
+    updated_at      timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS coupons_user ON coupons (user_id, issued_at DESC);
+CREATE TABLE IF NOT EXISTS point_balances (
+    user_id    bigint PRIMARY KEY,
+    balance    bigint      NOT NULL,
+    version    bigint      NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS point_history (
+    transaction_id          uuid PRIMARY KEY,
+    user_id                 bigint      NOT NULL,
+    version                 bigint      NOT NULL,
+    type                    text        NOT NULL,
+    amount                  bigint      NOT NULL,
+    description             text        NOT NULL,
+    order_id                text,
+    canceled_transaction_id uuid,
+    balance_after           bigint      NOT NULL,
+    occurred_at             timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS point_history_user ON point_history (user_id, version DESC);
+CREATE TABLE IF NOT EXISTS products (
+    product_id  uuid PRIMARY KEY,
+    name        text        NOT NULL,
+    price       bigint      NOT NULL,
+    description text        NOT NULL,
+    created_at  timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS time_sales (
+    time_sale_id   uuid PRIMARY KEY,
+    product_id     uuid        NOT NULL,
+    product_price  bigint      NOT NULL,
+    discount_price bigint      NOT NULL,
+    quantity       bigint      NOT NULL,
+    remaining      bigint      NOT NULL,
+    start_at       timestamptz NOT NULL,
+    end_at         timestamptz NOT NULL,
+    per_user_limit bigint,
+    created_at     timestamptz NOT NULL,
+    version        bigint      NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orders (
+    order_id     uuid PRIMARY KEY,
+    time_sale_id uuid        NOT NULL,
+    user_id      bigint      NOT NULL,
+    quantity     bigint      NOT NULL,
+    unit_price   bigint      NOT NULL,
+    total_price  bigint      NOT NULL,
+    status       text        NOT NULL,
+    created_at   timestamptz NOT NULL,
+    canceled_at  timestamptz
+);
+CREATE INDEX IF NOT EXISTS orders_user ON orders (user_id, created_at DESC);
+CREATE TABLE IF NOT EXISTS aggregate_versions (
+    aggregate_id uuid PRIMARY KEY,
+    category     text   NOT NULL,
+    version      bigint NOT NULL
+);
+-- Per category, the highest position projected (each category arrives in position order).
+CREATE TABLE IF NOT EXISTS projection_progress (
+    category text PRIMARY KEY,
+    position bigint NOT NULL
+);
+-- Every event at or below `position` is projected (and its Redis values written).
+CREATE TABLE IF NOT EXISTS projection_watermark (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    position  bigint NOT NULL
+);
+INSERT INTO projection_watermark (position) VALUES (0) ON CONFLICT DO NOTHING;

@@ -1,0 +1,243 @@
+//! The query API: every read endpoint of SPEC §4, served only from the read models — Redis
+//! first for hot values (balances, stock, counts), PostgreSQL for the rest and whenever Redis
+//! is down or misses. A client may send the `position` a command returned as `X-Min-Position`:
+//! the answer then waits (bounded) until the projections have reached it.
+
+mod routes;
+pub mod settings;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use redis::aio::ConnectionManager;
+use secrecy::ExposeSecret;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+use crate::settings::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{detail}")]
+    BadRequest { detail: String, field: &'static str },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("the read models have not reached position {0} yet")]
+    NotYetConsistent(i64),
+    #[error("a dependency is unavailable")]
+    Unavailable(String),
+}
+
+impl From<sqlx::Error> for QueryError {
+    fn from(e: sqlx::Error) -> Self {
+        QueryError::Unavailable(e.to_string())
+    }
+}
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        let (status, code, field) = match &self {
+            QueryError::BadRequest { field, .. } => {
+                (StatusCode::BAD_REQUEST, "INVALID_REQUEST", Some(*field))
+            }
+            QueryError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", None),
+            QueryError::NotYetConsistent(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "NOT_YET_CONSISTENT", None)
+            }
+            QueryError::Unavailable(cause) => {
+                tracing::error!(%cause, "query failed on a dependency");
+                (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", None)
+            }
+        };
+        let detail = match &self {
+            QueryError::Unavailable(_) => "a dependency is unavailable; retry later".to_owned(),
+            other => other.to_string(),
+        };
+        problem::response(status, problem::body(status, code, &detail, field))
+    }
+}
+
+/// Redis, when it answers. Connected lazily; every failure falls back to PostgreSQL.
+#[derive(Clone)]
+pub struct Hot {
+    client: redis::Client,
+    connection: std::sync::Arc<Mutex<Option<ConnectionManager>>>,
+    prefix: String,
+}
+
+impl std::fmt::Debug for Hot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hot").field("prefix", &self.prefix).finish()
+    }
+}
+
+impl Hot {
+    async fn connection(&self) -> Option<ConnectionManager> {
+        let mut guard = self.connection.lock().await;
+        if guard.is_none() {
+            *guard = projector::hot::connect(&self.client).await.ok();
+        }
+        guard.clone()
+    }
+
+    /// A field of a hot hash, or `None` (missing, or Redis unavailable).
+    pub async fn field(&self, key: &str, field: &str) -> Option<i64> {
+        let mut connection = self.connection().await?;
+        redis::cmd("HGET")
+            .arg(key)
+            .arg(field)
+            .query_async::<Option<i64>>(&mut connection)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    pub async fn number(&self, key: &str) -> Option<i64> {
+        let mut connection = self.connection().await?;
+        redis::cmd("GET")
+            .arg(key)
+            .query_async::<Option<i64>>(&mut connection)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub pool: sqlx::PgPool,
+    pub hot: Hot,
+    pub schema: String,
+    pub consistency_wait: Duration,
+}
+
+impl AppState {
+    /// The projections' watermark: Redis first, PostgreSQL otherwise.
+    pub async fn watermark(&self) -> Result<i64, QueryError> {
+        let key = projector::hot::keys::watermark(self.hot.prefix());
+        if let Some(position) = self.hot.number(&key).await {
+            return Ok(position);
+        }
+        projector::watermark::read(&self.pool, &self.schema)
+            .await
+            .map_err(|e| QueryError::Unavailable(e.to_string()))
+    }
+}
+
+/// Read-your-writes: with `X-Min-Position: P`, wait until the watermark reaches P (polling
+/// every few milliseconds), at most `consistency_wait`; then 503 with `Retry-After`.
+async fn consistency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(raw) = request.headers().get("x-min-position") else {
+        return next.run(request).await;
+    };
+    let Some(wanted) = raw
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|p| *p >= 0)
+    else {
+        return QueryError::BadRequest {
+            detail: "X-Min-Position must be a non-negative integer".into(),
+            field: "X-Min-Position",
+        }
+        .into_response();
+    };
+    let deadline = tokio::time::Instant::now() + state.consistency_wait;
+    let reached = loop {
+        match state.watermark().await {
+            Ok(position) if position >= wanted => break position,
+            Ok(_) if tokio::time::Instant::now() >= deadline => {
+                return QueryError::NotYetConsistent(wanted).into_response();
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(3)).await,
+            Err(e) => return e.into_response(),
+        }
+    };
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&reached.to_string()) {
+        response
+            .headers_mut()
+            .insert("x-projection-position", value);
+    }
+    response
+}
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            consistency,
+        ))
+        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/ready", get(ready))
+        .fallback(|| async { QueryError::NotFound("resource") })
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match sqlx::query("SELECT 1").execute(&state.pool).await {
+        Ok(_) => Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => QueryError::from(e).into_response(),
+    }
+}
+
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(settings.database.max_connections)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(settings.database.url.expose_secret())
+            .await?;
+        // The projector owns the schema; creating it here too lets the query API start first.
+        projector::projection::ensure_schema(&pool, &settings.schema).await?;
+        let hot = Hot {
+            client: redis::Client::open(settings.redis.url.as_str())?,
+            connection: Default::default(),
+            prefix: settings.redis.prefix.clone(),
+        };
+        let state = AppState {
+            pool,
+            hot,
+            schema: settings.schema.clone(),
+            consistency_wait: Duration::from_millis(settings.consistency_wait_ms),
+        };
+        let listener =
+            TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?;
+        Ok(Self {
+            listener,
+            router: app(state),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
