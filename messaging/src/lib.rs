@@ -41,8 +41,14 @@ pub fn topic_for(prefix: &str, category: &str) -> String {
 
 /// The topics of every category the domain writes, sorted.
 pub fn system_topics(prefix: &str) -> Vec<String> {
-    let categories: BTreeSet<&str> = domain::wire::EVENT_TYPES.iter().map(|t| t.category).collect();
-    categories.into_iter().map(|c| topic_for(prefix, c)).collect()
+    let categories: BTreeSet<&str> = domain::wire::EVENT_TYPES
+        .iter()
+        .map(|t| t.category)
+        .collect();
+    categories
+        .into_iter()
+        .map(|c| topic_for(prefix, c))
+        .collect()
 }
 
 /// Settings of the relay's producer: idempotent (no duplicates or reordering from the
@@ -60,14 +66,18 @@ pub fn producer_config(brokers: &str) -> ClientConfig {
 }
 
 /// Settings of a consumer in `group`: offsets are committed by hand, only after the work they
-/// caused is durable.
+/// caused is durable. A member that dies (kill -9) is declared dead after the session timeout;
+/// the rebalance timeout (`max.poll.interval.ms`, 5 minutes by default) is cut too, so a member
+/// killed during a rebalance holds the group up for seconds, not minutes.
 pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
     let mut config = client_config(brokers);
     config
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000");
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("max.poll.interval.ms", "15000");
     config
 }
 

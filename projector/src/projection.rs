@@ -17,6 +17,18 @@ use crate::ProjectionError;
 
 const SCHEMA_SQL: &str = include_str!("schema.sql");
 
+/// The read-model tables (what a rebuild or a verification compares).
+pub const TABLES: &[&str] = &[
+    "coupon_policies",
+    "coupons",
+    "point_balances",
+    "point_history",
+    "products",
+    "time_sales",
+    "orders",
+    "aggregate_versions",
+];
+
 /// A read-model schema name: plain identifiers only, since it is spliced into SQL.
 pub fn checked_schema(schema: &str) -> Result<&str, ProjectionError> {
     let ok = !schema.is_empty()

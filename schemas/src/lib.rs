@@ -17,6 +17,9 @@ pub struct EventSchema {
 
 include!(concat!(env!("OUT_DIR"), "/catalogue.rs"));
 
+/// The schema of the Kafka envelope around every event.
+pub const ENVELOPE_SCHEMA: &str = include_str!("../envelope.v1.json");
+
 #[derive(Debug, Error)]
 pub enum SchemaError {
     #[error("schema for {event_type} v{version} is not valid JSON: {source}")]
@@ -46,6 +49,7 @@ pub enum SchemaError {
 /// All schemas compiled once, with `format` checked (uuid, date-time).
 pub struct ContractValidator {
     validators: HashMap<(&'static str, u16), jsonschema::Validator>,
+    envelope: jsonschema::Validator,
 }
 
 impl std::fmt::Debug for ContractValidator {
@@ -54,6 +58,27 @@ impl std::fmt::Debug for ContractValidator {
             .field("schemas", &self.validators.len())
             .finish()
     }
+}
+
+fn compile(
+    event_type: &'static str,
+    version: u16,
+    json: &str,
+) -> Result<jsonschema::Validator, SchemaError> {
+    let value: Value = serde_json::from_str(json).map_err(|source| SchemaError::Unparsable {
+        event_type,
+        version,
+        source,
+    })?;
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&value)
+        .map_err(|e| SchemaError::Uncompilable {
+            event_type,
+            version,
+            message: e.to_string(),
+        })
 }
 
 impl ContractValidator {
@@ -78,7 +103,33 @@ impl ContractValidator {
                 })?;
             validators.insert((event_type, version), validator);
         }
-        Ok(Self { validators })
+        let envelope = compile("envelope", 1, ENVELOPE_SCHEMA)?;
+        Ok(Self {
+            validators,
+            envelope,
+        })
+    }
+
+    /// Checks a Kafka message: the envelope against its schema, and the event inside
+    /// against the schema its `type` and `schemaVersion` name.
+    pub fn validate_envelope(&self, message: &Value) -> Result<(), SchemaError> {
+        let errors: Vec<String> = self
+            .envelope
+            .iter_errors(message)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        if !errors.is_empty() {
+            return Err(SchemaError::Invalid {
+                event_type: "envelope".into(),
+                version: 1,
+                errors,
+            });
+        }
+        self.validate(&serde_json::json!({
+            "type": message["type"],
+            "version": message["schemaVersion"],
+            "data": message["data"],
+        }))
     }
 
     /// Checks one wire event against the schema its `type` and `version` name.

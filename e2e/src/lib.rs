@@ -1,0 +1,368 @@
+//! End-to-end harness. [`System::start`] runs the real `command-api` (with its relay),
+//! `projector` and `query-api` binaries — the ones cargo built next to the test executable —
+//! over the local stack, isolated per test: a new database, its own topics, Redis key prefix
+//! and consumer group. Processes can be killed with SIGKILL and restarted.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::PgPool;
+
+pub const COMMAND_API: &str = "command-api";
+pub const PROJECTOR: &str = "projector";
+pub const QUERY_API: &str = "query-api";
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_owned())
+}
+
+/// target/<profile>/, where cargo put the workspace's binaries.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf()
+}
+
+pub struct System {
+    pub client: reqwest::Client,
+    pub command: String,
+    pub query: String,
+    pub pool: PgPool,
+    pub topic_prefix: String,
+    pub brokers: String,
+    db_name: String,
+    admin_url: String,
+    env: Vec<(String, String)>,
+    processes: HashMap<&'static str, Child>,
+}
+
+impl std::fmt::Debug for System {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("System")
+            .field("db", &self.db_name)
+            .field("topics", &self.topic_prefix)
+            .finish()
+    }
+}
+
+/// What an HTTP call answered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub retry_after: Option<String>,
+}
+
+impl System {
+    /// Starts the three services over a fresh database; `redis_url` overrides the stack's.
+    pub async fn start_with(redis_url: Option<String>, extra_env: &[(&str, &str)]) -> System {
+        let admin_url = env_or(
+            "DATABASE_URL",
+            "postgres://promo:promo@127.0.0.1:55432/promo",
+        );
+        let brokers = env_or("APP_KAFKA__BROKERS", "127.0.0.1:59092");
+        let redis_url =
+            redis_url.unwrap_or_else(|| env_or("APP_REDIS__URL", "redis://127.0.0.1:56379/"));
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let db_name = format!("e2e_{id}");
+        let admin = PgPool::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {db_name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let (server, _) = admin_url.rsplit_once('/').unwrap();
+        let db_url = format!("{server}/{db_name}");
+        let topic_prefix = format!("e2e-{id}.");
+        let topics = messaging::system_topics(&topic_prefix);
+        messaging::ensure_topics(&brokers, &topics, 1)
+            .await
+            .unwrap();
+
+        let mut env: Vec<(String, String)> = vec![
+            ("APP_CONFIG".into(), "/nonexistent".into()),
+            ("APP_SERVER__PORT".into(), "0".into()),
+            ("APP_DATABASE__URL".into(), db_url.clone()),
+            ("APP_REDIS__URL".into(), redis_url),
+            ("APP_REDIS__PREFIX".into(), format!("e2e:{id}:")),
+            ("APP_KAFKA__BROKERS".into(), brokers.clone()),
+            ("APP_KAFKA__TOPIC_PREFIX".into(), topic_prefix.clone()),
+            ("APP_KAFKA__GROUP".into(), format!("e2e-{id}")),
+            ("APP_LOG__FORMAT".into(), "json".into()),
+            (
+                "RUST_LOG".into(),
+                "warn,command_api=info,query_api=info,projector=info,relay=info".into(),
+            ),
+        ];
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let pool = PgPool::connect(&db_url).await.unwrap();
+        let mut system = System {
+            client: reqwest::Client::new(),
+            command: String::new(),
+            query: String::new(),
+            pool,
+            topic_prefix,
+            brokers,
+            db_name,
+            admin_url,
+            env,
+            processes: HashMap::new(),
+        };
+        // The command API migrates the log; the query API creates the read-model schema.
+        system.launch(COMMAND_API).await;
+        system.launch(QUERY_API).await;
+        system.launch(PROJECTOR).await;
+        system
+    }
+
+    pub async fn start() -> System {
+        Self::start_with(None, &[]).await
+    }
+
+    /// Starts (or restarts) one service and waits until it listens (APIs) or runs.
+    pub async fn launch(&mut self, name: &'static str) {
+        let mut child = Command::new(bin_dir().join(name))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name} from {}: {e}", bin_dir().display()));
+        let stdout = child.stdout.take().unwrap();
+        let wanted = format!("{name} listening");
+        let port = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut port = None;
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                let Ok(log) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if log["message"] == wanted.as_str() {
+                    port = log["port"].as_u64();
+                    break;
+                }
+                if log["message"] == "projector consuming" {
+                    break;
+                }
+            }
+            std::thread::spawn(move || for _ in lines {});
+            port
+        })
+        .await
+        .unwrap();
+        match name {
+            COMMAND_API => {
+                self.command = format!("http://127.0.0.1:{}", port.expect("command-api port"))
+            }
+            QUERY_API => self.query = format!("http://127.0.0.1:{}", port.expect("query-api port")),
+            _ => {}
+        }
+        self.processes.insert(name, child);
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self, name: &'static str) {
+        if let Some(mut child) = self.processes.remove(name) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        let response = self
+            .client
+            .post(format!("{}{}", self.command, path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        answer(response).await
+    }
+
+    /// A query, waiting for the projections to reach `min_position` when given.
+    pub async fn get(&self, path: &str, min_position: Option<i64>) -> Answer {
+        let mut request = self.client.get(format!("{}{}", self.query, path));
+        if let Some(position) = min_position {
+            request = request.header("X-Min-Position", position.to_string());
+        }
+        answer(request.send().await.unwrap()).await
+    }
+
+    /// Polls `check` on the query API until it holds (bounded), for faults where no single
+    /// consistency token exists.
+    pub async fn eventually(&self, what: &str, mut check: impl AsyncFnMut(&System) -> bool) {
+        for _ in 0..600 {
+            if check(self).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for: {what}");
+    }
+
+    /// Waits until the relay has published everything committed so far.
+    pub async fn relayed(&self) -> i64 {
+        let head = eventlog::EventLog::from_pool(self.pool.clone())
+            .head()
+            .await
+            .unwrap();
+        for _ in 0..600 {
+            let checkpoint: i64 =
+                sqlx::query_scalar("SELECT position FROM relay_checkpoint WHERE name = 'kafka'")
+                    .fetch_one(&self.pool)
+                    .await
+                    .unwrap();
+            if checkpoint >= head {
+                return head;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the relay never reached position {head}");
+    }
+
+    /// Waits until the projections' watermark reaches the log head.
+    pub async fn projected(&self) -> i64 {
+        let head = eventlog::EventLog::from_pool(self.pool.clone())
+            .head()
+            .await
+            .unwrap();
+        // A restarted projector may first wait for the dead member's session to expire.
+        for _ in 0..1200 {
+            let watermark = projector::watermark::read(&self.pool, "rm")
+                .await
+                .unwrap_or(0);
+            if watermark >= head {
+                return head;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the projections never reached position {head}");
+    }
+
+    /// Reads this system's topics from the start with a fresh consumer group, as an outside
+    /// consumer would, until at least `at_least` distinct events arrived (re-published
+    /// duplicates are kept but not counted): (key, payload) in the order each partition
+    /// delivered them.
+    pub async fn consume(&self, at_least: usize) -> Vec<(String, Value)> {
+        use rdkafka::consumer::{Consumer, StreamConsumer};
+        use rdkafka::Message;
+        let group = format!("outside-{}", uuid::Uuid::new_v4().simple());
+        let consumer: StreamConsumer = messaging::consumer_config(&self.brokers, &group)
+            .create()
+            .unwrap();
+        let topics = messaging::system_topics(&self.topic_prefix);
+        consumer
+            .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
+            .unwrap();
+        let mut messages = Vec::new();
+        let mut distinct = std::collections::HashSet::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while distinct.len() < at_least {
+            let message = tokio::time::timeout_at(deadline, consumer.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("only {} of {at_least} messages arrived", messages.len())
+                })
+                .unwrap();
+            let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+            let payload: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+            distinct.insert(payload["eventId"].as_str().unwrap_or_default().to_owned());
+            messages.push((key, payload));
+        }
+        messages
+    }
+
+    /// Rows in the live read models that differ from a projection of the whole log, made
+    /// with the same projection code in one go into schema `expected` (an uninterrupted run).
+    pub async fn read_model_differences(&self) -> Vec<String> {
+        let log = eventlog::EventLog::from_pool(self.pool.clone());
+        projector::projection::ensure_schema(&self.pool, "expected")
+            .await
+            .unwrap();
+        let mut after = 0;
+        loop {
+            let events = log.read_all(after, 1_000).await.unwrap();
+            let Some(last) = events.last().map(|e| e.position) else {
+                break;
+            };
+            let batch: Vec<_> = events
+                .iter()
+                .map(|e| {
+                    let envelope = relay::envelope(e);
+                    let event = projector::projection::decode(&envelope).unwrap();
+                    (envelope, event)
+                })
+                .collect();
+            let mut tx = self.pool.begin().await.unwrap();
+            projector::projection::apply_batch(&mut tx, "expected", &batch)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            after = last;
+        }
+        let mut differences = Vec::new();
+        for table in projector::projection::TABLES {
+            let diff: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM ((SELECT * FROM rm.{table} EXCEPT SELECT * FROM expected.{table}) \
+                 UNION ALL (SELECT * FROM expected.{table} EXCEPT SELECT * FROM rm.{table})) d"
+            ))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+            if diff > 0 {
+                differences.push(format!("{table}: {diff} rows differ"));
+            }
+        }
+        differences
+    }
+
+    /// Stops every process and drops the database.
+    pub async fn stop(mut self) {
+        for name in [PROJECTOR, QUERY_API, COMMAND_API] {
+            self.kill(name);
+        }
+        self.pool.close().await;
+        if let Ok(admin) = PgPool::connect(&self.admin_url).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.db_name
+            ))
+            .execute(&admin)
+            .await;
+        }
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        for (_, mut child) in self.processes.drain() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.json().await.unwrap_or(Value::Null);
+    Answer {
+        status,
+        body,
+        retry_after,
+    }
+}

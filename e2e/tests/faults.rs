@@ -1,0 +1,241 @@
+//! Faults: SIGKILL of the relay (it runs in the command API) and of the projector in the
+//! middle of a stream, and Redis stopped. Nothing is lost; read models end equal to an
+//! uninterrupted projection; reads keep answering from PostgreSQL without Redis.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command};
+
+use e2e::{System, COMMAND_API, PROJECTOR};
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// Earns for `users` users, `rounds` times, counting accepted commands (some may hit a
+/// killed process; those are refused, not lost).
+async fn earn_load(system: &System, users: std::ops::Range<i64>, rounds: usize) -> usize {
+    let mut accepted = 0;
+    for _ in 0..rounds {
+        for user in users.clone() {
+            let sent = system
+                .client
+                .post(format!("{}/api/v1/points/earn", system.command))
+                .json(&json!({ "userId": user, "amount": 10, "description": "load" }))
+                .send()
+                .await;
+            if sent.is_ok_and(|r| r.status() == StatusCode::CREATED) {
+                accepted += 1;
+            }
+        }
+    }
+    accepted
+}
+
+#[tokio::test]
+async fn killing_the_relay_mid_stream_loses_no_event() {
+    let mut system = System::start().await;
+    earn_load(&system, 1..20, 2).await;
+    // SIGKILL the process running the relay in the middle of a concurrent burst of commands
+    // (requests after the kill fail; what was committed must all reach Kafka), then restart.
+    let burst: Vec<_> = (0..400)
+        .map(|n| {
+            let client = system.client.clone();
+            let base = system.command.clone();
+            tokio::spawn(async move {
+                let body = json!({ "userId": 100 + n % 50, "amount": 1, "description": "burst" });
+                client
+                    .post(format!("{base}/api/v1/points/earn"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    system.kill(COMMAND_API);
+    for request in burst {
+        let _ = request.await;
+    }
+    system.launch(COMMAND_API).await;
+    earn_load(&system, 40..60, 5).await;
+    let head = system.relayed().await;
+
+    let messages = system.consume(head as usize).await;
+    let published: BTreeSet<String> = messages
+        .iter()
+        .map(|(_, m)| m["eventId"].as_str().unwrap().to_owned())
+        .collect();
+    let logged: BTreeSet<String> =
+        sqlx::query_scalar::<_, String>("SELECT event_id::text FROM events")
+            .fetch_all(&system.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert_eq!(logged.len() as i64, head);
+    let missing: Vec<_> = logged.difference(&published).collect();
+    assert!(
+        missing.is_empty(),
+        "{} events never reached Kafka",
+        missing.len()
+    );
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn killing_the_projector_mid_stream_ends_with_the_same_read_models() {
+    let mut system = System::start().await;
+    earn_load(&system, 1..30, 2).await;
+    // SIGKILL the projector while a burst is being projected, keep writing, restart it.
+    let load = {
+        let client = system.client.clone();
+        let base = system.command.clone();
+        tokio::spawn(async move {
+            for round in 0..2 {
+                for user in 1..50 {
+                    let body = json!({ "userId": user, "amount": 10, "description": format!("burst {round}") });
+                    client
+                        .post(format!("{base}/api/v1/points/earn"))
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    system.kill(PROJECTOR);
+    load.await.unwrap();
+    earn_load(&system, 50..70, 3).await;
+    system.launch(PROJECTOR).await;
+    system.projected().await;
+    let differences = system.read_model_differences().await;
+    assert!(differences.is_empty(), "{differences:?}");
+    let balance = system.get("/api/v1/points/users/1/balance", None).await;
+    assert_eq!(
+        balance.body["balance"], 40,
+        "2 loads of 10 and a burst of 2 × 10"
+    );
+    system.stop().await;
+}
+
+/// A Redis server of this test's own, so stopping it disturbs no other test.
+struct PrivateRedis {
+    child: Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn with_redis_stopped_balances_and_stock_still_answer_from_postgres() {
+    let mut redis = PrivateRedis::start();
+    let system = System::start_with(Some(format!("redis://127.0.0.1:{}/", redis.port)), &[]).await;
+    let earned = system
+        .post(
+            "/api/v1/points/earn",
+            json!({ "userId": 3, "amount": 70, "description": "e" }),
+        )
+        .await;
+    let product = system
+        .post("/api/v1/products", json!({ "name": "P", "price": 1000 }))
+        .await
+        .body["productId"]
+        .clone();
+    let now = chrono::Utc::now();
+    let sale = system
+        .post("/api/v1/time-sales", json!({ "productId": product, "discountPrice": 500, "quantity": 9,
+            "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::hours(1) }))
+        .await;
+    let sale_id = sale.body["timeSaleId"].as_str().unwrap().to_owned();
+    let order = system
+        .post(
+            "/api/v1/orders",
+            json!({ "timeSaleId": sale_id, "userId": 3, "quantity": 4 }),
+        )
+        .await;
+    let position = order.body["position"].as_i64();
+    assert_eq!(
+        system
+            .get("/api/v1/points/users/3/balance", position)
+            .await
+            .body["balance"],
+        70
+    );
+    let _ = earned;
+
+    redis.stop();
+    let balance = system.get("/api/v1/points/users/3/balance", None).await;
+    assert_eq!(
+        (balance.status, balance.body["balance"].as_i64()),
+        (StatusCode::OK, Some(70))
+    );
+    let stock = system
+        .get(&format!("/api/v1/time-sales/{sale_id}"), None)
+        .await;
+    assert_eq!(
+        (stock.status, stock.body["remainingQuantity"].as_i64()),
+        (StatusCode::OK, Some(5))
+    );
+
+    // Writes go on and are read back (watermark and values from PostgreSQL).
+    let more = system
+        .post(
+            "/api/v1/orders",
+            json!({ "timeSaleId": sale_id, "userId": 4, "quantity": 2 }),
+        )
+        .await;
+    assert_eq!(more.status, StatusCode::CREATED);
+    let stock = system
+        .get(
+            &format!("/api/v1/time-sales/{sale_id}"),
+            more.body["position"].as_i64(),
+        )
+        .await;
+    assert_eq!(
+        (stock.status, stock.body["remainingQuantity"].as_i64()),
+        (StatusCode::OK, Some(3))
+    );
+    system.stop().await;
+}

@@ -1,0 +1,378 @@
+//! Each SPEC §4 command through the real command API, then the queries that should reflect
+//! it through the real query API, passing the command's position as `X-Min-Position`: no
+//! sleeps, the token alone makes the read see the write.
+#![allow(clippy::unwrap_used)]
+
+use chrono::{Duration, Utc};
+use e2e::System;
+use reqwest::StatusCode;
+use serde_json::json;
+
+fn pos(body: &serde_json::Value) -> Option<i64> {
+    Some(
+        body["position"]
+            .as_i64()
+            .expect("a command answers with its position"),
+    )
+}
+
+#[tokio::test]
+async fn coupons_policies_and_quotes_read_back_after_each_command() {
+    let system = System::start().await;
+    let now = Utc::now();
+    let created = system
+        .post(
+            "/api/v1/coupon-policies",
+            json!({ "title": "Winter", "totalQuantity": 3, "startTime": now - Duration::hours(1),
+                    "endTime": now + Duration::hours(1), "discountType": "PERCENTAGE", "discountValue": 10,
+                    "minimumOrderAmount": 1000, "maximumDiscountAmount": 500 }),
+        )
+        .await;
+    let policy = created.body["policyId"].as_str().unwrap().to_owned();
+    let read = system
+        .get(
+            &format!("/api/v1/coupon-policies/{policy}"),
+            pos(&created.body),
+        )
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(
+        (
+            read.body["issuedCount"].as_i64(),
+            read.body["remainingQuantity"].as_i64()
+        ),
+        (Some(0), Some(3))
+    );
+
+    let issued = system
+        .post(
+            "/api/v1/coupons/issue",
+            json!({ "policyId": policy, "userId": 11 }),
+        )
+        .await;
+    let coupon = issued.body["couponId"].as_str().unwrap().to_owned();
+    let read = system
+        .get(&format!("/api/v1/coupons/{coupon}"), pos(&issued.body))
+        .await;
+    assert_eq!(
+        (read.body["status"].as_str(), read.body["userId"].as_i64()),
+        (Some("AVAILABLE"), Some(11))
+    );
+    let policy_now = system
+        .get(
+            &format!("/api/v1/coupon-policies/{policy}"),
+            pos(&issued.body),
+        )
+        .await;
+    assert_eq!(policy_now.body["issuedCount"], 1);
+    let listed = system
+        .get("/api/v1/coupon-policies?page=1&limit=10", pos(&issued.body))
+        .await;
+    assert_eq!(listed.body["total"], 1);
+
+    let quote = system
+        .get(
+            &format!("/api/v1/coupons/{coupon}/quote?orderAmount=8000"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            quote.body["applicable"].as_bool(),
+            quote.body["discountAmount"].as_i64()
+        ),
+        (Some(true), Some(500))
+    );
+    let below = system
+        .get(
+            &format!("/api/v1/coupons/{coupon}/quote?orderAmount=999"),
+            None,
+        )
+        .await;
+    assert_eq!(below.body["reason"], "BELOW_MINIMUM_ORDER");
+    let other = system
+        .get(
+            &format!("/api/v1/coupons/{coupon}/quote?orderAmount=8000&userId=12"),
+            None,
+        )
+        .await;
+    assert_eq!(other.body["reason"], "NOT_OWNER");
+    let unknown = system
+        .get(
+            &format!(
+                "/api/v1/coupons/{}/quote?orderAmount=8000",
+                uuid::Uuid::new_v4()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(unknown.body["reason"], "NOT_FOUND");
+
+    let used = system
+        .post(
+            &format!("/api/v1/coupons/{coupon}/use"),
+            json!({ "orderId": "ORD-7", "orderAmount": 8000 }),
+        )
+        .await;
+    let read = system
+        .get(&format!("/api/v1/coupons/{coupon}"), pos(&used.body))
+        .await;
+    assert_eq!(
+        (
+            read.body["status"].as_str(),
+            read.body["discountAmount"].as_i64()
+        ),
+        (Some("USED"), Some(500))
+    );
+    let quote = system
+        .get(
+            &format!("/api/v1/coupons/{coupon}/quote?orderAmount=8000"),
+            pos(&used.body),
+        )
+        .await;
+    assert_eq!(quote.body["reason"], "ALREADY_USED");
+    let policy_now = system
+        .get(
+            &format!("/api/v1/coupon-policies/{policy}"),
+            pos(&used.body),
+        )
+        .await;
+    assert_eq!(policy_now.body["usedCount"], 1);
+    let by_status = system
+        .get("/api/v1/coupons/user/11?status=USED", pos(&used.body))
+        .await;
+    assert_eq!(by_status.body["total"], 1);
+
+    let canceled = system
+        .post(&format!("/api/v1/coupons/{coupon}/cancel"), json!({}))
+        .await;
+    let read = system
+        .get(&format!("/api/v1/coupons/{coupon}"), pos(&canceled.body))
+        .await;
+    assert_eq!(read.body["status"], "AVAILABLE");
+    let revoked = system
+        .post(&format!("/api/v1/coupons/{coupon}/revoke"), json!({}))
+        .await;
+    let read = system
+        .get(&format!("/api/v1/coupons/{coupon}"), pos(&revoked.body))
+        .await;
+    assert_eq!(read.body["status"], "CANCELED");
+    let quote = system
+        .get(
+            &format!("/api/v1/coupons/{coupon}/quote?orderAmount=8000"),
+            pos(&revoked.body),
+        )
+        .await;
+    assert_eq!(quote.body["reason"], "REVOKED");
+    let mine = system
+        .get("/api/v1/coupons/user/11", pos(&revoked.body))
+        .await;
+    assert_eq!(
+        (
+            mine.body["total"].as_i64(),
+            mine.body["items"][0]["status"].as_str()
+        ),
+        (Some(1), Some("CANCELED"))
+    );
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn point_balances_and_history_pages_carry_the_balance_after_each_entry() {
+    let system = System::start().await;
+    let earned = system
+        .post(
+            "/api/v1/points/earn",
+            json!({ "userId": 5, "amount": 1000, "description": "signup" }),
+        )
+        .await;
+    let spent = system
+        .post(
+            "/api/v1/points/use",
+            json!({ "userId": 5, "amount": 300, "description": "checkout", "orderId": "ORD-1" }),
+        )
+        .await;
+    let more = system
+        .post(
+            "/api/v1/points/earn",
+            json!({ "userId": 5, "amount": 50, "description": "review" }),
+        )
+        .await;
+    let refund = system
+        .post(
+            "/api/v1/points/cancel",
+            json!({ "userId": 5, "transactionId": spent.body["transactionId"] }),
+        )
+        .await;
+    assert_eq!(refund.status, StatusCode::CREATED, "{}", refund.body);
+    let last = pos(&refund.body);
+
+    let balance = system.get("/api/v1/points/users/5/balance", last).await;
+    assert_eq!(balance.body["balance"], 1050);
+    let first_page = system
+        .get("/api/v1/points/users/5/history?page=1&limit=3", last)
+        .await;
+    assert_eq!(first_page.body["total"], 4);
+    let items = first_page.body["items"].as_array().unwrap();
+    let seen: Vec<(&str, i64, i64)> = items
+        .iter()
+        .map(|i| {
+            (
+                i["type"].as_str().unwrap(),
+                i["amount"].as_i64().unwrap(),
+                i["balanceAfter"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [("CANCEL", 300, 1050), ("EARN", 50, 750), ("USE", 300, 700)],
+        "newest first"
+    );
+    assert_eq!(items[2]["orderId"], "ORD-1");
+    assert_eq!(
+        items[0]["canceledTransactionId"],
+        spent.body["transactionId"]
+    );
+    let second_page = system
+        .get("/api/v1/points/users/5/history?page=2&limit=3", last)
+        .await;
+    assert_eq!(second_page.body["items"][0]["balanceAfter"], 1000);
+    assert_eq!(second_page.body["items"].as_array().unwrap().len(), 1);
+    let _ = (earned, more);
+
+    let nobody = system.get("/api/v1/points/users/6/balance", last).await;
+    assert_eq!(nobody.body["balance"], 0);
+    let bad = system
+        .get("/api/v1/points/users/5/history?limit=1000", None)
+        .await;
+    assert_eq!(
+        (bad.status, bad.body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("limit"))
+    );
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn live_stock_follows_orders_and_cancellations() {
+    let system = System::start().await;
+    let product = system
+        .post(
+            "/api/v1/products",
+            json!({ "name": "Headphones", "price": 10000, "description": "ANC" }),
+        )
+        .await;
+    let product_id = product.body["productId"].as_str().unwrap().to_owned();
+    let read = system
+        .get(
+            &format!("/api/v1/products/{product_id}"),
+            pos(&product.body),
+        )
+        .await;
+    assert_eq!(
+        (read.body["name"].as_str(), read.body["price"].as_i64()),
+        (Some("Headphones"), Some(10000))
+    );
+
+    let now = Utc::now();
+    let sale = system
+        .post(
+            "/api/v1/time-sales",
+            json!({ "productId": product_id, "discountPrice": 7000, "quantity": 5,
+                    "startAt": now - Duration::minutes(1), "endAt": now + Duration::hours(1), "perUserLimit": 3 }),
+        )
+        .await;
+    let sale_id = sale.body["timeSaleId"].as_str().unwrap().to_owned();
+    let read = system
+        .get(&format!("/api/v1/time-sales/{sale_id}"), pos(&sale.body))
+        .await;
+    assert_eq!(
+        (
+            read.body["remainingQuantity"].as_i64(),
+            read.body["status"].as_str()
+        ),
+        (Some(5), Some("ACTIVE"))
+    );
+
+    let first = system
+        .post(
+            "/api/v1/orders",
+            json!({ "timeSaleId": sale_id, "userId": 21, "quantity": 3 }),
+        )
+        .await;
+    let second = system
+        .post(
+            "/api/v1/orders",
+            json!({ "timeSaleId": sale_id, "userId": 22, "quantity": 2 }),
+        )
+        .await;
+    let read = system
+        .get(&format!("/api/v1/time-sales/{sale_id}"), pos(&second.body))
+        .await;
+    assert_eq!(
+        (
+            read.body["remainingQuantity"].as_i64(),
+            read.body["status"].as_str()
+        ),
+        (Some(0), Some("SOLD_OUT"))
+    );
+
+    let order_id = first.body["orderId"].as_str().unwrap().to_owned();
+    let canceled = system
+        .post(&format!("/api/v1/orders/{order_id}/cancel"), json!({}))
+        .await;
+    let read = system
+        .get(
+            &format!("/api/v1/time-sales/{sale_id}"),
+            pos(&canceled.body),
+        )
+        .await;
+    assert_eq!(
+        (
+            read.body["remainingQuantity"].as_i64(),
+            read.body["soldQuantity"].as_i64()
+        ),
+        (Some(3), Some(2))
+    );
+    let order = system
+        .get(&format!("/api/v1/orders/{order_id}"), pos(&canceled.body))
+        .await;
+    assert_eq!(
+        (
+            order.body["status"].as_str(),
+            order.body["totalPrice"].as_i64()
+        ),
+        (Some("CANCELED"), Some(21000))
+    );
+    let mine = system
+        .get("/api/v1/orders/user/22", pos(&canceled.body))
+        .await;
+    assert_eq!(
+        (
+            mine.body["total"].as_i64(),
+            mine.body["items"][0]["status"].as_str()
+        ),
+        (Some(1), Some("CREATED"))
+    );
+    let listed = system.get("/api/v1/time-sales", pos(&canceled.body)).await;
+    assert_eq!(listed.body["total"], 1);
+    let missing = system
+        .get(&format!("/api/v1/orders/{}", uuid::Uuid::new_v4()), None)
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn a_position_the_projections_cannot_reach_in_time_is_a_503_with_retry_after() {
+    let system = System::start_with(None, &[("APP_CONSISTENCY_WAIT_MS", "300")]).await;
+    let far = system
+        .get("/api/v1/points/users/1/balance", Some(1_000_000))
+        .await;
+    assert_eq!(far.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(far.body["code"], "NOT_YET_CONSISTENT");
+    assert_eq!(far.retry_after.as_deref(), Some("1"));
+    let bad = system.get("/api/v1/points/users/1/balance", None).await;
+    assert_eq!(bad.status, StatusCode::OK);
+    system.stop().await;
+}
