@@ -3,6 +3,7 @@
 # request and the answer. Needs a running command-api (./dev run starts one).
 set -euo pipefail
 API=${API:-http://127.0.0.1:8080}
+QUERY=${QUERY:-http://127.0.0.1:8081}
 
 post() {
   local path=$1 body=$2
@@ -12,6 +13,14 @@ post() {
 }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
+# A query that waits until the projections reached the write at position $2.
+get() {
+  local path=$1 position=$2
+  printf '\n← GET %s (X-Min-Position: %s)\n' "$path" "$position" >&2
+  curl -sS "$QUERY$path" -H "X-Min-Position: $position" >&2
+  echo >&2
+}
+
 start=$(date -u -d '-1 minute' +%FT%TZ)
 end=$(date -u -d '+1 day' +%FT%TZ)
 
@@ -20,10 +29,13 @@ policy=$(post /api/v1/coupon-policies "{\"title\":\"Winter sale\",\"totalQuantit
 coupon=$(post /api/v1/coupons/issue "{\"policyId\":\"$policy\",\"userId\":1}" | field couponId)
 post /api/v1/coupons/issue "{\"policyId\":\"$policy\",\"userId\":2}" >/dev/null
 post /api/v1/coupons/issue "{\"policyId\":\"$policy\",\"userId\":3}" >/dev/null
-post "/api/v1/coupons/$coupon/use" '{"orderId":"ORD-1001","orderAmount":42000}' >/dev/null
+used=$(post "/api/v1/coupons/$coupon/use" '{"orderId":"ORD-1001","orderAmount":42000}' | field position)
+get "/api/v1/coupons/$coupon" "$used"
+get "/api/v1/coupon-policies/$policy" "$used"
 
 echo "== points: earn 1,000, spend 300, a retry with the same Idempotency-Key changes nothing" >&2
-post /api/v1/points/earn '{"userId":1,"amount":1000,"description":"welcome"}' >/dev/null
+earned=$(post /api/v1/points/earn '{"userId":1,"amount":1000,"description":"welcome"}' | field position)
+get /api/v1/points/users/1/balance "$earned"
 printf "\n→ POST /api/v1/points/use twice with one Idempotency-Key\n" >&2
 for _ in 1 2; do
   curl -sS -X POST "$API/api/v1/points/use" -H 'content-type: application/json' \
@@ -34,5 +46,7 @@ done
 echo "== flash sale: 1 unit; the second buyer finds it sold out" >&2
 product=$(post /api/v1/products '{"name":"Noise-cancelling headphones","price":300000}' | field productId)
 sale=$(post /api/v1/time-sales "{\"productId\":\"$product\",\"discountPrice\":199000,\"quantity\":1,\"startAt\":\"$start\",\"endAt\":\"$end\"}" | field timeSaleId)
-post /api/v1/orders "{\"timeSaleId\":\"$sale\",\"userId\":1,\"quantity\":1}" >/dev/null
+ordered=$(post /api/v1/orders "{\"timeSaleId\":\"$sale\",\"userId\":1,\"quantity\":1}" | field position)
 post /api/v1/orders "{\"timeSaleId\":\"$sale\",\"userId\":2,\"quantity\":1}" >/dev/null
+get "/api/v1/time-sales/$sale" "$ordered"
+get /api/v1/points/users/1/history "$ordered"
