@@ -10,7 +10,7 @@ pub mod telemetry;
 pub mod writer;
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
@@ -252,26 +252,46 @@ impl Application {
     }
 
     /// Serves (and relays events to Kafka, when configured) until `shutdown` completes, then
-    /// finishes the requests in flight and stops the relay.
+    /// finishes the requests in flight and stops the relay — each within a bounded grace
+    /// period, so a stuck connection or broker cannot keep the process (and the relay's
+    /// leader lock) alive forever.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        const REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+        const RELAY_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let relay = self.kafka.map(|kafka| {
-            tokio::spawn(relay::run(
-                self.log.clone(),
-                kafka.brokers,
-                kafka.topic_prefix,
-                stopped,
-            ))
+            tokio::spawn(relay::run(self.log.clone(), kafka.brokers, kafka.topic_prefix, stopped))
         });
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let (signalled, mut signal) = tokio::sync::watch::channel(false);
+        let serve = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = signalled.send(true);
+            })
+            .into_future();
+        let grace_over = async move {
+            while !*signal.borrow_and_update() {
+                if signal.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            tokio::time::sleep(REQUEST_GRACE).await;
+        };
+        let served = tokio::select! {
+            served = serve => served,
+            () = grace_over => {
+                tracing::warn!("requests still open after the grace period; closing them");
+                Ok(())
+            }
+        };
         let _ = stop.send(true);
         if let Some(relay) = relay {
-            let _ = relay.await;
+            if tokio::time::timeout(RELAY_GRACE, relay).await.is_err() {
+                tracing::warn!("the relay did not stop within its grace period");
+            }
         }
         served
     }

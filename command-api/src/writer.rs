@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::settings::WriterSettings;
+use crate::settings::{WriterMode, WriterSettings};
 
 /// Bumped when an aggregate's in-memory state changes shape: older snapshots are ignored.
 const STATE_FORMAT: i32 = 1;
@@ -250,6 +250,8 @@ struct Inner<A: Decide> {
     settings: WriterSettings,
     writers: Registry<A>,
     generation: AtomicU64,
+    /// Naive mode only: the last state seen per aggregate, caught up from the log's tail.
+    naive: Mutex<HashMap<Uuid, (i64, Arc<A>)>>,
 }
 
 impl<A> Aggregates<A>
@@ -265,12 +267,16 @@ where
                 settings,
                 writers: Mutex::new(HashMap::new()),
                 generation: AtomicU64::new(0),
+                naive: Mutex::new(HashMap::new()),
             }),
         }
     }
 
     /// Decides and appends a command on aggregate `id`.
     pub async fn execute(&self, id: Uuid, request: Request<A>) -> Result<Committed, WriteError> {
+        if self.inner.settings.mode == WriterMode::Naive {
+            return self.execute_naive(id, request).await;
+        }
         let (reply, answer) = oneshot::channel();
         self.send(id, Job::Command(Box::new(request), reply))?;
         answer
@@ -293,6 +299,97 @@ where
         answer
             .await
             .map_err(|_| WriteError::Unavailable("aggregate writer stopped".into()))?
+    }
+
+    /// The baseline: for each command, catch the aggregate up from the log, decide, and append
+    /// in a transaction of its own expecting the version it decided on; a concurrent writer
+    /// makes it a conflict, and the command is decided again after a jittered pause.
+    async fn execute_naive(&self, id: Uuid, request: Request<A>) -> Result<Committed, WriteError> {
+        const ATTEMPTS: u32 = 64;
+        for attempt in 0..ATTEMPTS {
+            if let Some(key) = &request.key {
+                let stored = self
+                    .inner
+                    .log
+                    .idempotent_answers(&key.principal, std::slice::from_ref(&key.key))
+                    .await
+                    .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+                if let Some(answer) = stored.into_iter().next() {
+                    return stored_answer(&answer, &key.hash);
+                }
+            }
+            let (version, state) = self.naive_state(id).await?;
+            let mut next = (*state).clone();
+            let (batch, mut decided) =
+                decide_batch(&mut next, id, version, std::iter::once(&request));
+            let Some(outcome) = decided.pop() else { break };
+            if let Decided::Refused(refusal) = &outcome {
+                if request.key.is_none() {
+                    return Err(WriteError::Refused(refusal.clone()));
+                }
+            }
+            match self.inner.log.append(&batch).await {
+                Ok(appended) => {
+                    return match outcome {
+                        Decided::Refused(refusal) => Err(WriteError::Refused(refusal)),
+                        Decided::Accepted { events, body } => {
+                            let a = appended.first().copied().ok_or_else(|| {
+                                WriteError::Unavailable("nothing appended".into())
+                            })?;
+                            if let Ok(mut cache) = self.inner.naive.lock() {
+                                if cache.get(&id).is_none_or(|(v, _)| *v < a.version) {
+                                    cache.insert(id, (a.version, Arc::new(next)));
+                                }
+                            }
+                            Ok(Committed {
+                                status: request.status,
+                                body,
+                                version: a.version,
+                                position: a.first_position + events as i64 - 1,
+                                replayed: false,
+                            })
+                        }
+                    };
+                }
+                Err(e) if e.is_race() => {
+                    let pause = rand::rng().random_range(1..=5u64) * u64::from(attempt.min(10) + 1);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(e) => return Err(WriteError::Unavailable(e.to_string())),
+            }
+        }
+        Err(WriteError::Unavailable(
+            "contention: too many retries".into(),
+        ))
+    }
+
+    /// The cached state of `id` (naive mode), caught up with every event appended since.
+    async fn naive_state(&self, id: Uuid) -> Result<(i64, Arc<A>), WriteError> {
+        let cached = self
+            .inner
+            .naive
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&id).cloned());
+        let (version, state) = cached.unwrap_or_else(|| (0, Arc::new(A::default())));
+        let tail = self
+            .inner
+            .log
+            .read_stream(id, version, None)
+            .await
+            .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+        if tail.is_empty() {
+            return Ok((version, state));
+        }
+        let mut caught_up = (*state).clone();
+        let version = apply_recorded(&mut caught_up, id, version, tail)?;
+        let caught_up = Arc::new(caught_up);
+        if let Ok(mut cache) = self.inner.naive.lock() {
+            if cache.get(&id).is_none_or(|(v, _)| *v < version) {
+                cache.insert(id, (version, caught_up.clone()));
+            }
+        }
+        Ok((version, caught_up))
     }
 
     fn send(&self, id: Uuid, mut job: Job<A>) -> Result<(), WriteError> {
@@ -481,75 +578,14 @@ where
         }
     }
 
-    /// Decides every pending command in order against the in-memory state (applying each
-    /// accepted command's events before the next), and builds the batch to append.
     fn decide(&mut self, pending: &[Pending<A>]) -> (AppendBatch, Vec<Decided>) {
         let state = self.state.as_mut().expect("loaded");
-        let mut version = state.version;
-        let mut stream = StreamAppend {
-            stream_id: self.id,
-            category: A::CATEGORY.to_owned(),
-            expected_version: state.version,
-            events: vec![],
-        };
-        let mut batch = AppendBatch::default();
-        let mut decided = Vec::with_capacity(pending.len());
-        for (request, _) in pending {
-            match state.aggregate.decide(request.command.clone()) {
-                Ok(events) => {
-                    for event in &events {
-                        let wire = event.to_wire();
-                        if let Some(entity_id) = A::created_entity(event) {
-                            batch.links.push(EntityLink {
-                                entity_id,
-                                stream_id: self.id,
-                                category: A::CATEGORY.to_owned(),
-                            });
-                        }
-                        stream.events.push(NewEvent {
-                            event_id: Uuid::now_v7(),
-                            event_type: wire.event_type,
-                            schema_version: wire.version as i16,
-                            data: wire.data,
-                            metadata: request.metadata.clone(),
-                        });
-                        state.aggregate.apply_event(event.clone());
-                    }
-                    version += events.len() as i64;
-                    let body = (request.render)(&state.aggregate, &events);
-                    if let Some(key) = &request.key {
-                        batch.idempotency.push(IdempotencyRecord {
-                            principal: key.principal.clone(),
-                            key: key.key.clone(),
-                            request_hash: key.hash.clone(),
-                            status: request.status as i16,
-                            body: body.clone(),
-                            stream: Some((self.id, version)),
-                        });
-                    }
-                    decided.push(Decided::Accepted {
-                        events: events.len(),
-                        body,
-                    });
-                }
-                Err(refusal) => {
-                    if let Some(key) = &request.key {
-                        let (status, body) = ApiError::Refused(refusal.clone()).problem();
-                        batch.idempotency.push(IdempotencyRecord {
-                            principal: key.principal.clone(),
-                            key: key.key.clone(),
-                            request_hash: key.hash.clone(),
-                            status: status.as_u16() as i16,
-                            body,
-                            stream: None,
-                        });
-                    }
-                    decided.push(Decided::Refused(refusal));
-                }
-            }
-        }
-        batch.streams.push(stream);
-        (batch, decided)
+        decide_batch(
+            &mut state.aggregate,
+            self.id,
+            state.version,
+            pending.iter().map(|(r, _)| r.as_ref()),
+        )
     }
 
     /// Answers commands whose idempotency key has a stored answer; returns the rest.
@@ -636,23 +672,13 @@ where
                 self.snapshot_version = version;
             }
         }
-        for recorded in self
+        let tail = self
             .inner
             .log
             .read_stream(self.id, version, None)
             .await
-            .map_err(unavailable)?
-        {
-            let wire = WireEvent {
-                event_type: recorded.event_type,
-                version: recorded.schema_version as u16,
-                data: recorded.data,
-            };
-            let event = A::Event::from_wire(&wire)
-                .map_err(|e| WriteError::Unavailable(format!("stream {}: {e}", self.id)))?;
-            aggregate.apply_event(event);
-            version = recorded.version;
-        }
+            .map_err(unavailable)?;
+        let version = apply_recorded(&mut aggregate, self.id, version, tail)?;
         self.state = Some(Loaded { aggregate, version });
         Ok(())
     }
@@ -699,6 +725,126 @@ where
         Some(Snapshot {
             version: state.version,
             state: value,
+        })
+    }
+}
+
+/// Decides `requests` in order against `aggregate` (applying each accepted command's events
+/// before the next) and builds the batch that appends them: events, entity links, and the
+/// idempotency record of every keyed request (refusals included). Shared by both write modes.
+fn decide_batch<'r, A: Decide>(
+    aggregate: &mut A,
+    id: Uuid,
+    base_version: i64,
+    requests: impl Iterator<Item = &'r Request<A>>,
+) -> (AppendBatch, Vec<Decided>)
+where
+    A::Command: Clone,
+{
+    let mut version = base_version;
+    let mut stream = StreamAppend {
+        stream_id: id,
+        category: A::CATEGORY.to_owned(),
+        expected_version: base_version,
+        events: vec![],
+    };
+    let mut batch = AppendBatch::default();
+    let mut decided = Vec::new();
+    for request in requests {
+        match aggregate.decide(request.command.clone()) {
+            Ok(events) => {
+                for event in &events {
+                    let wire = event.to_wire();
+                    if let Some(entity_id) = A::created_entity(event) {
+                        batch.links.push(EntityLink {
+                            entity_id,
+                            stream_id: id,
+                            category: A::CATEGORY.to_owned(),
+                        });
+                    }
+                    stream.events.push(NewEvent {
+                        event_id: Uuid::now_v7(),
+                        event_type: wire.event_type,
+                        schema_version: wire.version as i16,
+                        data: wire.data,
+                        metadata: request.metadata.clone(),
+                    });
+                    aggregate.apply_event(event.clone());
+                }
+                version += events.len() as i64;
+                let body = (request.render)(aggregate, &events);
+                if let Some(key) = &request.key {
+                    batch.idempotency.push(IdempotencyRecord {
+                        principal: key.principal.clone(),
+                        key: key.key.clone(),
+                        request_hash: key.hash.clone(),
+                        status: request.status as i16,
+                        body: body.clone(),
+                        stream: Some((id, version)),
+                    });
+                }
+                decided.push(Decided::Accepted {
+                    events: events.len(),
+                    body,
+                });
+            }
+            Err(refusal) => {
+                if let Some(key) = &request.key {
+                    let (status, body) = ApiError::Refused(refusal.clone()).problem();
+                    batch.idempotency.push(IdempotencyRecord {
+                        principal: key.principal.clone(),
+                        key: key.key.clone(),
+                        request_hash: key.hash.clone(),
+                        status: status.as_u16() as i16,
+                        body,
+                        stream: None,
+                    });
+                }
+                decided.push(Decided::Refused(refusal));
+            }
+        }
+    }
+    batch.streams.push(stream);
+    (batch, decided)
+}
+
+/// Applies recorded events of one stream to `aggregate`; returns the version after them.
+fn apply_recorded<A: Decide>(
+    aggregate: &mut A,
+    id: Uuid,
+    mut version: i64,
+    recorded: Vec<eventlog::RecordedEvent>,
+) -> Result<i64, WriteError> {
+    for event in recorded {
+        let wire = WireEvent {
+            event_type: event.event_type,
+            version: event.schema_version as u16,
+            data: event.data,
+        };
+        let decoded = A::Event::from_wire(&wire)
+            .map_err(|e| WriteError::Unavailable(format!("stream {id}: {e}")))?;
+        aggregate.apply_event(decoded);
+        version = event.version;
+    }
+    Ok(version)
+}
+
+/// The answer stored under an idempotency key, for a request whose body hashes to `hash`.
+fn stored_answer(answer: &eventlog::StoredAnswer, hash: &[u8]) -> Result<Committed, WriteError> {
+    if answer.request_hash != hash {
+        Err(WriteError::KeyReused)
+    } else if (200..300).contains(&answer.status) {
+        Ok(Committed {
+            status: answer.status as u16,
+            body: answer.body.clone(),
+            version: answer.stream.map_or(0, |s| s.1),
+            position: answer.position.unwrap_or(0),
+            replayed: true,
+        })
+    } else {
+        Err(WriteError::StoredRefusal {
+            status: answer.status as u16,
+            body: answer.body.clone(),
         })
     }
 }

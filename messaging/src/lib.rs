@@ -59,8 +59,11 @@ pub fn producer_config(brokers: &str) -> ClientConfig {
     config
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("message.timeout.ms", "10000")
-        .set("linger.ms", "2")
+        .set("message.timeout.ms", "60000")
+        // Few, large produce requests: the broker's cost is per request more than per record.
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("batch.size", "4000000")
         .set("compression.type", "none");
     config
 }
@@ -77,7 +80,11 @@ pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000")
-        .set("max.poll.interval.ms", "15000");
+        .set("max.poll.interval.ms", "15000")
+        // Large fetches: the broker's cost is mostly per fetch request.
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("fetch.max.bytes", "67108864")
+        .set("fetch.wait.max.ms", "50");
     config
 }
 

@@ -3,9 +3,14 @@
 //! which every event is projected (read-your-writes). The projection code (`projection`,
 //! `hot`, `watermark`) is a library: replay-tools rebuilds read models with the same code.
 //!
-//! Per batch: decode → apply to PostgreSQL and record progress in one transaction → guarded
-//! Redis writes → raise the watermark → commit the Kafka offsets. A crash anywhere redelivers
-//! the batch; every step is idempotent.
+//! Per batch: decode → apply to PostgreSQL and record progress *and the Kafka offsets* in one
+//! transaction → guarded Redis writes → raise the watermark. A crash anywhere resumes from the
+//! offsets committed with the read models; every step is idempotent anyway.
+//!
+//! Partitions are assigned by hand, not by a consumer group: under load the broker used here
+//! (tansu 0.6) let a group's session time out and then never completed the rejoin, leaving
+//! the projector silent (measured; ADR 6). One projector per read-model schema is active,
+//! holding a PostgreSQL advisory lock; others wait for it.
 
 pub mod hot;
 pub mod projection;
@@ -14,9 +19,11 @@ pub mod watermark;
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use messaging::envelope::Envelope;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::hot::HotStore;
@@ -58,12 +65,23 @@ pub async fn run(
         .await?;
     projection::ensure_schema(&pool, &settings.schema).await?;
     let mut hot = HotStore::new(&settings.redis.url, &settings.redis.prefix)?;
+    let _leader = become_leader(&pool, &settings.schema, &mut stop).await?;
     let consumer: StreamConsumer =
         messaging::consumer_config(&settings.kafka.brokers, &settings.kafka.group).create()?;
-    let topics = messaging::system_topics(&settings.kafka.topic_prefix);
-    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topic_refs)?;
-    tracing::info!(group = %settings.kafka.group, schema = %settings.schema, "projector consuming");
+    let schema = projection::checked_schema(&settings.schema)?;
+    let stored: HashMap<String, i64> =
+        sqlx::query_as::<_, (String, i64)>(&format!("SELECT topic, next_offset FROM {schema}.projection_offsets"))
+            .fetch_all(&pool)
+            .await?
+            .into_iter()
+            .collect();
+    let mut assignment = TopicPartitionList::new();
+    for topic in messaging::system_topics(&settings.kafka.topic_prefix) {
+        let offset = stored.get(&topic).map_or(Offset::Beginning, |o| Offset::Offset(*o));
+        assignment.add_partition_offset(&topic, 0, offset)?;
+    }
+    consumer.assign(&assignment)?;
+    tracing::info!(schema = %settings.schema, "projector consuming");
 
     loop {
         let first = tokio::select! {
@@ -72,28 +90,51 @@ pub async fn run(
             _ = stop.changed() => break,
         };
         let mut batch: Vec<(Envelope, AnyEvent)> = Vec::new();
+        let mut offsets: HashMap<String, i64> = HashMap::new();
         if let Some(message) = first {
-            push(&mut batch, message?);
+            push(&mut batch, &mut offsets, message?);
             let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
             while batch.len() < MAX_BATCH {
                 match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                    Ok(message) => push(&mut batch, message?),
+                    Ok(message) => push(&mut batch, &mut offsets, message?),
                     Err(_) => break,
                 }
             }
         }
-        project(&pool, &mut hot, &settings.schema, &batch).await;
-        if !batch.is_empty() {
-            // Async: a lost commit only means a redelivery, which changes nothing.
-            consumer.commit_consumer_state(CommitMode::Async)?;
-        }
+        project(&pool, &mut hot, &settings.schema, &batch, &offsets).await;
     }
     Ok(())
 }
 
+/// Waits (standing by) until this process holds the projector lock of `schema`; the returned
+/// connection holds it for as long as it lives.
+async fn become_leader(
+    pool: &sqlx::PgPool,
+    schema: &str,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, ProjectionError> {
+    let mut connection = pool.acquire().await?;
+    loop {
+        let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('projector:' || $1))")
+            .bind(schema)
+            .fetch_one(&mut *connection)
+            .await?;
+        if acquired || *stop.borrow() {
+            return Ok(connection);
+        }
+        tracing::info!(schema, "another projector is active; standing by");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Decodes a message into the batch; a message that is not a valid envelope is logged and
 /// skipped (it can never become valid by retrying).
-fn push(batch: &mut Vec<(Envelope, AnyEvent)>, message: rdkafka::message::BorrowedMessage<'_>) {
+fn push(
+    batch: &mut Vec<(Envelope, AnyEvent)>,
+    offsets: &mut HashMap<String, i64>,
+    message: rdkafka::message::BorrowedMessage<'_>,
+) {
+    offsets.insert(message.topic().to_owned(), message.offset() + 1);
     let parsed = message
         .payload()
         .ok_or_else(|| ProjectionError::Undecodable("empty message".into()))
@@ -111,18 +152,20 @@ fn push(batch: &mut Vec<(Envelope, AnyEvent)>, message: rdkafka::message::Borrow
     }
 }
 
-/// Projects one batch, retrying the PostgreSQL step until it succeeds (the batch is not
-/// acknowledged before), then the Redis writes and the watermark.
+/// Projects one batch, retrying the PostgreSQL step until it succeeds (nothing moves on
+/// before), then the Redis writes and the watermark. `offsets`: per topic, where to resume
+/// after this batch.
 pub async fn project(
     pool: &sqlx::PgPool,
     hot: &mut HotStore,
     schema: &str,
     batch: &[(Envelope, AnyEvent)],
+    offsets: &HashMap<String, i64>,
 ) {
-    if !batch.is_empty() {
+    if !batch.is_empty() || !offsets.is_empty() {
         let mut delay = Duration::from_millis(50);
         loop {
-            match apply_in_transaction(pool, schema, batch).await {
+            match apply_in_transaction(pool, schema, batch, offsets).await {
                 Ok(applied) => {
                     tracing::debug!(
                         applied = applied.applied,
@@ -150,9 +193,21 @@ async fn apply_in_transaction(
     pool: &sqlx::PgPool,
     schema: &str,
     batch: &[(Envelope, AnyEvent)],
+    offsets: &HashMap<String, i64>,
 ) -> Result<projection::Applied, ProjectionError> {
     let mut tx = pool.begin().await?;
     let applied = projection::apply_batch(&mut tx, schema, batch).await?;
+    for (topic, next) in offsets {
+        // apply_batch set the search path to `schema`.
+        sqlx::query(
+            "INSERT INTO projection_offsets (topic, next_offset) VALUES ($1, $2) \
+             ON CONFLICT (topic) DO UPDATE SET next_offset = GREATEST(projection_offsets.next_offset, EXCLUDED.next_offset)",
+        )
+        .bind(topic)
+        .bind(next)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(applied)
 }

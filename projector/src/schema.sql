@@ -98,3 +98,9 @@ CREATE TABLE IF NOT EXISTS projection_watermark (
     position  bigint NOT NULL
 );
 INSERT INTO projection_watermark (position) VALUES (0) ON CONFLICT DO NOTHING;
+-- Where the projector resumes in each topic: the offset after the last message whose effects
+-- committed in this schema (written in the same transaction as those effects).
+CREATE TABLE IF NOT EXISTS projection_offsets (
+    topic       text PRIMARY KEY,
+    next_offset bigint NOT NULL
+);

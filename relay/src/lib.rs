@@ -17,8 +17,8 @@ use tokio::sync::watch;
 
 /// The advisory lock key of the relay leader ("promorel").
 const LEADER_LOCK: i64 = 0x7072_6f6d_6f72_656c;
-/// Events read from the log per round.
-const BATCH: i64 = 1_000;
+/// Events read from the log per round: the broker (tansu) is bound by requests, so few big ones.
+const BATCH: i64 = 2_000;
 /// Wait between polls of an idle log: bounds how stale Kafka is when traffic is light.
 const IDLE_POLL: Duration = Duration::from_millis(5);
 /// Wait after a failed round (broker or database down) before trying again.

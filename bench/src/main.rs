@@ -1,0 +1,410 @@
+//! promo-bench: drives the running system over HTTP on loopback — closed loop, a fixed number
+//! of workers each sending its next request when the previous one was answered — then checks
+//! the outcome against the event log and the query API. Stops by itself after `--requests`.
+//! Prints throughput, latency percentiles, answers by status, and the correctness verdicts.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use rand::Rng;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(about = "Load generator for the promotion back end (loopback only)")]
+struct Cli {
+    /// The command API.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    command: String,
+    /// The query API.
+    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    query: String,
+    /// The event log's database, for the correctness checks.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://promo:promo@127.0.0.1:55432/promo")]
+    database_url: String,
+    /// Concurrent workers (connections).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Label printed with the results (e.g. single-writer, naive).
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Measure the write path alone: no freshness sampling and no query-API checks (the
+    /// event-log checks still run). For runs where no relay/projector is running.
+    #[arg(long)]
+    write_only: bool,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Clone)]
+enum Scenario {
+    /// One time sale of `stock` units; every request orders one unit for a distinct buyer.
+    FlashSale {
+        #[arg(long, default_value_t = 100_000)]
+        stock: i64,
+        /// Orders sent in all (defaults to the stock).
+        #[arg(long)]
+        requests: Option<usize>,
+    },
+    /// One coupon policy of `total`; every request issues to a distinct user.
+    CouponRace {
+        #[arg(long, default_value_t = 100_000)]
+        total: i64,
+        #[arg(long)]
+        requests: Option<usize>,
+    },
+    /// Earn (60 %) and use (40 %) over `users` random users.
+    Points {
+        #[arg(long, default_value_t = 100_000)]
+        users: i64,
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+    },
+    /// Balance and stock reads, half each.
+    Reads {
+        #[arg(long, default_value_t = 200_000)]
+        requests: usize,
+    },
+}
+
+/// Latencies (µs) and answers by status of one run.
+#[derive(Default)]
+struct Record {
+    latencies: Vec<u32>,
+    statuses: BTreeMap<u16, usize>,
+    bodies: Vec<Value>,
+}
+
+struct Run {
+    client: reqwest::Client,
+    cli: Arc<Cli>,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    f64::from(sorted[rank.min(sorted.len() - 1)]) / 1000.0
+}
+
+impl Run {
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let response = self.client.post(format!("{}{path}", self.cli.command)).json(&body).send().await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("{path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// A query; with `min_position`, retried on 503 for up to 3 minutes (the read side may
+    /// trail a saturating load by much more than one consistency wait).
+    async fn get(&self, path: &str, min_position: Option<i64>) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let mut request = self.client.get(format!("{}{path}", self.cli.query));
+            if let Some(p) = min_position {
+                request = request.header("X-Min-Position", p.to_string());
+            }
+            let response = request.send().await?;
+            let status = response.status();
+            let body: Value = response.json().await?;
+            if status.is_success() {
+                return Ok(body);
+            }
+            if status.as_u16() != 503 || min_position.is_none() || Instant::now() > deadline {
+                bail!("{path}: {status} {body}");
+            }
+        }
+    }
+
+    /// Sends `requests` requests from `concurrency` workers; `make(n)` builds request n.
+    /// `keep` decides which answer bodies to keep for the checks.
+    async fn drive(
+        &self,
+        requests: usize,
+        make: Arc<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>,
+        keep: fn(u16) -> bool,
+        freshness: Option<Arc<Mutex<Option<(Value, Instant)>>>>,
+    ) -> (Record, Duration) {
+        let next = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut workers = Vec::new();
+        for _ in 0..self.cli.concurrency {
+            let (next, make, freshness) = (next.clone(), make.clone(), freshness.clone());
+            workers.push(tokio::spawn(async move {
+                let mut record = Record::default();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= requests {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    let (status, body) = match make(n).send().await {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            let body = if keep(status) { response.json().await.unwrap_or(Value::Null) } else {
+                                let _ = response.bytes().await;
+                                Value::Null
+                            };
+                            (status, body)
+                        }
+                        Err(_) => (0, Value::Null),
+                    };
+                    record.latencies.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    *record.statuses.entry(status).or_default() += 1;
+                    if keep(status) {
+                        if let Some(latest) = &freshness {
+                            if let Ok(mut slot) = latest.lock() {
+                                *slot = Some((body.clone(), Instant::now()));
+                            }
+                        }
+                        record.bodies.push(body);
+                    }
+                }
+                record
+            }));
+        }
+        let mut total = Record::default();
+        for worker in workers {
+            if let Ok(record) = worker.await {
+                total.latencies.extend(record.latencies);
+                for (status, count) in record.statuses {
+                    *total.statuses.entry(status).or_default() += count;
+                }
+                total.bodies.extend(record.bodies);
+            }
+        }
+        (total, started.elapsed())
+    }
+}
+
+fn report(label: &str, scenario: &str, record: &mut Record, elapsed: Duration, success: u16) -> Value {
+    record.latencies.sort_unstable();
+    let succeeded = record.statuses.get(&success).copied().unwrap_or(0);
+    let sent = record.latencies.len();
+    let secs = elapsed.as_secs_f64();
+    let summary = json!({
+        "label": label, "scenario": scenario, "requests": sent, "seconds": (secs * 100.0).round() / 100.0,
+        "requestsPerSecond": (sent as f64 / secs).round(), "successesPerSecond": (succeeded as f64 / secs).round(),
+        "p50ms": percentile(&record.latencies, 50.0), "p95ms": percentile(&record.latencies, 95.0),
+        "p99ms": percentile(&record.latencies, 99.0),
+        "maxms": f64::from(record.latencies.last().copied().unwrap_or(0)) / 1000.0,
+        "statuses": record.statuses.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+    });
+    println!(
+        "{label:>14} {scenario:<12} {sent:>7} req in {secs:>6.2}s  {:>8.0} req/s  {:>8.0} ok/s  p50 {:>7.2} ms  p95 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  {:?}",
+        sent as f64 / secs,
+        succeeded as f64 / secs,
+        percentile(&record.latencies, 50.0),
+        percentile(&record.latencies, 95.0),
+        percentile(&record.latencies, 99.0),
+        f64::from(record.latencies.last().copied().unwrap_or(0)) / 1000.0,
+        record.statuses
+    );
+    summary
+}
+
+fn check(name: &str, ok: bool, detail: String) -> bool {
+    println!("  check {:<44} {}  {detail}", name, if ok { "PASS" } else { "FAIL" });
+    ok
+}
+
+/// Samples freshness while a scenario runs: the latest accepted write is polled on the query
+/// API until it is visible; the time from its answer to its visibility is recorded.
+fn spawn_freshness(run: Arc<Run>, latest: Arc<Mutex<Option<(Value, Instant)>>>, path: fn(&Value) -> Option<String>, stop: Arc<AtomicUsize>) -> tokio::task::JoinHandle<Vec<u32>> {
+    tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut seen = HashSet::new();
+        while stop.load(Ordering::Relaxed) == 0 {
+            let candidate = latest.lock().ok().and_then(|slot| slot.clone());
+            if let Some((body, accepted)) = candidate {
+                if let Some(path) = path(&body) {
+                    if seen.insert(path.clone()) {
+                        loop {
+                            match run.client.get(format!("{}{path}", run.cli.query)).send().await {
+                                Ok(r) if r.status().is_success() => break,
+                                _ => tokio::time::sleep(Duration::from_millis(1)).await,
+                            }
+                            if accepted.elapsed() > Duration::from_secs(30) {
+                                break;
+                            }
+                        }
+                        samples.push(accepted.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        samples
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Arc::new(Cli::parse());
+    let client = reqwest::Client::builder().pool_max_idle_per_host(cli.concurrency).build()?;
+    let run = Arc::new(Run { client: client.clone(), cli: cli.clone() });
+    let pool = sqlx::PgPool::connect(&cli.database_url).await.context("connecting to the event log")?;
+    let now = Utc::now();
+    let mut all_ok = true;
+    let label = cli.label.clone();
+    match cli.scenario.clone() {
+        Scenario::FlashSale { stock, requests } => {
+            let requests = requests.unwrap_or(stock as usize);
+            let product = run.post("/api/v1/products", json!({ "name": "Bench headphones", "price": 100_000 })).await?;
+            let sale = run
+                .post("/api/v1/time-sales", json!({ "productId": product["productId"], "discountPrice": 49_000, "quantity": stock,
+                    "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::hours(6) }))
+                .await?;
+            let sale_id = sale["timeSaleId"].as_str().context("sale id")?.to_owned();
+            let base = format!("{}/api/v1/orders", cli.command);
+            let id = sale_id.clone();
+            let http = client.clone();
+            let make = Arc::new(move |n: usize| {
+                http.post(&base).json(&json!({ "timeSaleId": id, "userId": n + 1, "quantity": 1 }))
+            });
+            let latest = Arc::new(Mutex::new(None));
+            let stop = Arc::new(AtomicUsize::new(0));
+            let sampler = (!cli.write_only).then(|| {
+                spawn_freshness(run.clone(), latest.clone(), |b| b["orderId"].as_str().map(|o| format!("/api/v1/orders/{o}")), stop.clone())
+            });
+            let (mut record, elapsed) = run.drive(requests, make, |s| s == 201, Some(latest)).await;
+            stop.store(1, Ordering::Relaxed);
+            report(&label, "flash-sale", &mut record, elapsed, 201);
+            if let Some(sampler) = sampler {
+                let mut freshness = sampler.await.unwrap_or_default();
+                freshness.sort_unstable();
+                println!("  freshness (accepted → visible in query API), {} samples: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+                    freshness.len(), percentile(&freshness, 50.0), percentile(&freshness, 99.0), percentile(&freshness, 100.0));
+            }
+
+            let accepted: HashSet<String> = record.bodies.iter().filter_map(|b| b["orderId"].as_str().map(str::to_owned)).collect();
+            let logged: Vec<String> = sqlx::query_scalar(
+                "SELECT data->>'orderId' FROM events WHERE stream_id = $1::uuid AND event_type = 'order.created'",
+            )
+            .bind(&sale_id)
+            .fetch_all(&pool)
+            .await?;
+            let logged_set: HashSet<String> = logged.iter().cloned().collect();
+            let sold_out = record.bodies.len() < requests && record.statuses.get(&422).copied().unwrap_or(0) > 0;
+            all_ok &= check("sold ≤ stock", logged.len() as i64 <= stock, format!("sold {} of stock {stock}", logged.len()));
+            all_ok &= check("SOLD_OUT only once the stock is gone", !sold_out || logged.len() as i64 == stock, format!("{} refused", record.statuses.get(&422).copied().unwrap_or(0)));
+            all_ok &= check("no order twice in the log", logged_set.len() == logged.len(), format!("{} distinct", logged_set.len()));
+            all_ok &= check("every 'created' answer is in the log", accepted == logged_set, format!("{} answered, {} logged", accepted.len(), logged_set.len()));
+            let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;
+            if cli.write_only {
+                println!("  (write-only: query-API checks skipped)");
+            } else { match run.get(&format!("/api/v1/time-sales/{sale_id}"), Some(head)).await {
+                Ok(view) => all_ok &= check("query API stock = stock − sold", view["remainingQuantity"].as_i64() == Some(stock - logged.len() as i64), format!("remaining {}", view["remainingQuantity"])),
+                Err(e) => all_ok &= check("query API stock = stock − sold", false, e.to_string()),
+            } }
+        }
+        Scenario::CouponRace { total, requests } => {
+            let requests = requests.unwrap_or(total as usize);
+            let policy = run
+                .post("/api/v1/coupon-policies", json!({ "title": "Bench", "totalQuantity": total, "startTime": now - chrono::Duration::minutes(1),
+                    "endTime": now + chrono::Duration::hours(6), "discountType": "FIXED_AMOUNT", "discountValue": 1000 }))
+                .await?;
+            let policy_id = policy["policyId"].as_str().context("policy id")?.to_owned();
+            let base = format!("{}/api/v1/coupons/issue", cli.command);
+            let id = policy_id.clone();
+            let http = client.clone();
+            let make = Arc::new(move |n: usize| http.post(&base).json(&json!({ "policyId": id, "userId": n + 1 })));
+            let (mut record, elapsed) = run.drive(requests, make, |s| s == 201, None).await;
+            report(&label, "coupon-race", &mut record, elapsed, 201);
+            let users: Vec<i64> = sqlx::query_scalar(
+                "SELECT (data->>'userId')::bigint FROM events WHERE stream_id = $1::uuid AND event_type = 'coupon.issued'",
+            )
+            .bind(&policy_id)
+            .fetch_all(&pool)
+            .await?;
+            let distinct: HashSet<i64> = users.iter().copied().collect();
+            let exhausted = record.statuses.get(&422).copied().unwrap_or(0) > 0;
+            all_ok &= check("issued ≤ total", users.len() as i64 <= total, format!("issued {} of {total}", users.len()));
+            all_ok &= check("EXHAUSTED only once all are issued", !exhausted || users.len() as i64 == total, format!("{} refused", record.statuses.get(&422).copied().unwrap_or(0)));
+            all_ok &= check("no user twice", distinct.len() == users.len(), format!("{} distinct users", distinct.len()));
+            all_ok &= check("every 'created' answer is in the log", record.bodies.len() == users.len(), format!("{} answered", record.bodies.len()));
+        }
+        Scenario::Points { users, requests } => {
+            let base = cli.command.clone();
+            let http = client.clone();
+            let make = Arc::new(move |_n: usize| {
+                let mut rng = rand::rng();
+                let user = rng.random_range(1..=users);
+                if rng.random_bool(0.6) {
+                    http.post(format!("{base}/api/v1/points/earn"))
+                        .json(&json!({ "userId": user, "amount": rng.random_range(10..=100), "description": "bench earn" }))
+                } else {
+                    http.post(format!("{base}/api/v1/points/use"))
+                        .json(&json!({ "userId": user, "amount": rng.random_range(1..=50), "description": "bench use" }))
+                }
+            });
+            let (mut record, elapsed) = run.drive(requests, make, |s| s == 201, None).await;
+            report(&label, "points", &mut record, elapsed, 201);
+            // Balances = history sums, for every account the log holds.
+            let mismatched: i64 = sqlx::query_scalar(
+                "WITH last AS (SELECT DISTINCT ON (stream_id) stream_id, (data->>'balanceAfter')::bigint AS balance \
+                   FROM events WHERE category = 'point' ORDER BY stream_id, version DESC), \
+                 sums AS (SELECT stream_id, sum(CASE event_type WHEN 'point.earned' THEN (data->>'amount')::bigint \
+                   WHEN 'point.spent' THEN -(data->>'amount')::bigint \
+                   ELSE CASE data->>'canceledType' WHEN 'EARN' THEN -(data->>'amount')::bigint ELSE (data->>'amount')::bigint END END) AS total \
+                   FROM events WHERE category = 'point' GROUP BY stream_id) \
+                 SELECT count(*) FROM last JOIN sums USING (stream_id) WHERE last.balance <> sums.total OR last.balance < 0",
+            )
+            .fetch_one(&pool)
+            .await?;
+            all_ok &= check("every balance = sum of its history, ≥ 0", mismatched == 0, format!("{mismatched} accounts differ"));
+            let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;
+            let mut sample_ok = true;
+            for user in 1..=(if cli.write_only { 0 } else { users.min(50) }) {
+                let from_log: Option<i64> = sqlx::query_scalar(
+                    "SELECT (data->>'balanceAfter')::bigint FROM events WHERE category = 'point' AND (data->>'userId')::bigint = $1 ORDER BY position DESC LIMIT 1",
+                )
+                .bind(user)
+                .fetch_optional(&pool)
+                .await?;
+                let view = run.get(&format!("/api/v1/points/users/{user}/balance"), Some(head)).await?;
+                sample_ok &= view["balance"].as_i64() == Some(from_log.unwrap_or(0));
+            }
+            if !cli.write_only {
+                all_ok &= check("query API balances = log (50 users)", sample_ok, String::new());
+            }
+        }
+        Scenario::Reads { requests } => {
+            let product = run.post("/api/v1/products", json!({ "name": "Bench", "price": 1_000 })).await?;
+            let sale = run
+                .post("/api/v1/time-sales", json!({ "productId": product["productId"], "discountPrice": 500, "quantity": 1000,
+                    "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::hours(6) }))
+                .await?;
+            for user in 1..=100 {
+                run.post("/api/v1/points/earn", json!({ "userId": user, "amount": 100, "description": "bench" })).await?;
+            }
+            let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;
+            run.get("/api/v1/points/users/1/balance", Some(head)).await?;
+            let query = cli.query.clone();
+            let sale_id = sale["timeSaleId"].as_str().context("sale id")?.to_owned();
+            let http = client.clone();
+            let make = Arc::new(move |n: usize| {
+                if n % 2 == 0 {
+                    http.get(format!("{query}/api/v1/points/users/{}/balance", n % 100 + 1))
+                } else {
+                    http.get(format!("{query}/api/v1/time-sales/{sale_id}"))
+                }
+            });
+            let (mut record, elapsed) = run.drive(requests, make, |_| false, None).await;
+            report(&label, "reads", &mut record, elapsed, 200);
+            all_ok &= check("every read answered 200", record.statuses.keys().all(|s| *s == 200), format!("{:?}", record.statuses));
+        }
+    }
+    if !all_ok {
+        bail!("a correctness check failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The benchmark (docs/benchmarks.md), in two phases on the local stack:
+#   read:  relay + projector + query API: reads, and freshness under a moderate flash sale.
+#          First, while the log is small: the relay must publish every event in order, and the
+#          broker here (tansu, sqlite) slows as it stores more (ADR 6).
+#   write: every write scenario against the single-writer command API and, in the same run,
+#          against a naive one (one transaction per command, optimistic concurrency, retries);
+#          no relay, so the broker does not compete for the 2 cores. Checked against the log.
+# PHASE=read or PHASE=write runs one phase.
+# Starts the release services it needs and stops exactly those. Loopback only; every load is
+# bounded in requests.  SCALE=small scripts/bench.sh for a quick run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/stack.sh up >/dev/null 2>&1
+# shellcheck source=/dev/null
+source .stack/env
+cargo build -q --release --bins
+target=${CARGO_TARGET_DIR:-target}/release
+run=.stack/bench
+mkdir -p "$run"
+pids=()
+stop_all() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+trap stop_all EXIT
+
+start() {
+  local name=$1; shift
+  env "$@" nohup "$target/${name%%#*}" >"$run/${name//#/-}.log" 2>&1 &
+  pids+=($!)
+}
+ready() { for port in "$@"; do for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done; done; }
+# A failed check prints FAIL and the run goes on to the next scenario.
+bench() { "$target/promo-bench" --query http://127.0.0.1:8181 "$@" || echo "  (exit $?)"; }
+
+if [ "${SCALE:-full}" = small ]; then N=5000; C=200; NAIVE=1000; else N=100000; C=1000; NAIVE=3000; fi
+echo "# $(date -u +%FT%TZ)  $(nproc) cores  $(free -g | awk '/Mem/{print $2}') GiB  scale=${SCALE:-full}"
+
+if [ "${PHASE:-all}" != write ]; then
+echo "## read side (relay, projector, query API)"
+start "command-api" APP_CONFIG=config/command-api APP_SERVER__PORT=8180
+start "projector" APP_CONFIG=config/projector
+start "query-api" APP_CONFIG=config/query-api APP_SERVER__PORT=8181
+ready 8180 8181
+bench --command http://127.0.0.1:8180 --label single-writer --concurrency 256 reads --requests "$((N * 2))"
+bench --command http://127.0.0.1:8180 --label single-writer --concurrency 20 flash-sale --stock 5000
+stop_all
+fi
+if [ "${PHASE:-all}" != read ]; then
+echo "## write path (no relay)"
+start "command-api" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8180
+start "command-api#naive" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8190 APP_WRITER__MODE=naive
+ready 8180 8190
+single=(--command http://127.0.0.1:8180 --label single-writer --write-only)
+naive=(--command http://127.0.0.1:8190 --label naive --write-only)
+bench "${single[@]}" --concurrency "$C" flash-sale --stock "$N"
+bench "${naive[@]}" --concurrency "$C" flash-sale --stock "$N" --requests "$NAIVE"
+bench "${single[@]}" --concurrency "$C" coupon-race --total "$N"
+bench "${naive[@]}" --concurrency "$C" coupon-race --total "$N" --requests "$NAIVE"
+bench "${single[@]}" --concurrency "$C" points --users "$N" --requests "$((N / 2))"
+bench "${naive[@]}" --concurrency "$C" points --users "$N" --requests "$((N / 5))"
+stop_all
+fi
