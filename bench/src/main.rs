@@ -24,7 +24,11 @@ struct Cli {
     #[arg(long, default_value = "http://127.0.0.1:8081")]
     query: String,
     /// The event log's database, for the correctness checks.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://promo:promo@127.0.0.1:55432/promo")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://promo:promo@127.0.0.1:55432/promo"
+    )]
     database_url: String,
     /// Concurrent workers (connections).
     #[arg(long, default_value_t = 64)]
@@ -71,6 +75,9 @@ enum Scenario {
     },
 }
 
+/// The latest accepted write and when it was answered: what the freshness sampler follows.
+type Latest = Arc<Mutex<Option<(Value, Instant)>>>;
+
 /// Latencies (µs) and answers by status of one run.
 #[derive(Default)]
 struct Record {
@@ -94,7 +101,12 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 
 impl Run {
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let response = self.client.post(format!("{}{path}", self.cli.command)).json(&body).send().await?;
+        let response = self
+            .client
+            .post(format!("{}{path}", self.cli.command))
+            .json(&body)
+            .send()
+            .await?;
         let status = response.status();
         let body: Value = response.json().await?;
         if !status.is_success() {
@@ -131,7 +143,7 @@ impl Run {
         requests: usize,
         make: Arc<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>,
         keep: fn(u16) -> bool,
-        freshness: Option<Arc<Mutex<Option<(Value, Instant)>>>>,
+        freshness: Option<Latest>,
     ) -> (Record, Duration) {
         let next = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
@@ -149,7 +161,9 @@ impl Run {
                     let (status, body) = match make(n).send().await {
                         Ok(response) => {
                             let status = response.status().as_u16();
-                            let body = if keep(status) { response.json().await.unwrap_or(Value::Null) } else {
+                            let body = if keep(status) {
+                                response.json().await.unwrap_or(Value::Null)
+                            } else {
                                 let _ = response.bytes().await;
                                 Value::Null
                             };
@@ -157,7 +171,9 @@ impl Run {
                         }
                         Err(_) => (0, Value::Null),
                     };
-                    record.latencies.push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    record
+                        .latencies
+                        .push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                     *record.statuses.entry(status).or_default() += 1;
                     if keep(status) {
                         if let Some(latest) = &freshness {
@@ -185,7 +201,13 @@ impl Run {
     }
 }
 
-fn report(label: &str, scenario: &str, record: &mut Record, elapsed: Duration, success: u16) -> Value {
+fn report(
+    label: &str,
+    scenario: &str,
+    record: &mut Record,
+    elapsed: Duration,
+    success: u16,
+) -> Value {
     record.latencies.sort_unstable();
     let succeeded = record.statuses.get(&success).copied().unwrap_or(0);
     let sent = record.latencies.len();
@@ -212,13 +234,22 @@ fn report(label: &str, scenario: &str, record: &mut Record, elapsed: Duration, s
 }
 
 fn check(name: &str, ok: bool, detail: String) -> bool {
-    println!("  check {:<44} {}  {detail}", name, if ok { "PASS" } else { "FAIL" });
+    println!(
+        "  check {:<44} {}  {detail}",
+        name,
+        if ok { "PASS" } else { "FAIL" }
+    );
     ok
 }
 
 /// Samples freshness while a scenario runs: the latest accepted write is polled on the query
 /// API until it is visible; the time from its answer to its visibility is recorded.
-fn spawn_freshness(run: Arc<Run>, latest: Arc<Mutex<Option<(Value, Instant)>>>, path: fn(&Value) -> Option<String>, stop: Arc<AtomicUsize>) -> tokio::task::JoinHandle<Vec<u32>> {
+fn spawn_freshness(
+    run: Arc<Run>,
+    latest: Arc<Mutex<Option<(Value, Instant)>>>,
+    path: fn(&Value) -> Option<String>,
+    stop: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<Vec<u32>> {
     tokio::spawn(async move {
         let mut samples = Vec::new();
         let mut seen = HashSet::new();
@@ -228,7 +259,12 @@ fn spawn_freshness(run: Arc<Run>, latest: Arc<Mutex<Option<(Value, Instant)>>>, 
                 if let Some(path) = path(&body) {
                     if seen.insert(path.clone()) {
                         loop {
-                            match run.client.get(format!("{}{path}", run.cli.query)).send().await {
+                            match run
+                                .client
+                                .get(format!("{}{path}", run.cli.query))
+                                .send()
+                                .await
+                            {
                                 Ok(r) if r.status().is_success() => break,
                                 _ => tokio::time::sleep(Duration::from_millis(1)).await,
                             }
@@ -236,7 +272,8 @@ fn spawn_freshness(run: Arc<Run>, latest: Arc<Mutex<Option<(Value, Instant)>>>, 
                                 break;
                             }
                         }
-                        samples.push(accepted.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                        samples
+                            .push(accepted.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                     }
                 }
             }
@@ -249,16 +286,28 @@ fn spawn_freshness(run: Arc<Run>, latest: Arc<Mutex<Option<(Value, Instant)>>>, 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Arc::new(Cli::parse());
-    let client = reqwest::Client::builder().pool_max_idle_per_host(cli.concurrency).build()?;
-    let run = Arc::new(Run { client: client.clone(), cli: cli.clone() });
-    let pool = sqlx::PgPool::connect(&cli.database_url).await.context("connecting to the event log")?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(cli.concurrency)
+        .build()?;
+    let run = Arc::new(Run {
+        client: client.clone(),
+        cli: cli.clone(),
+    });
+    let pool = sqlx::PgPool::connect(&cli.database_url)
+        .await
+        .context("connecting to the event log")?;
     let now = Utc::now();
     let mut all_ok = true;
     let label = cli.label.clone();
     match cli.scenario.clone() {
         Scenario::FlashSale { stock, requests } => {
             let requests = requests.unwrap_or(stock as usize);
-            let product = run.post("/api/v1/products", json!({ "name": "Bench headphones", "price": 100_000 })).await?;
+            let product = run
+                .post(
+                    "/api/v1/products",
+                    json!({ "name": "Bench headphones", "price": 100_000 }),
+                )
+                .await?;
             let sale = run
                 .post("/api/v1/time-sales", json!({ "productId": product["productId"], "discountPrice": 49_000, "quantity": stock,
                     "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::hours(6) }))
@@ -268,12 +317,18 @@ async fn main() -> anyhow::Result<()> {
             let id = sale_id.clone();
             let http = client.clone();
             let make = Arc::new(move |n: usize| {
-                http.post(&base).json(&json!({ "timeSaleId": id, "userId": n + 1, "quantity": 1 }))
+                http.post(&base)
+                    .json(&json!({ "timeSaleId": id, "userId": n + 1, "quantity": 1 }))
             });
             let latest = Arc::new(Mutex::new(None));
             let stop = Arc::new(AtomicUsize::new(0));
             let sampler = (!cli.write_only).then(|| {
-                spawn_freshness(run.clone(), latest.clone(), |b| b["orderId"].as_str().map(|o| format!("/api/v1/orders/{o}")), stop.clone())
+                spawn_freshness(
+                    run.clone(),
+                    latest.clone(),
+                    |b| b["orderId"].as_str().map(|o| format!("/api/v1/orders/{o}")),
+                    stop.clone(),
+                )
             });
             let (mut record, elapsed) = run.drive(requests, make, |s| s == 201, Some(latest)).await;
             stop.store(1, Ordering::Relaxed);
@@ -285,7 +340,11 @@ async fn main() -> anyhow::Result<()> {
                     freshness.len(), percentile(&freshness, 50.0), percentile(&freshness, 99.0), percentile(&freshness, 100.0));
             }
 
-            let accepted: HashSet<String> = record.bodies.iter().filter_map(|b| b["orderId"].as_str().map(str::to_owned)).collect();
+            let accepted: HashSet<String> = record
+                .bodies
+                .iter()
+                .filter_map(|b| b["orderId"].as_str().map(str::to_owned))
+                .collect();
             let logged: Vec<String> = sqlx::query_scalar(
                 "SELECT data->>'orderId' FROM events WHERE stream_id = $1::uuid AND event_type = 'order.created'",
             )
@@ -293,18 +352,53 @@ async fn main() -> anyhow::Result<()> {
             .fetch_all(&pool)
             .await?;
             let logged_set: HashSet<String> = logged.iter().cloned().collect();
-            let sold_out = record.bodies.len() < requests && record.statuses.get(&422).copied().unwrap_or(0) > 0;
-            all_ok &= check("sold ≤ stock", logged.len() as i64 <= stock, format!("sold {} of stock {stock}", logged.len()));
-            all_ok &= check("SOLD_OUT only once the stock is gone", !sold_out || logged.len() as i64 == stock, format!("{} refused", record.statuses.get(&422).copied().unwrap_or(0)));
-            all_ok &= check("no order twice in the log", logged_set.len() == logged.len(), format!("{} distinct", logged_set.len()));
-            all_ok &= check("every 'created' answer is in the log", accepted == logged_set, format!("{} answered, {} logged", accepted.len(), logged_set.len()));
-            let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;
+            let sold_out = record.bodies.len() < requests
+                && record.statuses.get(&422).copied().unwrap_or(0) > 0;
+            all_ok &= check(
+                "sold ≤ stock",
+                logged.len() as i64 <= stock,
+                format!("sold {} of stock {stock}", logged.len()),
+            );
+            all_ok &= check(
+                "SOLD_OUT only once the stock is gone",
+                !sold_out || logged.len() as i64 == stock,
+                format!(
+                    "{} refused",
+                    record.statuses.get(&422).copied().unwrap_or(0)
+                ),
+            );
+            all_ok &= check(
+                "no order twice in the log",
+                logged_set.len() == logged.len(),
+                format!("{} distinct", logged_set.len()),
+            );
+            all_ok &= check(
+                "every 'created' answer is in the log",
+                accepted == logged_set,
+                format!("{} answered, {} logged", accepted.len(), logged_set.len()),
+            );
+            let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
+                .fetch_one(&pool)
+                .await?;
             if cli.write_only {
                 println!("  (write-only: query-API checks skipped)");
-            } else { match run.get(&format!("/api/v1/time-sales/{sale_id}"), Some(head)).await {
-                Ok(view) => all_ok &= check("query API stock = stock − sold", view["remainingQuantity"].as_i64() == Some(stock - logged.len() as i64), format!("remaining {}", view["remainingQuantity"])),
-                Err(e) => all_ok &= check("query API stock = stock − sold", false, e.to_string()),
-            } }
+            } else {
+                match run
+                    .get(&format!("/api/v1/time-sales/{sale_id}"), Some(head))
+                    .await
+                {
+                    Ok(view) => {
+                        all_ok &= check(
+                            "query API stock = stock − sold",
+                            view["remainingQuantity"].as_i64() == Some(stock - logged.len() as i64),
+                            format!("remaining {}", view["remainingQuantity"]),
+                        )
+                    }
+                    Err(e) => {
+                        all_ok &= check("query API stock = stock − sold", false, e.to_string())
+                    }
+                }
+            }
         }
         Scenario::CouponRace { total, requests } => {
             let requests = requests.unwrap_or(total as usize);
@@ -316,7 +410,10 @@ async fn main() -> anyhow::Result<()> {
             let base = format!("{}/api/v1/coupons/issue", cli.command);
             let id = policy_id.clone();
             let http = client.clone();
-            let make = Arc::new(move |n: usize| http.post(&base).json(&json!({ "policyId": id, "userId": n + 1 })));
+            let make = Arc::new(move |n: usize| {
+                http.post(&base)
+                    .json(&json!({ "policyId": id, "userId": n + 1 }))
+            });
             let (mut record, elapsed) = run.drive(requests, make, |s| s == 201, None).await;
             report(&label, "coupon-race", &mut record, elapsed, 201);
             let users: Vec<i64> = sqlx::query_scalar(
@@ -327,10 +424,29 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             let distinct: HashSet<i64> = users.iter().copied().collect();
             let exhausted = record.statuses.get(&422).copied().unwrap_or(0) > 0;
-            all_ok &= check("issued ≤ total", users.len() as i64 <= total, format!("issued {} of {total}", users.len()));
-            all_ok &= check("EXHAUSTED only once all are issued", !exhausted || users.len() as i64 == total, format!("{} refused", record.statuses.get(&422).copied().unwrap_or(0)));
-            all_ok &= check("no user twice", distinct.len() == users.len(), format!("{} distinct users", distinct.len()));
-            all_ok &= check("every 'created' answer is in the log", record.bodies.len() == users.len(), format!("{} answered", record.bodies.len()));
+            all_ok &= check(
+                "issued ≤ total",
+                users.len() as i64 <= total,
+                format!("issued {} of {total}", users.len()),
+            );
+            all_ok &= check(
+                "EXHAUSTED only once all are issued",
+                !exhausted || users.len() as i64 == total,
+                format!(
+                    "{} refused",
+                    record.statuses.get(&422).copied().unwrap_or(0)
+                ),
+            );
+            all_ok &= check(
+                "no user twice",
+                distinct.len() == users.len(),
+                format!("{} distinct users", distinct.len()),
+            );
+            all_ok &= check(
+                "every 'created' answer is in the log",
+                record.bodies.len() == users.len(),
+                format!("{} answered", record.bodies.len()),
+            );
         }
         Scenario::Points { users, requests } => {
             let base = cli.command.clone();
@@ -360,8 +476,14 @@ async fn main() -> anyhow::Result<()> {
             )
             .fetch_one(&pool)
             .await?;
-            all_ok &= check("every balance = sum of its history, ≥ 0", mismatched == 0, format!("{mismatched} accounts differ"));
-            let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;
+            all_ok &= check(
+                "every balance = sum of its history, ≥ 0",
+                mismatched == 0,
+                format!("{mismatched} accounts differ"),
+            );
+            let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
+                .fetch_one(&pool)
+                .await?;
             let mut sample_ok = true;
             for user in 1..=(if cli.write_only { 0 } else { users.min(50) }) {
                 let from_log: Option<i64> = sqlx::query_scalar(
@@ -370,37 +492,62 @@ async fn main() -> anyhow::Result<()> {
                 .bind(user)
                 .fetch_optional(&pool)
                 .await?;
-                let view = run.get(&format!("/api/v1/points/users/{user}/balance"), Some(head)).await?;
+                let view = run
+                    .get(&format!("/api/v1/points/users/{user}/balance"), Some(head))
+                    .await?;
                 sample_ok &= view["balance"].as_i64() == Some(from_log.unwrap_or(0));
             }
             if !cli.write_only {
-                all_ok &= check("query API balances = log (50 users)", sample_ok, String::new());
+                all_ok &= check(
+                    "query API balances = log (50 users)",
+                    sample_ok,
+                    String::new(),
+                );
             }
         }
         Scenario::Reads { requests } => {
-            let product = run.post("/api/v1/products", json!({ "name": "Bench", "price": 1_000 })).await?;
+            let product = run
+                .post(
+                    "/api/v1/products",
+                    json!({ "name": "Bench", "price": 1_000 }),
+                )
+                .await?;
             let sale = run
                 .post("/api/v1/time-sales", json!({ "productId": product["productId"], "discountPrice": 500, "quantity": 1000,
                     "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::hours(6) }))
                 .await?;
             for user in 1..=100 {
-                run.post("/api/v1/points/earn", json!({ "userId": user, "amount": 100, "description": "bench" })).await?;
+                run.post(
+                    "/api/v1/points/earn",
+                    json!({ "userId": user, "amount": 100, "description": "bench" }),
+                )
+                .await?;
             }
-            let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(&pool).await?;
-            run.get("/api/v1/points/users/1/balance", Some(head)).await?;
+            let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
+                .fetch_one(&pool)
+                .await?;
+            run.get("/api/v1/points/users/1/balance", Some(head))
+                .await?;
             let query = cli.query.clone();
             let sale_id = sale["timeSaleId"].as_str().context("sale id")?.to_owned();
             let http = client.clone();
             let make = Arc::new(move |n: usize| {
-                if n % 2 == 0 {
-                    http.get(format!("{query}/api/v1/points/users/{}/balance", n % 100 + 1))
+                if n.is_multiple_of(2) {
+                    http.get(format!(
+                        "{query}/api/v1/points/users/{}/balance",
+                        n % 100 + 1
+                    ))
                 } else {
                     http.get(format!("{query}/api/v1/time-sales/{sale_id}"))
                 }
             });
             let (mut record, elapsed) = run.drive(requests, make, |_| false, None).await;
             report(&label, "reads", &mut record, elapsed, 200);
-            all_ok &= check("every read answered 200", record.statuses.keys().all(|s| *s == 200), format!("{:?}", record.statuses));
+            all_ok &= check(
+                "every read answered 200",
+                record.statuses.keys().all(|s| *s == 200),
+                format!("{:?}", record.statuses),
+            );
         }
     }
     if !all_ok {

@@ -263,7 +263,12 @@ impl Application {
         const RELAY_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let relay = self.kafka.map(|kafka| {
-            tokio::spawn(relay::run(self.log.clone(), kafka.brokers, kafka.topic_prefix, stopped))
+            tokio::spawn(relay::run(
+                self.log.clone(),
+                kafka.brokers,
+                kafka.topic_prefix,
+                stopped,
+            ))
         });
         let (signalled, mut signal) = tokio::sync::watch::channel(false);
         let serve = axum::serve(self.listener, self.router)

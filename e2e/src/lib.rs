@@ -171,6 +171,17 @@ impl System {
         self.processes.insert(name, child);
     }
 
+    /// The database URL of this system (for tools that check the log).
+    pub fn database_url(&self) -> String {
+        let (server, _) = self.admin_url.rsplit_once('/').unwrap();
+        format!("{server}/{}", self.db_name)
+    }
+
+    /// Path of a workspace binary built next to the test executable.
+    pub fn binary(name: &str) -> PathBuf {
+        bin_dir().join(name)
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill(&mut self, name: &'static str) {
         if let Some(mut child) = self.processes.remove(name) {

@@ -69,15 +69,18 @@ pub async fn run(
     let consumer: StreamConsumer =
         messaging::consumer_config(&settings.kafka.brokers, &settings.kafka.group).create()?;
     let schema = projection::checked_schema(&settings.schema)?;
-    let stored: HashMap<String, i64> =
-        sqlx::query_as::<_, (String, i64)>(&format!("SELECT topic, next_offset FROM {schema}.projection_offsets"))
-            .fetch_all(&pool)
-            .await?
-            .into_iter()
-            .collect();
+    let stored: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(&format!(
+        "SELECT topic, next_offset FROM {schema}.projection_offsets"
+    ))
+    .fetch_all(&pool)
+    .await?
+    .into_iter()
+    .collect();
     let mut assignment = TopicPartitionList::new();
     for topic in messaging::system_topics(&settings.kafka.topic_prefix) {
-        let offset = stored.get(&topic).map_or(Offset::Beginning, |o| Offset::Offset(*o));
+        let offset = stored
+            .get(&topic)
+            .map_or(Offset::Beginning, |o| Offset::Offset(*o));
         assignment.add_partition_offset(&topic, 0, offset)?;
     }
     consumer.assign(&assignment)?;
@@ -115,10 +118,11 @@ async fn become_leader(
 ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, ProjectionError> {
     let mut connection = pool.acquire().await?;
     loop {
-        let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('projector:' || $1))")
-            .bind(schema)
-            .fetch_one(&mut *connection)
-            .await?;
+        let acquired: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('projector:' || $1))")
+                .bind(schema)
+                .fetch_one(&mut *connection)
+                .await?;
         if acquired || *stop.borrow() {
             return Ok(connection);
         }
