@@ -19,7 +19,7 @@ use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 
 use crate::settings::Settings;
 
@@ -64,11 +64,12 @@ impl IntoResponse for QueryError {
     }
 }
 
-/// Redis, when it answers. Connected lazily; every failure falls back to PostgreSQL.
+/// Redis, when it answers. Connected lazily (retried on the next read while Redis is
+/// unreachable; lock-free once connected); every failure falls back to PostgreSQL.
 #[derive(Clone)]
 pub struct Hot {
     client: redis::Client,
-    connection: std::sync::Arc<Mutex<Option<ConnectionManager>>>,
+    connection: std::sync::Arc<OnceCell<ConnectionManager>>,
     prefix: String,
 }
 
@@ -80,11 +81,11 @@ impl std::fmt::Debug for Hot {
 
 impl Hot {
     async fn connection(&self) -> Option<ConnectionManager> {
-        let mut guard = self.connection.lock().await;
-        if guard.is_none() {
-            *guard = projector::hot::connect(&self.client).await.ok();
-        }
-        guard.clone()
+        self.connection
+            .get_or_try_init(|| projector::hot::connect(&self.client))
+            .await
+            .ok()
+            .cloned()
     }
 
     /// A field of a hot hash, or `None` (missing, or Redis unavailable).
