@@ -6,7 +6,6 @@ pub mod error;
 pub mod extract;
 mod routes;
 pub mod settings;
-pub mod telemetry;
 pub mod writer;
 
 use std::collections::HashMap;

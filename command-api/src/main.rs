@@ -1,7 +1,7 @@
 //! command-api: telemetry → settings → application → serve until a shutdown signal.
 
 use command_api::settings::Settings;
-use command_api::{telemetry, Application};
+use command_api::Application;
 
 /// mimalloc: the profile of a flash sale showed ~37 % of command-api's CPU in glibc malloc/free
 /// (docs/benchmarks.md).
@@ -11,9 +11,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    telemetry::init(&settings.log);
+    service::init_logging(&settings.log);
     let application = Application::build(settings).await?;
     tracing::info!(port = application.port(), "command-api listening");
-    application.run_until(telemetry::shutdown_signal()).await?;
+    application.run_until(service::shutdown_signal()).await?;
     Ok(())
 }

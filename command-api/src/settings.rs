@@ -93,38 +93,14 @@ impl Default for WriterSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct LogSettings {
-    /// `json` (default) or `pretty`.
-    pub format: String,
-    /// A tracing filter, e.g. `info,command_api=debug`; `RUST_LOG` wins when set.
-    pub level: String,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        Self {
-            format: "json".into(),
-            level: "info".into(),
-        }
-    }
-}
+pub use service::LogSettings;
 
 impl Settings {
-    /// Loads the file (when present) and the environment.
+    /// Loads `config/command-api.toml` (or `APP_CONFIG`) and the `APP_` environment.
     pub fn load() -> Result<Self, config::ConfigError> {
-        let file = std::env::var("APP_CONFIG").unwrap_or_else(|_| "config/command-api".into());
-        config::Config::builder()
-            .set_default("server.host", "127.0.0.1")?
-            .set_default("server.port", 8080)?
-            .add_source(config::File::with_name(&file).required(false))
-            .add_source(
-                config::Environment::with_prefix("APP")
-                    .prefix_separator("_")
-                    .separator("__"),
-            )
-            .build()?
-            .try_deserialize()
+        service::load_settings(
+            "config/command-api",
+            &[("server.host", "127.0.0.1"), ("server.port", "8080")],
+        )
     }
 }

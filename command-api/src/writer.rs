@@ -630,22 +630,7 @@ where
                 continue;
             };
             let hash = &request.key.as_ref().expect("keyed").hash;
-            let result = if &answer.request_hash != hash {
-                Err(WriteError::KeyReused)
-            } else if (200..300).contains(&answer.status) {
-                Ok(Committed {
-                    status: answer.status as u16,
-                    body: answer.body.clone(),
-                    version: answer.stream.map_or(0, |s| s.1),
-                    position: answer.position.unwrap_or(0),
-                    replayed: true,
-                })
-            } else {
-                Err(WriteError::StoredRefusal {
-                    status: answer.status as u16,
-                    body: answer.body.clone(),
-                })
-            };
+            let result = stored_answer(answer, hash);
             let _ = reply.send(result);
         }
         Ok(rest)

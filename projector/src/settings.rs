@@ -13,7 +13,7 @@ pub struct Settings {
     #[serde(default = "default_schema")]
     pub schema: String,
     #[serde(default)]
-    pub log: Log,
+    pub log: service::LogSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -45,22 +45,6 @@ fn default_topic_prefix() -> String {
     "promo.".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct Log {
-    pub format: String,
-    pub level: String,
-}
-
-impl Default for Log {
-    fn default() -> Self {
-        Self {
-            format: "json".into(),
-            level: "info".into(),
-        }
-    }
-}
-
 fn default_schema() -> String {
     "rm".into()
 }
@@ -73,15 +57,6 @@ fn default_group() -> String {
 
 impl Settings {
     pub fn load() -> Result<Self, config::ConfigError> {
-        let file = std::env::var("APP_CONFIG").unwrap_or_else(|_| "config/projector".into());
-        config::Config::builder()
-            .add_source(config::File::with_name(&file).required(false))
-            .add_source(
-                config::Environment::with_prefix("APP")
-                    .prefix_separator("_")
-                    .separator("__"),
-            )
-            .build()?
-            .try_deserialize()
+        service::load_settings("config/projector", &[])
     }
 }

@@ -16,7 +16,7 @@ pub struct Settings {
     #[serde(default = "default_wait")]
     pub consistency_wait_ms: u64,
     #[serde(default)]
-    pub log: Log,
+    pub log: service::LogSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -39,22 +39,6 @@ pub struct Redis {
     pub prefix: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct Log {
-    pub format: String,
-    pub level: String,
-}
-
-impl Default for Log {
-    fn default() -> Self {
-        Self {
-            format: "json".into(),
-            level: "info".into(),
-        }
-    }
-}
-
 fn default_schema() -> String {
     "rm".into()
 }
@@ -70,17 +54,9 @@ fn default_prefix() -> String {
 
 impl Settings {
     pub fn load() -> Result<Self, config::ConfigError> {
-        let file = std::env::var("APP_CONFIG").unwrap_or_else(|_| "config/query-api".into());
-        config::Config::builder()
-            .set_default("server.host", "127.0.0.1")?
-            .set_default("server.port", 8081)?
-            .add_source(config::File::with_name(&file).required(false))
-            .add_source(
-                config::Environment::with_prefix("APP")
-                    .prefix_separator("_")
-                    .separator("__"),
-            )
-            .build()?
-            .try_deserialize()
+        service::load_settings(
+            "config/query-api",
+            &[("server.host", "127.0.0.1"), ("server.port", "8081")],
+        )
     }
 }

@@ -1,0 +1,77 @@
+//! What every service binary (command-api, projector, query-api) shares: settings from a
+//! file plus `APP_` environment variables, structured JSON logs, and the shutdown signal.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use tracing_subscriber::{fmt, EnvFilter};
+
+/// `[log]` of every service's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LogSettings {
+    /// `json` (default) or `pretty`.
+    pub format: String,
+    /// A tracing filter, e.g. `info,command_api=debug`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: "json".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Loads settings: `defaults`, then the file named by `APP_CONFIG` (else `default_file`; a
+/// missing file is fine), then `APP_`-prefixed variables with `__` between levels
+/// (`APP_DATABASE__URL` → `database.url`).
+pub fn load_settings<T: DeserializeOwned>(
+    default_file: &str,
+    defaults: &[(&str, &str)],
+) -> Result<T, config::ConfigError> {
+    let file = std::env::var("APP_CONFIG").unwrap_or_else(|_| default_file.to_owned());
+    let mut builder = config::Config::builder();
+    for (key, value) in defaults {
+        builder = builder.set_default(*key, *value)?;
+    }
+    builder
+        .add_source(config::File::with_name(&file).required(false))
+        .add_source(
+            config::Environment::with_prefix("APP")
+                .prefix_separator("_")
+                .separator("__"),
+        )
+        .build()?
+        .try_deserialize()
+}
+
+/// Structured logs: JSON lines (or pretty, for a terminal).
+pub fn init_logging(settings: &LogSettings) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let builder = fmt().with_env_filter(filter).with_target(true);
+    let _ = if settings.format == "pretty" {
+        builder.pretty().try_init()
+    } else {
+        builder.json().flatten_event(true).try_init()
+    };
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tracing::info!("shutdown signal received; finishing the work in flight");
+}
