@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark (docs/benchmarks.md), in two phases on the local stack:
-#   read:  relay + projector + query API: reads, and freshness under a moderate flash sale.
+#   read:  relay + projector + query API: reads, freshness under a moderate flash sale, and
+#          the mixed load (orders, points and reads at once).
 #          First, while the log is small: the relay must publish every event in order, and the
 #          broker here (tansu, sqlite) slows as it stores more (ADR 6).
 #   write: every write scenario against the single-writer command API and, in the same run,
@@ -43,6 +44,7 @@ start "query-api" APP_CONFIG=config/query-api APP_SERVER__PORT=8181
 ready 8180 8181
 bench --command http://127.0.0.1:8180 --label single-writer --concurrency 256 reads --requests "$((N * 2))"
 bench --command http://127.0.0.1:8180 --label single-writer --concurrency 20 flash-sale --stock 5000
+bench --command http://127.0.0.1:8180 --label single-writer --concurrency 300 mixed --stock "$((N / 10))" --users "$N" --requests "$((N / 10))"
 stop_all
 fi
 if [ "${PHASE:-all}" != read ]; then

@@ -68,6 +68,16 @@ enum Scenario {
         #[arg(long, default_value_t = 100_000)]
         requests: usize,
     },
+    /// A flash sale, the points mix and reads at once, a third of the connections each.
+    Mixed {
+        #[arg(long, default_value_t = 30_000)]
+        stock: i64,
+        #[arg(long, default_value_t = 100_000)]
+        users: i64,
+        /// Requests of each of the three kinds.
+        #[arg(long, default_value_t = 30_000)]
+        requests: usize,
+    },
     /// Balance and stock reads, half each.
     Reads {
         #[arg(long, default_value_t = 200_000)]
@@ -140,6 +150,7 @@ impl Run {
     /// `keep` decides which answer bodies to keep for the checks.
     async fn drive(
         &self,
+        concurrency: usize,
         requests: usize,
         make: Arc<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>,
         keep: fn(u16) -> bool,
@@ -148,7 +159,7 @@ impl Run {
         let next = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         let mut workers = Vec::new();
-        for _ in 0..self.cli.concurrency {
+        for _ in 0..concurrency {
             let (next, make, freshness) = (next.clone(), make.clone(), freshness.clone());
             workers.push(tokio::spawn(async move {
                 let mut record = Record::default();
@@ -283,6 +294,125 @@ fn spawn_freshness(
     })
 }
 
+/// The flash-sale checks against the log and the query API.
+async fn check_sale(
+    run: &Run,
+    pool: &sqlx::PgPool,
+    sale_id: &str,
+    stock: i64,
+    requests: usize,
+    record: &Record,
+) -> anyhow::Result<bool> {
+    let cli = &run.cli;
+    let mut all_ok = true;
+    let accepted: HashSet<String> = record
+        .bodies
+        .iter()
+        .filter_map(|b| b["orderId"].as_str().map(str::to_owned))
+        .collect();
+    let logged: Vec<String> = sqlx::query_scalar(
+                "SELECT data->>'orderId' FROM events WHERE stream_id = $1::uuid AND event_type = 'order.created'",
+            )
+            .bind(sale_id)
+            .fetch_all(pool)
+            .await?;
+    let logged_set: HashSet<String> = logged.iter().cloned().collect();
+    let sold_out =
+        record.bodies.len() < requests && record.statuses.get(&422).copied().unwrap_or(0) > 0;
+    all_ok &= check(
+        "sold ≤ stock",
+        logged.len() as i64 <= stock,
+        format!("sold {} of stock {stock}", logged.len()),
+    );
+    all_ok &= check(
+        "SOLD_OUT only once the stock is gone",
+        !sold_out || logged.len() as i64 == stock,
+        format!(
+            "{} refused",
+            record.statuses.get(&422).copied().unwrap_or(0)
+        ),
+    );
+    all_ok &= check(
+        "no order twice in the log",
+        logged_set.len() == logged.len(),
+        format!("{} distinct", logged_set.len()),
+    );
+    all_ok &= check(
+        "every 'created' answer is in the log",
+        accepted == logged_set,
+        format!("{} answered, {} logged", accepted.len(), logged_set.len()),
+    );
+    let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
+        .fetch_one(pool)
+        .await?;
+    if cli.write_only {
+        println!("  (write-only: query-API checks skipped)");
+    } else {
+        match run
+            .get(&format!("/api/v1/time-sales/{sale_id}"), Some(head))
+            .await
+        {
+            Ok(view) => {
+                all_ok &= check(
+                    "query API stock = stock − sold",
+                    view["remainingQuantity"].as_i64() == Some(stock - logged.len() as i64),
+                    format!("remaining {}", view["remainingQuantity"]),
+                )
+            }
+            Err(e) => all_ok &= check("query API stock = stock − sold", false, e.to_string()),
+        }
+    }
+    Ok(all_ok)
+}
+
+/// The points checks: every balance equals the sum of its history and is never negative; a
+/// sample of balances read through the query API equals the log.
+async fn check_points(run: &Run, pool: &sqlx::PgPool, users: i64) -> anyhow::Result<bool> {
+    let cli = &run.cli;
+    let mut all_ok = true;
+    // Balances = history sums, for every account the log holds.
+    let mismatched: i64 = sqlx::query_scalar(
+                "WITH last AS (SELECT DISTINCT ON (stream_id) stream_id, (data->>'balanceAfter')::bigint AS balance \
+                   FROM events WHERE category = 'point' ORDER BY stream_id, version DESC), \
+                 sums AS (SELECT stream_id, sum(CASE event_type WHEN 'point.earned' THEN (data->>'amount')::bigint \
+                   WHEN 'point.spent' THEN -(data->>'amount')::bigint \
+                   ELSE CASE data->>'canceledType' WHEN 'EARN' THEN -(data->>'amount')::bigint ELSE (data->>'amount')::bigint END END) AS total \
+                   FROM events WHERE category = 'point' GROUP BY stream_id) \
+                 SELECT count(*) FROM last JOIN sums USING (stream_id) WHERE last.balance <> sums.total OR last.balance < 0",
+            )
+            .fetch_one(pool)
+            .await?;
+    all_ok &= check(
+        "every balance = sum of its history, ≥ 0",
+        mismatched == 0,
+        format!("{mismatched} accounts differ"),
+    );
+    let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
+        .fetch_one(pool)
+        .await?;
+    let mut sample_ok = true;
+    for user in 1..=(if cli.write_only { 0 } else { users.min(50) }) {
+        let from_log: Option<i64> = sqlx::query_scalar(
+                    "SELECT (data->>'balanceAfter')::bigint FROM events WHERE category = 'point' AND (data->>'userId')::bigint = $1 ORDER BY position DESC LIMIT 1",
+                )
+                .bind(user)
+                .fetch_optional(pool)
+                .await?;
+        let view = run
+            .get(&format!("/api/v1/points/users/{user}/balance"), Some(head))
+            .await?;
+        sample_ok &= view["balance"].as_i64() == Some(from_log.unwrap_or(0));
+    }
+    if !cli.write_only {
+        all_ok &= check(
+            "query API balances = log (50 users)",
+            sample_ok,
+            String::new(),
+        );
+    }
+    Ok(all_ok)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Arc::new(Cli::parse());
@@ -330,7 +460,9 @@ async fn main() -> anyhow::Result<()> {
                     stop.clone(),
                 )
             });
-            let (mut record, elapsed) = run.drive(requests, make, |s| s == 201, Some(latest)).await;
+            let (mut record, elapsed) = run
+                .drive(cli.concurrency, requests, make, |s| s == 201, Some(latest))
+                .await;
             stop.store(1, Ordering::Relaxed);
             report(&label, "flash-sale", &mut record, elapsed, 201);
             if let Some(sampler) = sampler {
@@ -340,65 +472,7 @@ async fn main() -> anyhow::Result<()> {
                     freshness.len(), percentile(&freshness, 50.0), percentile(&freshness, 99.0), percentile(&freshness, 100.0));
             }
 
-            let accepted: HashSet<String> = record
-                .bodies
-                .iter()
-                .filter_map(|b| b["orderId"].as_str().map(str::to_owned))
-                .collect();
-            let logged: Vec<String> = sqlx::query_scalar(
-                "SELECT data->>'orderId' FROM events WHERE stream_id = $1::uuid AND event_type = 'order.created'",
-            )
-            .bind(&sale_id)
-            .fetch_all(&pool)
-            .await?;
-            let logged_set: HashSet<String> = logged.iter().cloned().collect();
-            let sold_out = record.bodies.len() < requests
-                && record.statuses.get(&422).copied().unwrap_or(0) > 0;
-            all_ok &= check(
-                "sold ≤ stock",
-                logged.len() as i64 <= stock,
-                format!("sold {} of stock {stock}", logged.len()),
-            );
-            all_ok &= check(
-                "SOLD_OUT only once the stock is gone",
-                !sold_out || logged.len() as i64 == stock,
-                format!(
-                    "{} refused",
-                    record.statuses.get(&422).copied().unwrap_or(0)
-                ),
-            );
-            all_ok &= check(
-                "no order twice in the log",
-                logged_set.len() == logged.len(),
-                format!("{} distinct", logged_set.len()),
-            );
-            all_ok &= check(
-                "every 'created' answer is in the log",
-                accepted == logged_set,
-                format!("{} answered, {} logged", accepted.len(), logged_set.len()),
-            );
-            let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
-                .fetch_one(&pool)
-                .await?;
-            if cli.write_only {
-                println!("  (write-only: query-API checks skipped)");
-            } else {
-                match run
-                    .get(&format!("/api/v1/time-sales/{sale_id}"), Some(head))
-                    .await
-                {
-                    Ok(view) => {
-                        all_ok &= check(
-                            "query API stock = stock − sold",
-                            view["remainingQuantity"].as_i64() == Some(stock - logged.len() as i64),
-                            format!("remaining {}", view["remainingQuantity"]),
-                        )
-                    }
-                    Err(e) => {
-                        all_ok &= check("query API stock = stock − sold", false, e.to_string())
-                    }
-                }
-            }
+            all_ok &= check_sale(&run, &pool, &sale_id, stock, requests, &record).await?;
         }
         Scenario::CouponRace { total, requests } => {
             let requests = requests.unwrap_or(total as usize);
@@ -414,7 +488,9 @@ async fn main() -> anyhow::Result<()> {
                 http.post(&base)
                     .json(&json!({ "policyId": id, "userId": n + 1 }))
             });
-            let (mut record, elapsed) = run.drive(requests, make, |s| s == 201, None).await;
+            let (mut record, elapsed) = run
+                .drive(cli.concurrency, requests, make, |s| s == 201, None)
+                .await;
             report(&label, "coupon-race", &mut record, elapsed, 201);
             let users: Vec<i64> = sqlx::query_scalar(
                 "SELECT (data->>'userId')::bigint FROM events WHERE stream_id = $1::uuid AND event_type = 'coupon.issued'",
@@ -462,48 +538,73 @@ async fn main() -> anyhow::Result<()> {
                         .json(&json!({ "userId": user, "amount": rng.random_range(1..=50), "description": "bench use" }))
                 }
             });
-            let (mut record, elapsed) = run.drive(requests, make, |s| s == 201, None).await;
+            let (mut record, elapsed) = run
+                .drive(cli.concurrency, requests, make, |s| s == 201, None)
+                .await;
             report(&label, "points", &mut record, elapsed, 201);
-            // Balances = history sums, for every account the log holds.
-            let mismatched: i64 = sqlx::query_scalar(
-                "WITH last AS (SELECT DISTINCT ON (stream_id) stream_id, (data->>'balanceAfter')::bigint AS balance \
-                   FROM events WHERE category = 'point' ORDER BY stream_id, version DESC), \
-                 sums AS (SELECT stream_id, sum(CASE event_type WHEN 'point.earned' THEN (data->>'amount')::bigint \
-                   WHEN 'point.spent' THEN -(data->>'amount')::bigint \
-                   ELSE CASE data->>'canceledType' WHEN 'EARN' THEN -(data->>'amount')::bigint ELSE (data->>'amount')::bigint END END) AS total \
-                   FROM events WHERE category = 'point' GROUP BY stream_id) \
-                 SELECT count(*) FROM last JOIN sums USING (stream_id) WHERE last.balance <> sums.total OR last.balance < 0",
-            )
-            .fetch_one(&pool)
-            .await?;
-            all_ok &= check(
-                "every balance = sum of its history, ≥ 0",
-                mismatched == 0,
-                format!("{mismatched} accounts differ"),
-            );
-            let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
-                .fetch_one(&pool)
-                .await?;
-            let mut sample_ok = true;
-            for user in 1..=(if cli.write_only { 0 } else { users.min(50) }) {
-                let from_log: Option<i64> = sqlx::query_scalar(
-                    "SELECT (data->>'balanceAfter')::bigint FROM events WHERE category = 'point' AND (data->>'userId')::bigint = $1 ORDER BY position DESC LIMIT 1",
+            all_ok &= check_points(&run, &pool, users).await?;
+        }
+        Scenario::Mixed {
+            stock,
+            users,
+            requests,
+        } => {
+            let product = run
+                .post(
+                    "/api/v1/products",
+                    json!({ "name": "Bench mixed", "price": 100_000 }),
                 )
-                .bind(user)
-                .fetch_optional(&pool)
                 .await?;
-                let view = run
-                    .get(&format!("/api/v1/points/users/{user}/balance"), Some(head))
-                    .await?;
-                sample_ok &= view["balance"].as_i64() == Some(from_log.unwrap_or(0));
-            }
-            if !cli.write_only {
-                all_ok &= check(
-                    "query API balances = log (50 users)",
-                    sample_ok,
-                    String::new(),
-                );
-            }
+            let sale = run
+                .post("/api/v1/time-sales", json!({ "productId": product["productId"], "discountPrice": 49_000, "quantity": stock,
+                    "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::hours(6) }))
+                .await?;
+            let sale_id = sale["timeSaleId"].as_str().context("sale id")?.to_owned();
+            let share = (cli.concurrency / 3).max(1);
+            let (command, query) = (cli.command.clone(), cli.query.clone());
+            let (http, id) = (client.clone(), sale_id.clone());
+            let orders = Arc::new(move |n: usize| {
+                http.post(format!("{command}/api/v1/orders"))
+                    .json(&json!({ "timeSaleId": id, "userId": 1_000_000 + n, "quantity": 1 }))
+            });
+            let (http, command) = (client.clone(), cli.command.clone());
+            let points = Arc::new(move |_n: usize| {
+                let mut rng = rand::rng();
+                let user = rng.random_range(1..=users);
+                if rng.random_bool(0.6) {
+                    http.post(format!("{command}/api/v1/points/earn"))
+                        .json(&json!({ "userId": user, "amount": rng.random_range(10..=100), "description": "mixed earn" }))
+                } else {
+                    http.post(format!("{command}/api/v1/points/use"))
+                        .json(&json!({ "userId": user, "amount": rng.random_range(1..=50), "description": "mixed use" }))
+                }
+            });
+            let (http, id) = (client.clone(), sale_id.clone());
+            let reads = Arc::new(move |n: usize| {
+                if n.is_multiple_of(2) {
+                    http.get(format!(
+                        "{query}/api/v1/points/users/{}/balance",
+                        n as i64 % users + 1
+                    ))
+                } else {
+                    http.get(format!("{query}/api/v1/time-sales/{id}"))
+                }
+            });
+            let ((mut sold, sold_time), (mut moved, moved_time), (mut read, read_time)) = tokio::join!(
+                run.drive(share, requests, orders, |s| s == 201, None),
+                run.drive(share, requests, points, |s| s == 201, None),
+                run.drive(share, requests, reads, |_| false, None),
+            );
+            report(&label, "mixed/orders", &mut sold, sold_time, 201);
+            report(&label, "mixed/points", &mut moved, moved_time, 201);
+            report(&label, "mixed/reads", &mut read, read_time, 200);
+            all_ok &= check_sale(&run, &pool, &sale_id, stock, requests, &sold).await?;
+            all_ok &= check_points(&run, &pool, users).await?;
+            all_ok &= check(
+                "every read answered 200",
+                read.statuses.keys().all(|s| *s == 200),
+                format!("{:?}", read.statuses),
+            );
         }
         Scenario::Reads { requests } => {
             let product = run
@@ -541,7 +642,9 @@ async fn main() -> anyhow::Result<()> {
                     http.get(format!("{query}/api/v1/time-sales/{sale_id}"))
                 }
             });
-            let (mut record, elapsed) = run.drive(requests, make, |_| false, None).await;
+            let (mut record, elapsed) = run
+                .drive(cli.concurrency, requests, make, |_| false, None)
+                .await;
             report(&label, "reads", &mut record, elapsed, 200);
             all_ok &= check(
                 "every read answered 200",
