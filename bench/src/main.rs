@@ -560,6 +560,12 @@ async fn main() -> anyhow::Result<()> {
                     "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::hours(6) }))
                 .await?;
             let sale_id = sale["timeSaleId"].as_str().context("sale id")?.to_owned();
+            // The reads ask for this sale: start once the query API shows it (read-your-writes).
+            run.get(
+                &format!("/api/v1/time-sales/{sale_id}"),
+                sale["position"].as_i64(),
+            )
+            .await?;
             let share = (cli.concurrency / 3).max(1);
             let (command, query) = (cli.command.clone(), cli.query.clone());
             let (http, id) = (client.clone(), sale_id.clone());
