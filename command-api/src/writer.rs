@@ -427,11 +427,6 @@ where
         tokio::spawn(writer.run(generation, receiver));
         (generation, sender)
     }
-
-    /// Aggregates held in memory now.
-    pub fn in_memory(&self) -> usize {
-        self.inner.writers.lock().map(|w| w.len()).unwrap_or(0)
-    }
 }
 
 impl<A: Decide> Inner<A> {

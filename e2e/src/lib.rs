@@ -210,18 +210,6 @@ impl System {
         answer(request.send().await.unwrap()).await
     }
 
-    /// Polls `check` on the query API until it holds (bounded), for faults where no single
-    /// consistency token exists.
-    pub async fn eventually(&self, what: &str, mut check: impl AsyncFnMut(&System) -> bool) {
-        for _ in 0..600 {
-            if check(self).await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("timed out waiting for: {what}");
-    }
-
     /// Waits until the relay has published everything committed so far.
     pub async fn relayed(&self) -> i64 {
         let head = eventlog::EventLog::from_pool(self.pool.clone())

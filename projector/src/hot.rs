@@ -146,10 +146,6 @@ impl HotStore {
         &self.prefix
     }
 
-    pub fn is_dirty(&self) -> bool {
-        self.dirty
-    }
-
     async fn connection(&mut self) -> redis::RedisResult<ConnectionManager> {
         if let Some(connection) = &self.connection {
             return Ok(connection.clone());
