@@ -81,27 +81,36 @@ fn compile(
         })
 }
 
+/// Validates `instance`; every violation is reported with where it is.
+fn check(
+    validator: &jsonschema::Validator,
+    instance: &Value,
+    event_type: &str,
+    version: u64,
+) -> Result<(), SchemaError> {
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(SchemaError::Invalid {
+            event_type: event_type.to_owned(),
+            version,
+            errors,
+        })
+    }
+}
+
 impl ContractValidator {
     pub fn new() -> Result<Self, SchemaError> {
         let mut validators = HashMap::new();
         for schema in SCHEMAS {
-            let (event_type, version) = (schema.event_type, schema.version);
-            let value: Value =
-                serde_json::from_str(schema.json).map_err(|source| SchemaError::Unparsable {
-                    event_type,
-                    version,
-                    source,
-                })?;
-            let validator = jsonschema::options()
-                .with_draft(jsonschema::Draft::Draft202012)
-                .should_validate_formats(true)
-                .build(&value)
-                .map_err(|e| SchemaError::Uncompilable {
-                    event_type,
-                    version,
-                    message: e.to_string(),
-                })?;
-            validators.insert((event_type, version), validator);
+            validators.insert(
+                (schema.event_type, schema.version),
+                compile(schema.event_type, schema.version, schema.json)?,
+            );
         }
         let envelope = compile("envelope", 1, ENVELOPE_SCHEMA)?;
         Ok(Self {
@@ -113,18 +122,7 @@ impl ContractValidator {
     /// Checks a Kafka message: the envelope against its schema, and the event inside
     /// against the schema its `type` and `schemaVersion` name.
     pub fn validate_envelope(&self, message: &Value) -> Result<(), SchemaError> {
-        let errors: Vec<String> = self
-            .envelope
-            .iter_errors(message)
-            .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect();
-        if !errors.is_empty() {
-            return Err(SchemaError::Invalid {
-                event_type: "envelope".into(),
-                version: 1,
-                errors,
-            });
-        }
+        check(&self.envelope, message, "envelope", 1)?;
         self.validate(&serde_json::json!({
             "type": message["type"],
             "version": message["schemaVersion"],
@@ -149,18 +147,6 @@ impl ContractValidator {
                 event_type: event_type.to_owned(),
                 version,
             })?;
-        let errors: Vec<String> = validator
-            .iter_errors(event)
-            .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(SchemaError::Invalid {
-                event_type: event_type.to_owned(),
-                version,
-                errors,
-            })
-        }
+        check(validator, event, event_type, version)
     }
 }
