@@ -294,6 +294,27 @@ fn spawn_freshness(
     })
 }
 
+/// A product and a time sale of `stock` units running now; its id and the position of its
+/// creation (for read-your-writes).
+async fn create_sale(run: &Run, stock: i64) -> anyhow::Result<(String, Option<i64>)> {
+    let now = Utc::now();
+    let product = run
+        .post(
+            "/api/v1/products",
+            json!({ "name": "Bench headphones", "price": 100_000 }),
+        )
+        .await?;
+    let sale = run
+        .post(
+            "/api/v1/time-sales",
+            json!({ "productId": product["productId"], "discountPrice": 49_000, "quantity": stock,
+                    "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::hours(6) }),
+        )
+        .await?;
+    let sale_id = sale["timeSaleId"].as_str().context("sale id")?.to_owned();
+    Ok((sale_id, sale["position"].as_i64()))
+}
+
 /// The two checks of a capped resource (stock, a policy's total): never more taken than the
 /// cap, and a refusal (422) only once the cap is reached.
 fn check_capped(
@@ -441,17 +462,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.scenario.clone() {
         Scenario::FlashSale { stock, requests } => {
             let requests = requests.unwrap_or(stock as usize);
-            let product = run
-                .post(
-                    "/api/v1/products",
-                    json!({ "name": "Bench headphones", "price": 100_000 }),
-                )
-                .await?;
-            let sale = run
-                .post("/api/v1/time-sales", json!({ "productId": product["productId"], "discountPrice": 49_000, "quantity": stock,
-                    "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::hours(6) }))
-                .await?;
-            let sale_id = sale["timeSaleId"].as_str().context("sale id")?.to_owned();
+            let (sale_id, _) = create_sale(&run, stock).await?;
             let base = format!("{}/api/v1/orders", cli.command);
             let id = sale_id.clone();
             let http = client.clone();
@@ -545,23 +556,10 @@ async fn main() -> anyhow::Result<()> {
             users,
             requests,
         } => {
-            let product = run
-                .post(
-                    "/api/v1/products",
-                    json!({ "name": "Bench mixed", "price": 100_000 }),
-                )
-                .await?;
-            let sale = run
-                .post("/api/v1/time-sales", json!({ "productId": product["productId"], "discountPrice": 49_000, "quantity": stock,
-                    "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::hours(6) }))
-                .await?;
-            let sale_id = sale["timeSaleId"].as_str().context("sale id")?.to_owned();
+            let (sale_id, sale_position) = create_sale(&run, stock).await?;
             // The reads ask for this sale: start once the query API shows it (read-your-writes).
-            run.get(
-                &format!("/api/v1/time-sales/{sale_id}"),
-                sale["position"].as_i64(),
-            )
-            .await?;
+            run.get(&format!("/api/v1/time-sales/{sale_id}"), sale_position)
+                .await?;
             let share = (cli.concurrency / 3).max(1);
             let (command, query) = (cli.command.clone(), cli.query.clone());
             let (http, id) = (client.clone(), sale_id.clone());
