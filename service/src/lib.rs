@@ -1,9 +1,15 @@
 //! What every service binary (command-api, projector, query-api) shares: settings from a
-//! file plus `APP_` environment variables, structured JSON logs, and the shutdown signal.
+//! file plus `APP_` environment variables, structured JSON logs, the shutdown signal, and the
+//! memory allocator.
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tracing_subscriber::{fmt, EnvFilter};
+
+/// mimalloc for every service binary: a flash-sale profile showed ~37 % of command-api's CPU
+/// in glibc malloc/free; mimalloc took it to ~11 % and throughput up 8–23 % (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `[log]` of every service's settings.
 #[derive(Debug, Clone, Deserialize)]
