@@ -1,9 +1,15 @@
 //! Applying events to the PostgreSQL read models. Idempotent: an event whose aggregate version
 //! is not above the version the read models already reflect is skipped, so redelivery and
 //! replay change nothing. Every write of a batch and the progress it makes commit together.
+//!
+//! A batch is first folded in memory into the final state of each row it touches
+//! ([`Changes`]), then written with one set-based statement per table and kind of change
+//! (`unnest` arrays), so a batch of 10,000 events costs about a dozen round trips, not
+//! 20,000. The live projector and replay-tools' rebuild run this same code.
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use domain::coupon::CouponEvent;
 use domain::points::PointEvent;
 use domain::product::ProductEvent;
@@ -104,7 +110,9 @@ pub async fn apply_batch(
         .execute(&mut *conn)
         .await?;
 
-    let ids: Vec<Uuid> = batch.iter().map(|(e, _)| e.aggregate_id).collect();
+    let mut ids: Vec<Uuid> = batch.iter().map(|(e, _)| e.aggregate_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
     let rows: Vec<(Uuid, i64)> = sqlx::query_as(
         "SELECT aggregate_id, version FROM aggregate_versions WHERE aggregate_id = ANY($1)",
     )
@@ -114,6 +122,7 @@ pub async fn apply_batch(
     let mut versions: HashMap<Uuid, i64> = rows.into_iter().collect();
     let mut changed: HashMap<Uuid, (&str, i64)> = HashMap::new();
     let mut progress: HashMap<&str, i64> = HashMap::new();
+    let mut changes = Changes::default();
     let mut outcome = Applied::default();
 
     for (envelope, event) in batch {
@@ -126,7 +135,7 @@ pub async fn apply_batch(
             outcome.skipped += 1;
             continue;
         }
-        apply(conn, envelope, event).await?;
+        changes.fold(envelope, event);
         versions.insert(envelope.aggregate_id, envelope.aggregate_version);
         changed.insert(
             envelope.aggregate_id,
@@ -134,6 +143,7 @@ pub async fn apply_batch(
         );
         outcome.applied += 1;
     }
+    changes.write(conn).await?;
 
     if !changed.is_empty() {
         let (ids, rest): (Vec<Uuid>, Vec<(&str, i64)>) = changed.into_iter().unzip();
@@ -149,272 +159,596 @@ pub async fn apply_batch(
         .execute(&mut *conn)
         .await?;
     }
-    for (category, position) in progress {
+    if !progress.is_empty() {
+        let (categories, positions): (Vec<&str>, Vec<i64>) = progress.into_iter().unzip();
         sqlx::query(
-            "INSERT INTO projection_progress (category, position) VALUES ($1, $2) \
+            "INSERT INTO projection_progress (category, position) \
+             SELECT * FROM unnest($1::text[], $2::bigint[]) \
              ON CONFLICT (category) DO UPDATE SET position = GREATEST(projection_progress.position, EXCLUDED.position)",
         )
-        .bind(category)
-        .bind(position)
+        .bind(&categories)
+        .bind(&positions)
         .execute(&mut *conn)
         .await?;
     }
     Ok(outcome)
 }
 
-async fn apply(
-    conn: &mut PgConnection,
-    envelope: &Envelope,
-    event: &AnyEvent,
-) -> Result<(), sqlx::Error> {
-    let id = envelope.aggregate_id;
-    let version = envelope.aggregate_version;
-    let at = envelope.occurred_at;
-    match event {
-        AnyEvent::Coupon(CouponEvent::PolicyCreated { spec }) => {
-            let terms = spec.terms();
+fn text_of<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone)]
+struct PolicyRow {
+    title: String,
+    description: String,
+    total_quantity: i64,
+    start_time: DateTime<Utc>,
+    end_time: DateTime<Utc>,
+    discount_type: String,
+    discount_value: i64,
+    minimum_order_amount: i64,
+    maximum_discount_amount: i64,
+    coupon_expires_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    counts: PolicyCounts,
+}
+
+/// The mutable part of a policy row.
+#[derive(Debug, Clone, Copy, Default)]
+struct PolicyCounts {
+    issued: Option<i64>,
+    used: Option<i64>,
+    version: i64,
+}
+
+#[derive(Debug, Clone)]
+struct CouponRow {
+    policy_id: Uuid,
+    user_id: i64,
+    expires_at: DateTime<Utc>,
+    issued_at: DateTime<Utc>,
+    current: CouponUse,
+}
+
+/// The mutable part of a coupon row (every column is set: a revoked or re-opened coupon has
+/// no order).
+#[derive(Debug, Clone)]
+struct CouponUse {
+    state: &'static str,
+    order_id: Option<String>,
+    order_amount: Option<i64>,
+    discount_amount: Option<i64>,
+    used_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+struct HistoryRow {
+    transaction_id: Uuid,
+    user_id: i64,
+    version: i64,
+    kind: String,
+    amount: i64,
+    description: String,
+    order_id: Option<String>,
+    canceled_transaction_id: Option<Uuid>,
+    balance_after: i64,
+    occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+struct SaleRow {
+    product_id: Uuid,
+    product_price: i64,
+    discount_price: i64,
+    quantity: i64,
+    start_at: DateTime<Utc>,
+    end_at: DateTime<Utc>,
+    per_user_limit: Option<i64>,
+    created_at: DateTime<Utc>,
+    remaining: i64,
+    version: i64,
+}
+
+#[derive(Debug, Clone)]
+struct OrderRow {
+    time_sale_id: Uuid,
+    user_id: i64,
+    quantity: i64,
+    unit_price: i64,
+    total_price: i64,
+    created_at: DateTime<Utc>,
+    canceled_at: Option<DateTime<Utc>>,
+}
+
+/// The net effect of a batch on every row it touches: rows created in the batch (with every
+/// later change of the batch folded in) and updates of rows that existed before it.
+#[derive(Debug, Default)]
+struct Changes {
+    policies: HashMap<Uuid, PolicyRow>,
+    policy_counts: HashMap<Uuid, PolicyCounts>,
+    coupons: HashMap<Uuid, CouponRow>,
+    coupon_uses: HashMap<Uuid, CouponUse>,
+    history: Vec<HistoryRow>,
+    /// user → (balance, version, updated_at)
+    balances: HashMap<i64, (i64, i64, DateTime<Utc>)>,
+    products: Vec<(Uuid, String, i64, String, DateTime<Utc>)>,
+    sales: HashMap<Uuid, SaleRow>,
+    /// sale → (remaining, version)
+    stock: HashMap<Uuid, (i64, i64)>,
+    orders: HashMap<Uuid, OrderRow>,
+    /// order → canceled_at
+    cancels: HashMap<Uuid, DateTime<Utc>>,
+}
+
+impl Changes {
+    fn fold(&mut self, envelope: &Envelope, event: &AnyEvent) {
+        let id = envelope.aggregate_id;
+        let version = envelope.aggregate_version;
+        match event {
+            AnyEvent::Coupon(CouponEvent::PolicyCreated { spec }) => {
+                let terms = spec.terms();
+                self.policies.insert(
+                    id,
+                    PolicyRow {
+                        title: spec.title().as_str().to_owned(),
+                        description: spec.description().as_str().to_owned(),
+                        total_quantity: i64::from(spec.total_quantity().get()),
+                        start_time: spec.start_time(),
+                        end_time: spec.end_time(),
+                        discount_type: text_of(&terms.discount_type()),
+                        discount_value: terms.discount_value(),
+                        minimum_order_amount: terms.minimum_order_amount().get(),
+                        maximum_discount_amount: terms.maximum_discount_amount().get(),
+                        coupon_expires_at: spec.coupon_expiry(),
+                        created_at: envelope.occurred_at,
+                        counts: PolicyCounts {
+                            issued: Some(0),
+                            used: Some(0),
+                            version,
+                        },
+                    },
+                );
+            }
+            AnyEvent::Coupon(CouponEvent::CouponIssued {
+                coupon_id,
+                user_id,
+                expires_at,
+                issued_count,
+                at,
+            }) => {
+                self.coupons.insert(
+                    *coupon_id,
+                    CouponRow {
+                        policy_id: id,
+                        user_id: user_id.get(),
+                        expires_at: *expires_at,
+                        issued_at: *at,
+                        current: CouponUse::open(*at),
+                    },
+                );
+                self.count(id, version, Some(*issued_count), None);
+            }
+            AnyEvent::Coupon(CouponEvent::CouponUsed {
+                coupon_id,
+                order_id,
+                order_amount,
+                discount,
+                used_count,
+                at,
+                ..
+            }) => {
+                self.coupon_use(
+                    *coupon_id,
+                    CouponUse {
+                        state: "USED",
+                        order_id: Some(order_id.as_str().to_owned()),
+                        order_amount: Some(order_amount.get()),
+                        discount_amount: Some(discount.get()),
+                        used_at: Some(*at),
+                        updated_at: *at,
+                    },
+                );
+                self.count(id, version, None, Some(*used_count));
+            }
+            AnyEvent::Coupon(CouponEvent::CouponUseCanceled {
+                coupon_id,
+                used_count,
+                at,
+                ..
+            }) => {
+                self.coupon_use(*coupon_id, CouponUse::open(*at));
+                self.count(id, version, None, Some(*used_count));
+            }
+            AnyEvent::Coupon(CouponEvent::CouponRevoked { coupon_id, at, .. }) => {
+                // Only an available coupon can be revoked: it has no order to clear.
+                self.coupon_use(
+                    *coupon_id,
+                    CouponUse {
+                        state: "CANCELED",
+                        ..CouponUse::open(*at)
+                    },
+                );
+                self.count(id, version, None, None);
+            }
+            AnyEvent::Point(event) => {
+                let (order_id, canceled) = match event {
+                    PointEvent::Spent { order_id, .. } => {
+                        (order_id.as_ref().map(|o| o.as_str().to_owned()), None)
+                    }
+                    PointEvent::Canceled {
+                        canceled_transaction_id,
+                        ..
+                    } => (None, Some(*canceled_transaction_id)),
+                    PointEvent::Earned { .. } => (None, None),
+                };
+                let description = match event {
+                    PointEvent::Earned { description, .. }
+                    | PointEvent::Spent { description, .. } => description.as_str().to_owned(),
+                    PointEvent::Canceled { .. } => "cancellation".to_owned(),
+                };
+                let user_id = event.user_id().get();
+                self.history.push(HistoryRow {
+                    transaction_id: event.transaction_id(),
+                    user_id,
+                    version,
+                    kind: text_of(&event.kind()),
+                    amount: event.amount().get(),
+                    description,
+                    order_id,
+                    canceled_transaction_id: canceled,
+                    balance_after: event.balance_after(),
+                    occurred_at: envelope.occurred_at,
+                });
+                self.balances.insert(
+                    user_id,
+                    (event.balance_after(), version, envelope.occurred_at),
+                );
+            }
+            AnyEvent::Product(ProductEvent::ProductCreated { spec, at }) => {
+                self.products.push((
+                    id,
+                    spec.name.as_str().to_owned(),
+                    spec.price.get(),
+                    spec.description.as_str().to_owned(),
+                    *at,
+                ));
+            }
+            AnyEvent::TimeSale(TimeSaleEvent::TimeSaleCreated { spec, at }) => {
+                self.sales.insert(
+                    id,
+                    SaleRow {
+                        product_id: spec.product_id(),
+                        product_price: spec.product_price().get(),
+                        discount_price: spec.discount_price().get(),
+                        quantity: i64::from(spec.quantity().get()),
+                        start_at: spec.start_at(),
+                        end_at: spec.end_at(),
+                        per_user_limit: spec.per_user_limit().map(|l| i64::from(l.get())),
+                        created_at: *at,
+                        remaining: i64::from(spec.quantity().get()),
+                        version,
+                    },
+                );
+            }
+            AnyEvent::TimeSale(TimeSaleEvent::OrderPlaced {
+                order_id,
+                user_id,
+                quantity,
+                unit_price,
+                total_price,
+                remaining_after,
+                at,
+            }) => {
+                self.orders.insert(
+                    *order_id,
+                    OrderRow {
+                        time_sale_id: id,
+                        user_id: user_id.get(),
+                        quantity: i64::from(quantity.get()),
+                        unit_price: unit_price.get(),
+                        total_price: total_price.get(),
+                        created_at: *at,
+                        canceled_at: None,
+                    },
+                );
+                self.remaining(id, version, *remaining_after);
+            }
+            AnyEvent::TimeSale(TimeSaleEvent::OrderCanceled {
+                order_id,
+                remaining_after,
+                at,
+                ..
+            }) => {
+                match self.orders.get_mut(order_id) {
+                    Some(order) => order.canceled_at = Some(*at),
+                    None => {
+                        self.cancels.insert(*order_id, *at);
+                    }
+                }
+                self.remaining(id, version, *remaining_after);
+            }
+        }
+    }
+
+    /// Changes of a row created in this batch go into its insert; others become updates.
+    fn count(&mut self, policy: Uuid, version: i64, issued: Option<u32>, used: Option<u32>) {
+        let counts = match self.policies.get_mut(&policy) {
+            Some(row) => &mut row.counts,
+            None => self.policy_counts.entry(policy).or_default(),
+        };
+        counts.version = version;
+        if let Some(issued) = issued {
+            counts.issued = Some(i64::from(issued));
+        }
+        if let Some(used) = used {
+            counts.used = Some(i64::from(used));
+        }
+    }
+
+    fn coupon_use(&mut self, coupon: Uuid, change: CouponUse) {
+        match self.coupons.get_mut(&coupon) {
+            Some(row) => row.current = change,
+            None => {
+                self.coupon_uses.insert(coupon, change);
+            }
+        }
+    }
+
+    fn remaining(&mut self, sale: Uuid, version: i64, remaining: u32) {
+        let remaining = i64::from(remaining);
+        match self.sales.get_mut(&sale) {
+            Some(row) => {
+                row.remaining = remaining;
+                row.version = version;
+            }
+            None => {
+                self.stock.insert(sale, (remaining, version));
+            }
+        }
+    }
+
+    /// Writes the folded rows: inserts first, then updates of rows that existed before.
+    async fn write(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        self.write_coupons(conn).await?;
+        self.write_points(conn).await?;
+        self.write_sales(conn).await
+    }
+
+    async fn write_coupons(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if !self.policies.is_empty() {
+            let rows: Vec<(&Uuid, &PolicyRow)> = self.policies.iter().collect();
             sqlx::query(
                 "INSERT INTO coupon_policies (policy_id, title, description, total_quantity, start_time, end_time, \
                    discount_type, discount_value, minimum_order_amount, maximum_discount_amount, coupon_expires_at, \
                    issued_count, used_count, created_at, version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, 0, $12, $13) ON CONFLICT DO NOTHING",
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[], \
+                   $6::timestamptz[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::timestamptz[], \
+                   $12::bigint[], $13::bigint[], $14::timestamptz[], $15::bigint[]) \
+                 ON CONFLICT DO NOTHING",
             )
-            .bind(id)
-            .bind(spec.title().as_str())
-            .bind(spec.description().as_str())
-            .bind(i64::from(spec.total_quantity().get()))
-            .bind(spec.start_time())
-            .bind(spec.end_time())
-            .bind(serde_json::to_value(terms.discount_type()).ok().and_then(|v| v.as_str().map(str::to_owned)))
-            .bind(terms.discount_value())
-            .bind(terms.minimum_order_amount().get())
-            .bind(terms.maximum_discount_amount().get())
-            .bind(spec.coupon_expiry())
-            .bind(at)
-            .bind(version)
+            .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.title.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.description.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.total_quantity).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.start_time).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.end_time).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.discount_type.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.discount_value).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.minimum_order_amount).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.maximum_discount_amount).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.coupon_expires_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.counts.issued.unwrap_or(0)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.counts.used.unwrap_or(0)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.created_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.counts.version).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
-        AnyEvent::Coupon(CouponEvent::CouponIssued {
-            coupon_id,
-            user_id,
-            expires_at,
-            issued_count,
-            at,
-        }) => {
+        if !self.policy_counts.is_empty() {
+            let rows: Vec<(&Uuid, &PolicyCounts)> = self.policy_counts.iter().collect();
             sqlx::query(
-                "INSERT INTO coupons (coupon_id, policy_id, user_id, state, expires_at, issued_at, updated_at) \
-                 VALUES ($1, $2, $3, 'AVAILABLE', $4, $5, $5) ON CONFLICT DO NOTHING",
+                "UPDATE coupon_policies p SET issued_count = COALESCE(t.issued, p.issued_count), \
+                   used_count = COALESCE(t.used, p.used_count), version = t.version \
+                 FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) AS t(id, issued, used, version) \
+                 WHERE p.policy_id = t.id",
             )
-            .bind(coupon_id)
-            .bind(id)
-            .bind(user_id.get())
-            .bind(expires_at)
-            .bind(at)
+            .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.issued).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.used).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.version).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
-            policy_counts(conn, id, version, Some(*issued_count), None).await?;
         }
-        AnyEvent::Coupon(CouponEvent::CouponUsed {
-            coupon_id,
-            order_id,
-            order_amount,
-            discount,
-            used_count,
-            at,
-            ..
-        }) => {
+        if !self.coupons.is_empty() {
+            let rows: Vec<(&Uuid, &CouponRow)> = self.coupons.iter().collect();
             sqlx::query(
-                "UPDATE coupons SET state = 'USED', order_id = $2, order_amount = $3, discount_amount = $4, \
-                   used_at = $5, updated_at = $5 WHERE coupon_id = $1",
+                "INSERT INTO coupons (coupon_id, policy_id, user_id, state, expires_at, order_id, order_amount, \
+                   discount_amount, issued_at, used_at, updated_at) \
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::timestamptz[], $6::text[], \
+                   $7::bigint[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[]) \
+                 ON CONFLICT DO NOTHING",
             )
-            .bind(coupon_id)
-            .bind(order_id.as_str())
-            .bind(order_amount.get())
-            .bind(discount.get())
-            .bind(at)
+            .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.policy_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.user_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.current.state).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.expires_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.current.order_id.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.current.order_amount).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.current.discount_amount).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.issued_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.current.used_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.current.updated_at).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
-            policy_counts(conn, id, version, None, Some(*used_count)).await?;
         }
-        AnyEvent::Coupon(CouponEvent::CouponUseCanceled {
-            coupon_id,
-            used_count,
-            at,
-            ..
-        }) => {
+        if !self.coupon_uses.is_empty() {
+            let rows: Vec<(&Uuid, &CouponUse)> = self.coupon_uses.iter().collect();
             sqlx::query(
-                "UPDATE coupons SET state = 'AVAILABLE', order_id = NULL, order_amount = NULL, \
-                   discount_amount = NULL, used_at = NULL, updated_at = $2 WHERE coupon_id = $1",
+                "UPDATE coupons c SET state = t.state, order_id = t.order_id, order_amount = t.order_amount, \
+                   discount_amount = t.discount_amount, used_at = t.used_at, updated_at = t.updated_at \
+                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::timestamptz[], \
+                   $7::timestamptz[]) AS t(id, state, order_id, order_amount, discount_amount, used_at, updated_at) \
+                 WHERE c.coupon_id = t.id",
             )
-            .bind(coupon_id)
-            .bind(at)
+            .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, u)| u.state).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, u)| u.order_id.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, u)| u.order_amount).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, u)| u.discount_amount).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, u)| u.used_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, u)| u.updated_at).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
-            policy_counts(conn, id, version, None, Some(*used_count)).await?;
         }
-        AnyEvent::Coupon(CouponEvent::CouponRevoked { coupon_id, at, .. }) => {
-            sqlx::query(
-                "UPDATE coupons SET state = 'CANCELED', updated_at = $2 WHERE coupon_id = $1",
-            )
-            .bind(coupon_id)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
-            policy_counts(conn, id, version, None, None).await?;
-        }
-        AnyEvent::Point(event) => {
-            let (order_id, canceled) = match event {
-                PointEvent::Spent { order_id, .. } => {
-                    (order_id.as_ref().map(|o| o.as_str().to_owned()), None)
-                }
-                PointEvent::Canceled {
-                    canceled_transaction_id,
-                    ..
-                } => (None, Some(*canceled_transaction_id)),
-                PointEvent::Earned { .. } => (None, None),
-            };
-            let description = match event {
-                PointEvent::Earned { description, .. } | PointEvent::Spent { description, .. } => {
-                    description.as_str().to_owned()
-                }
-                PointEvent::Canceled { .. } => "cancellation".to_owned(),
-            };
+        Ok(())
+    }
+
+    async fn write_points(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if !self.history.is_empty() {
+            let rows = &self.history;
             sqlx::query(
                 "INSERT INTO point_history (transaction_id, user_id, version, type, amount, description, order_id, \
                    canceled_transaction_id, balance_after, occurred_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], \
+                   $7::text[], $8::uuid[], $9::bigint[], $10::timestamptz[]) \
+                 ON CONFLICT DO NOTHING",
             )
-            .bind(event.transaction_id())
-            .bind(event.user_id().get())
-            .bind(version)
-            .bind(serde_json::to_value(event.kind()).ok().and_then(|v| v.as_str().map(str::to_owned)))
-            .bind(event.amount().get())
-            .bind(description)
-            .bind(order_id)
-            .bind(canceled)
-            .bind(event.balance_after())
-            .bind(at)
+            .bind(rows.iter().map(|r| r.transaction_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.amount).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.description.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.order_id.as_deref()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.canceled_transaction_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.balance_after).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
+        }
+        if !self.balances.is_empty() {
+            let rows: Vec<(&i64, &(i64, i64, DateTime<Utc>))> = self.balances.iter().collect();
             sqlx::query(
-                "INSERT INTO point_balances (user_id, balance, version, updated_at) VALUES ($1, $2, $3, $4) \
+                "INSERT INTO point_balances (user_id, balance, version, updated_at) \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[]) \
                  ON CONFLICT (user_id) DO UPDATE SET balance = EXCLUDED.balance, version = EXCLUDED.version, \
                    updated_at = EXCLUDED.updated_at WHERE point_balances.version < EXCLUDED.version",
             )
-            .bind(event.user_id().get())
-            .bind(event.balance_after())
-            .bind(version)
-            .bind(at)
+            .bind(rows.iter().map(|(u, _)| **u).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, b)| b.0).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, b)| b.1).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, b)| b.2).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
-        AnyEvent::Product(ProductEvent::ProductCreated { spec, at }) => {
+        Ok(())
+    }
+
+    async fn write_sales(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if !self.products.is_empty() {
+            let rows = &self.products;
             sqlx::query(
-                "INSERT INTO products (product_id, name, price, description, created_at) VALUES ($1, $2, $3, $4, $5) \
+                "INSERT INTO products (product_id, name, price, description, created_at) \
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[]) \
                  ON CONFLICT DO NOTHING",
             )
-            .bind(id)
-            .bind(spec.name.as_str())
-            .bind(spec.price.get())
-            .bind(spec.description.as_str())
-            .bind(at)
+            .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.3.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.4).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
-        AnyEvent::TimeSale(TimeSaleEvent::TimeSaleCreated { spec, at }) => {
+        if !self.sales.is_empty() {
+            let rows: Vec<(&Uuid, &SaleRow)> = self.sales.iter().collect();
             sqlx::query(
                 "INSERT INTO time_sales (time_sale_id, product_id, product_price, discount_price, quantity, remaining, \
                    start_at, end_at, per_user_limit, created_at, version) \
-                 VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
+                   $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::timestamptz[], $11::bigint[]) \
+                 ON CONFLICT DO NOTHING",
             )
-            .bind(id)
-            .bind(spec.product_id())
-            .bind(spec.product_price().get())
-            .bind(spec.discount_price().get())
-            .bind(i64::from(spec.quantity().get()))
-            .bind(spec.start_at())
-            .bind(spec.end_at())
-            .bind(spec.per_user_limit().map(|l| i64::from(l.get())))
-            .bind(at)
-            .bind(version)
+            .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.product_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.product_price).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.discount_price).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.quantity).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.remaining).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.start_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.end_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.per_user_limit).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.created_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.version).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
-        AnyEvent::TimeSale(TimeSaleEvent::OrderPlaced {
-            order_id,
-            user_id,
-            quantity,
-            unit_price,
-            total_price,
-            remaining_after,
-            at,
-        }) => {
+        if !self.stock.is_empty() {
+            let rows: Vec<(&Uuid, &(i64, i64))> = self.stock.iter().collect();
             sqlx::query(
-                "INSERT INTO orders (order_id, time_sale_id, user_id, quantity, unit_price, total_price, status, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'CREATED', $7) ON CONFLICT DO NOTHING",
+                "UPDATE time_sales s SET remaining = t.remaining, version = t.version \
+                 FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS t(id, remaining, version) \
+                 WHERE s.time_sale_id = t.id",
             )
-            .bind(order_id)
-            .bind(id)
-            .bind(user_id.get())
-            .bind(i64::from(quantity.get()))
-            .bind(unit_price.get())
-            .bind(total_price.get())
-            .bind(at)
+            .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, s)| s.0).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, s)| s.1).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
-            sale_stock(conn, id, version, *remaining_after).await?;
         }
-        AnyEvent::TimeSale(TimeSaleEvent::OrderCanceled {
-            order_id,
-            remaining_after,
-            at,
-            ..
-        }) => {
+        if !self.orders.is_empty() {
+            let rows: Vec<(&Uuid, &OrderRow)> = self.orders.iter().collect();
             sqlx::query(
-                "UPDATE orders SET status = 'CANCELED', canceled_at = $2 WHERE order_id = $1",
+                "INSERT INTO orders (order_id, time_sale_id, user_id, quantity, unit_price, total_price, status, \
+                   created_at, canceled_at) \
+                 SELECT id, sale, usr, q, up, tp, CASE WHEN cat IS NULL THEN 'CREATED' ELSE 'CANCELED' END, ca, cat \
+                 FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
+                   $7::timestamptz[], $8::timestamptz[]) AS t(id, sale, usr, q, up, tp, ca, cat) \
+                 ON CONFLICT DO NOTHING",
             )
-            .bind(order_id)
-            .bind(at)
+            .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.time_sale_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.user_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.quantity).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.unit_price).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.total_price).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.created_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.canceled_at).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
-            sale_stock(conn, id, version, *remaining_after).await?;
+        }
+        if !self.cancels.is_empty() {
+            let (ids, at): (Vec<Uuid>, Vec<DateTime<Utc>>) =
+                self.cancels.iter().map(|(id, at)| (*id, *at)).unzip();
+            sqlx::query(
+                "UPDATE orders o SET status = 'CANCELED', canceled_at = t.at \
+                 FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at) WHERE o.order_id = t.id",
+            )
+            .bind(&ids)
+            .bind(&at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+impl CouponUse {
+    /// An available coupon: no order.
+    fn open(at: DateTime<Utc>) -> Self {
+        CouponUse {
+            state: "AVAILABLE",
+            order_id: None,
+            order_amount: None,
+            discount_amount: None,
+            used_at: None,
+            updated_at: at,
         }
     }
-    Ok(())
-}
-
-async fn policy_counts(
-    conn: &mut PgConnection,
-    policy_id: Uuid,
-    version: i64,
-    issued: Option<u32>,
-    used: Option<u32>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE coupon_policies SET issued_count = COALESCE($3, issued_count), \
-           used_count = COALESCE($4, used_count), version = $2 WHERE policy_id = $1",
-    )
-    .bind(policy_id)
-    .bind(version)
-    .bind(issued.map(i64::from))
-    .bind(used.map(i64::from))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-async fn sale_stock(
-    conn: &mut PgConnection,
-    sale_id: Uuid,
-    version: i64,
-    remaining: u32,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE time_sales SET remaining = $3, version = $2 WHERE time_sale_id = $1")
-        .bind(sale_id)
-        .bind(version)
-        .bind(i64::from(remaining))
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }
