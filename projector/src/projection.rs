@@ -633,7 +633,7 @@ impl Changes {
             .await?;
         }
         if !self.balances.is_empty() {
-            let rows: Vec<(&i64, &(i64, i64, DateTime<Utc>))> = self.balances.iter().collect();
+            let rows: Vec<_> = self.balances.iter().collect();
             sqlx::query(
                 "INSERT INTO point_balances (user_id, balance, version, updated_at) \
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[]) \
