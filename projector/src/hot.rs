@@ -44,6 +44,49 @@ pub mod keys {
     pub fn watermark(prefix: &str) -> String {
         format!("{prefix}watermark")
     }
+    /// SCAN patterns matching every key of `prefix` — and no key of another generation's
+    /// prefix, even one that starts with this prefix (`promo:g2:…` is not `promo:balance:…`).
+    pub fn patterns(prefix: &str) -> [String; 4] {
+        [
+            format!("{prefix}balance:*"),
+            format!("{prefix}stock:*"),
+            format!("{prefix}policy:*"),
+            watermark(prefix),
+        ]
+    }
+}
+
+/// Removes every key of `prefix` (see [`keys::patterns`]); returns how many.
+pub async fn delete_keys(
+    connection: &mut ConnectionManager,
+    prefix: &str,
+) -> redis::RedisResult<usize> {
+    let mut deleted = 0;
+    for pattern in keys::patterns(prefix) {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(connection)
+                .await?;
+            if !found.is_empty() {
+                deleted += found.len();
+                redis::cmd("UNLINK")
+                    .arg(&found)
+                    .query_async::<()>(connection)
+                    .await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(deleted)
 }
 
 /// One guarded write: `fields` set on `key` if `version` is newer.
@@ -146,6 +189,11 @@ impl HotStore {
         &self.prefix
     }
 
+    /// Writes go to another generation's keys from now on.
+    pub fn set_prefix(&mut self, prefix: &str) {
+        prefix.clone_into(&mut self.prefix);
+    }
+
     async fn connection(&mut self) -> redis::RedisResult<ConnectionManager> {
         if let Some(connection) = &self.connection {
             return Ok(connection.clone());
@@ -237,28 +285,7 @@ impl HotStore {
     ) -> Result<usize, crate::ProjectionError> {
         let schema = crate::projection::checked_schema(schema)?;
         let mut connection = self.connection().await?;
-        let pattern = format!("{}*", self.prefix);
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut connection)
-                .await?;
-            if !found.is_empty() {
-                redis::cmd("UNLINK")
-                    .arg(&found)
-                    .query_async::<()>(&mut connection)
-                    .await?;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        delete_keys(&mut connection, &self.prefix).await?;
         for source in [GUARDED_HSET, SET_MAX] {
             redis::cmd("SCRIPT")
                 .arg("LOAD")
@@ -266,43 +293,7 @@ impl HotStore {
                 .query_async::<String>(&mut connection)
                 .await?;
         }
-        let mut writes = Vec::new();
-        let balances: Vec<(i64, i64, i64)> = sqlx::query_as(&format!(
-            "SELECT user_id, balance, version FROM {schema}.point_balances"
-        ))
-        .fetch_all(pool)
-        .await?;
-        for (user_id, balance, version) in balances {
-            writes.push(HotWrite {
-                key: keys::balance(&self.prefix, user_id),
-                version,
-                fields: vec![("balance", balance)],
-            });
-        }
-        let stock: Vec<(Uuid, i64, i64)> = sqlx::query_as(&format!(
-            "SELECT time_sale_id, remaining, version FROM {schema}.time_sales"
-        ))
-        .fetch_all(pool)
-        .await?;
-        for (id, remaining, version) in stock {
-            writes.push(HotWrite {
-                key: keys::stock(&self.prefix, id),
-                version,
-                fields: vec![("remaining", remaining)],
-            });
-        }
-        let policies: Vec<(Uuid, i64, i64, i64)> = sqlx::query_as(&format!(
-            "SELECT policy_id, issued_count, used_count, version FROM {schema}.coupon_policies"
-        ))
-        .fetch_all(pool)
-        .await?;
-        for (id, issued, used, version) in policies {
-            writes.push(HotWrite {
-                key: keys::policy(&self.prefix, id),
-                version,
-                fields: vec![("issued", issued), ("used", used)],
-            });
-        }
+        let writes = writes_from_read_models(pool, schema, &self.prefix).await?;
         let count = writes.len();
         self.dirty = false;
         for chunk in writes.chunks(1_000) {
@@ -315,4 +306,52 @@ impl HotStore {
         }
         Ok(count)
     }
+}
+
+/// Every hot value as the PostgreSQL read models in `schema` hold it, as writes under
+/// `prefix` (a resync, a rebuild's Redis side, and what `verify` expects Redis to hold).
+pub async fn writes_from_read_models(
+    pool: &sqlx::PgPool,
+    schema: &str,
+    prefix: &str,
+) -> Result<Vec<HotWrite>, crate::ProjectionError> {
+    let schema = crate::projection::checked_schema(schema)?;
+    let mut writes = Vec::new();
+    let balances: Vec<(i64, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT user_id, balance, version FROM {schema}.point_balances"
+    ))
+    .fetch_all(pool)
+    .await?;
+    for (user_id, balance, version) in balances {
+        writes.push(HotWrite {
+            key: keys::balance(prefix, user_id),
+            version,
+            fields: vec![("balance", balance)],
+        });
+    }
+    let stock: Vec<(Uuid, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT time_sale_id, remaining, version FROM {schema}.time_sales"
+    ))
+    .fetch_all(pool)
+    .await?;
+    for (id, remaining, version) in stock {
+        writes.push(HotWrite {
+            key: keys::stock(prefix, id),
+            version,
+            fields: vec![("remaining", remaining)],
+        });
+    }
+    let policies: Vec<(Uuid, i64, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT policy_id, issued_count, used_count, version FROM {schema}.coupon_policies"
+    ))
+    .fetch_all(pool)
+    .await?;
+    for (id, issued, used, version) in policies {
+        writes.push(HotWrite {
+            key: keys::policy(prefix, id),
+            version,
+            fields: vec![("issued", issued), ("used", used)],
+        });
+    }
+    Ok(writes)
 }

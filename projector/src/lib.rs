@@ -11,7 +11,11 @@
 //! (tansu 0.6) let a group's session time out and then never completed the rejoin, leaving
 //! the projector silent (measured; ADR 6). One projector per read-model schema is active,
 //! holding a PostgreSQL advisory lock; others wait for it.
+//!
+//! Where the read models live is the deployment's current [`generation`]: each batch reads
+//! it inside its transaction, so a switch by replay-tools takes effect at a batch boundary.
 
+pub mod generation;
 pub mod hot;
 pub mod projection;
 pub mod settings;
@@ -44,6 +48,8 @@ pub enum ProjectionError {
     UnknownCategory(String),
     #[error("undecodable event: {0}")]
     Undecodable(String),
+    #[error("no read-model generation is recorded for this deployment")]
+    NoGeneration,
 }
 
 /// Most messages projected per transaction.
@@ -63,12 +69,15 @@ pub async fn run(
         .max_connections(4)
         .connect(settings.database.url.expose_secret())
         .await?;
-    projection::ensure_schema(&pool, &settings.schema).await?;
-    let mut hot = HotStore::new(&settings.redis.url, &settings.redis.prefix)?;
-    let _leader = become_leader(&pool, &settings.schema, &mut stop).await?;
+    let base = projection::checked_schema(&settings.schema)?;
+    generation::ensure(&pool, base, &settings.redis.prefix).await?;
+    let _leader = become_leader(&pool, base, &mut stop).await?;
+    let live = generation::current(&pool, base).await?;
+    projection::ensure_schema(&pool, &live.schema).await?;
+    let mut hot = HotStore::new(&settings.redis.url, &live.prefix)?;
     let consumer: StreamConsumer =
         messaging::consumer_config(&settings.kafka.brokers, &settings.kafka.group).create()?;
-    let schema = projection::checked_schema(&settings.schema)?;
+    let schema = &live.schema;
     let stored: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(&format!(
         "SELECT topic, next_offset FROM {schema}.projection_offsets"
     ))
@@ -84,7 +93,7 @@ pub async fn run(
         assignment.add_partition_offset(&topic, 0, offset)?;
     }
     consumer.assign(&assignment)?;
-    tracing::info!(schema = %settings.schema, "projector consuming");
+    tracing::info!(schema = %live.schema, generation = live.number, "projector consuming");
 
     loop {
         let first = tokio::select! {
@@ -104,7 +113,7 @@ pub async fn run(
                 }
             }
         }
-        project(&pool, &mut hot, &settings.schema, &batch, &offsets).await;
+        project(&pool, &mut hot, base, &batch, &offsets).await;
     }
     Ok(())
 }
@@ -156,51 +165,59 @@ fn push(
     }
 }
 
-/// Projects one batch, retrying the PostgreSQL step until it succeeds (nothing moves on
-/// before), then the Redis writes and the watermark. `offsets`: per topic, where to resume
-/// after this batch.
+/// Projects one batch into the deployment's (`base`) current generation, retrying the
+/// PostgreSQL step until it succeeds (nothing moves on before), then the Redis writes and the
+/// watermark. `offsets`: per topic, where to resume after this batch.
 pub async fn project(
     pool: &sqlx::PgPool,
     hot: &mut HotStore,
-    schema: &str,
+    base: &str,
     batch: &[(Envelope, AnyEvent)],
     offsets: &HashMap<String, i64>,
 ) {
-    if !batch.is_empty() || !offsets.is_empty() {
-        let mut delay = Duration::from_millis(50);
-        loop {
-            match apply_in_transaction(pool, schema, batch, offsets).await {
-                Ok(applied) => {
-                    tracing::debug!(
-                        applied = applied.applied,
-                        skipped = applied.skipped,
-                        "batch projected"
-                    );
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "projecting a batch failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
+    let mut delay = Duration::from_millis(50);
+    let live = loop {
+        let attempt = if batch.is_empty() && offsets.is_empty() {
+            generation::current(pool, base).await
+        } else {
+            apply_in_transaction(pool, base, batch, offsets).await
+        };
+        match attempt {
+            Ok(live) => break live,
+            Err(e) => {
+                tracing::warn!(error = %e, "projecting a batch failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
+    };
+    if hot.prefix() != live.prefix {
+        tracing::info!(schema = %live.schema, generation = live.number, "switched to a new read-model generation");
+        hot.set_prefix(&live.prefix);
     }
-    hot.resync_if_dirty(pool, schema).await;
+    hot.resync_if_dirty(pool, &live.schema).await;
     hot.write(&hot::hot_writes(hot.prefix(), batch)).await;
-    if let Err(e) = watermark::advance(pool, hot, schema).await {
+    if let Err(e) = watermark::advance(pool, hot, &live.schema).await {
         tracing::warn!(error = %e, "watermark not advanced");
     }
 }
 
+/// Applies a batch and its offsets to the current generation, which cannot switch before
+/// the commit; returns that generation.
 async fn apply_in_transaction(
     pool: &sqlx::PgPool,
-    schema: &str,
+    base: &str,
     batch: &[(Envelope, AnyEvent)],
     offsets: &HashMap<String, i64>,
-) -> Result<projection::Applied, ProjectionError> {
+) -> Result<generation::Generation, ProjectionError> {
     let mut tx = pool.begin().await?;
-    let applied = projection::apply_batch(&mut tx, schema, batch).await?;
+    let live = generation::current_for_share(&mut tx, base).await?;
+    let applied = projection::apply_batch(&mut tx, &live.schema, batch).await?;
+    tracing::debug!(
+        applied = applied.applied,
+        skipped = applied.skipped,
+        "batch projected"
+    );
     for (topic, next) in offsets {
         // apply_batch set the search path to `schema`.
         sqlx::query(
@@ -213,5 +230,5 @@ async fn apply_in_transaction(
         .await?;
     }
     tx.commit().await?;
-    Ok(applied)
+    Ok(live)
 }

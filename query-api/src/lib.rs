@@ -7,6 +7,7 @@ mod routes;
 pub mod settings;
 
 use std::future::Future;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -20,6 +21,8 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
+
+use projector::generation::Generation;
 
 use crate::settings::Settings;
 
@@ -69,13 +72,12 @@ impl IntoResponse for QueryError {
 #[derive(Clone)]
 pub struct Hot {
     client: redis::Client,
-    connection: std::sync::Arc<OnceCell<ConnectionManager>>,
-    prefix: String,
+    connection: Arc<OnceCell<ConnectionManager>>,
 }
 
 impl std::fmt::Debug for Hot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hot").field("prefix", &self.prefix).finish()
+        f.debug_struct("Hot").finish_non_exhaustive()
     }
 }
 
@@ -109,30 +111,61 @@ impl Hot {
             .ok()
             .flatten()
     }
-
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
 }
 
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub pool: sqlx::PgPool,
     pub hot: Hot,
-    pub schema: String,
+    /// The read-model generation queries go to (ADR 7), refreshed by [`follow_generation`].
+    live: Arc<RwLock<Arc<Generation>>>,
     pub consistency_wait: Duration,
 }
 
 impl AppState {
+    /// The read-model generation to answer from.
+    pub fn live(&self) -> Arc<Generation> {
+        match self.live.read() {
+            Ok(live) => live.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_live(&self, next: Generation) {
+        let mut live = match self.live.write() {
+            Ok(live) => live,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if **live != next {
+            tracing::info!(schema = %next.schema, generation = next.number, "answering from a new read-model generation");
+            *live = Arc::new(next);
+        }
+    }
+
     /// The projections' watermark: Redis first, PostgreSQL otherwise.
     pub async fn watermark(&self) -> Result<i64, QueryError> {
-        let key = projector::hot::keys::watermark(self.hot.prefix());
+        let live = self.live();
+        let key = projector::hot::keys::watermark(&live.prefix);
         if let Some(position) = self.hot.number(&key).await {
             return Ok(position);
         }
-        projector::watermark::read(&self.pool, &self.schema)
+        projector::watermark::read(&self.pool, &live.schema)
             .await
             .map_err(|e| QueryError::Unavailable(e.to_string()))
+    }
+}
+
+/// Follows the deployment's generation pointer: re-reads it every `every` and switches the
+/// state to a new generation as soon as it appears. A failed read keeps the last one.
+async fn follow_generation(state: AppState, base: String, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match projector::generation::current(&state.pool, &base).await {
+            Ok(next) => state.set_live(next),
+            Err(e) => tracing::debug!(error = %e, "generation pointer not read"),
+        }
     }
 }
 
@@ -209,18 +242,24 @@ impl Application {
             .connect(settings.database.url.expose_secret())
             .await?;
         // The projector owns the schema; creating it here too lets the query API start first.
-        projector::projection::ensure_schema(&pool, &settings.schema).await?;
+        projector::generation::ensure(&pool, &settings.schema, &settings.redis.prefix).await?;
+        let live = projector::generation::current(&pool, &settings.schema).await?;
+        projector::projection::ensure_schema(&pool, &live.schema).await?;
         let hot = Hot {
             client: redis::Client::open(settings.redis.url.as_str())?,
             connection: Default::default(),
-            prefix: settings.redis.prefix.clone(),
         };
         let state = AppState {
             pool,
             hot,
-            schema: settings.schema.clone(),
+            live: Arc::new(RwLock::new(Arc::new(live))),
             consistency_wait: Duration::from_millis(settings.consistency_wait_ms),
         };
+        tokio::spawn(follow_generation(
+            state.clone(),
+            settings.schema.clone(),
+            Duration::from_millis(settings.generation_poll_ms.max(1)),
+        ));
         let listener =
             TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?;
         Ok(Self {

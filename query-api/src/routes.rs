@@ -97,7 +97,7 @@ const POLICY_COLUMNS: &str = "policy_id, title, description, total_quantity, sta
      discount_value, minimum_order_amount, maximum_discount_amount, coupon_expires_at, issued_count, used_count, created_at";
 
 async fn policy_json(state: &AppState, row: PolicyRow) -> Value {
-    let key = keys::policy(state.hot.prefix(), row.policy_id);
+    let key = keys::policy(&state.live().prefix, row.policy_id);
     let issued = state
         .hot
         .field(&key, "issued")
@@ -123,7 +123,8 @@ async fn policies(
     Query(q): Query<Page>,
 ) -> Result<Json<Value>, QueryError> {
     let (page, limit, offset) = q.bounds()?;
-    let s = &state.schema;
+    let live = state.live();
+    let s = &live.schema;
     let rows: Vec<PolicyRow> = sqlx::query_as(&format!(
         "SELECT {POLICY_COLUMNS} FROM {s}.coupon_policies ORDER BY created_at DESC, policy_id LIMIT $1 OFFSET $2"
     ))
@@ -145,7 +146,8 @@ async fn policy(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
-    let s = &state.schema;
+    let live = state.live();
+    let s = &live.schema;
     let row: PolicyRow = sqlx::query_as(&format!(
         "SELECT {POLICY_COLUMNS} FROM {s}.coupon_policies WHERE policy_id = $1"
     ))
@@ -211,7 +213,8 @@ async fn coupon(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
-    let s = &state.schema;
+    let live = state.live();
+    let s = &live.schema;
     let row: CouponRow = sqlx::query_as(&format!(
         "SELECT {COUPON_COLUMNS} FROM {s}.coupons WHERE coupon_id = $1"
     ))
@@ -242,7 +245,8 @@ async fn user_coupons(
             })
         }
     };
-    let s = &state.schema;
+    let live = state.live();
+    let s = &live.schema;
     let rows: Vec<CouponRow> = sqlx::query_as(&format!(
         "SELECT {COUPON_COLUMNS} FROM {s}.coupons WHERE user_id = $1 {filter} \
          ORDER BY issued_at DESC, coupon_id LIMIT $2 OFFSET $3"
@@ -287,7 +291,8 @@ async fn quote(
             field: "orderAmount",
         })?;
     let acting = q.user_id.map(user).transpose()?;
-    let s = &state.schema;
+    let live = state.live();
+    let s = &live.schema;
     let row: Option<CouponRow> = sqlx::query_as(&format!(
         "SELECT {COUPON_COLUMNS} FROM {s}.coupons WHERE coupon_id = $1"
     ))
@@ -344,11 +349,12 @@ async fn balance(
     Path(user_id): Path<i64>,
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
-    let key = keys::balance(state.hot.prefix(), user_id);
+    let key = keys::balance(&state.live().prefix, user_id);
     let balance = match state.hot.field(&key, "balance").await {
         Some(balance) => balance,
         None => {
-            let s = &state.schema;
+            let live = state.live();
+            let s = &live.schema;
             sqlx::query_scalar(&format!(
                 "SELECT balance FROM {s}.point_balances WHERE user_id = $1"
             ))
@@ -380,7 +386,8 @@ async fn history(
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
     let (page, limit, offset) = q.bounds()?;
-    let s = &state.schema;
+    let live = state.live();
+    let s = &live.schema;
     let rows: Vec<HistoryRow> = sqlx::query_as(&format!(
         "SELECT transaction_id, type, amount, description, order_id, canceled_transaction_id, balance_after, occurred_at \
          FROM {s}.point_history WHERE user_id = $1 ORDER BY version DESC LIMIT $2 OFFSET $3"
@@ -418,7 +425,8 @@ async fn product(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
-    let s = &state.schema;
+    let live = state.live();
+    let s = &live.schema;
     let row: (Uuid, String, i64, String, DateTime<Utc>) = sqlx::query_as(&format!(
         "SELECT product_id, name, price, description, created_at FROM {s}.products WHERE product_id = $1"
     ))
@@ -453,7 +461,7 @@ async fn sale_json(state: &AppState, row: SaleRow) -> Value {
     let remaining = state
         .hot
         .field(
-            &keys::stock(state.hot.prefix(), row.time_sale_id),
+            &keys::stock(&state.live().prefix, row.time_sale_id),
             "remaining",
         )
         .await
@@ -477,7 +485,8 @@ async fn time_sales(
     Query(q): Query<Page>,
 ) -> Result<Json<Value>, QueryError> {
     let (page, limit, offset) = q.bounds()?;
-    let s = &state.schema;
+    let live = state.live();
+    let s = &live.schema;
     let rows: Vec<SaleRow> = sqlx::query_as(&format!(
         "SELECT {SALE_COLUMNS} FROM {s}.time_sales ORDER BY start_at DESC, time_sale_id LIMIT $1 OFFSET $2"
     ))
@@ -499,7 +508,8 @@ async fn time_sale(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
-    let s = &state.schema;
+    let live = state.live();
+    let s = &live.schema;
     let row: SaleRow = sqlx::query_as(&format!(
         "SELECT {SALE_COLUMNS} FROM {s}.time_sales WHERE time_sale_id = $1"
     ))
@@ -540,7 +550,8 @@ async fn order(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
-    let s = &state.schema;
+    let live = state.live();
+    let s = &live.schema;
     let row: OrderRow = sqlx::query_as(&format!(
         "SELECT {ORDER_COLUMNS} FROM {s}.orders WHERE order_id = $1"
     ))
@@ -558,7 +569,8 @@ async fn user_orders(
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
     let (page, limit, offset) = q.bounds()?;
-    let s = &state.schema;
+    let live = state.live();
+    let s = &live.schema;
     let rows: Vec<OrderRow> = sqlx::query_as(&format!(
         "SELECT {ORDER_COLUMNS} FROM {s}.orders WHERE user_id = $1 ORDER BY created_at DESC, order_id LIMIT $2 OFFSET $3"
     ))

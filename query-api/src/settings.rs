@@ -9,9 +9,13 @@ pub struct Settings {
     pub server: Server,
     pub database: Database,
     pub redis: Redis,
-    /// The PostgreSQL schema of the read models.
+    /// The base PostgreSQL schema of the read models; it names the deployment, whose current
+    /// generation (schema and Redis prefix) the query API follows (ADR 7).
     #[serde(default = "default_schema")]
     pub schema: String,
+    /// How often, in milliseconds, the generation pointer is re-read.
+    #[serde(default = "default_generation_poll")]
+    pub generation_poll_ms: u64,
     /// Longest wait, in milliseconds, for `X-Min-Position` before answering 503.
     #[serde(default = "default_wait")]
     pub consistency_wait_ms: u64,
@@ -41,6 +45,9 @@ pub struct Redis {
 
 fn default_schema() -> String {
     "rm".into()
+}
+fn default_generation_poll() -> u64 {
+    100
 }
 fn default_wait() -> u64 {
     2_000
