@@ -81,7 +81,9 @@ macro_rules! cqrs_aggregate {
                 $crate::wire::WireCodec::type_name(self).to_owned()
             }
             fn event_version(&self) -> String {
-                $crate::wire::CURRENT_VERSION.to_string()
+                $crate::wire::current_version($crate::wire::WireCodec::type_name(self))
+                    .unwrap_or($crate::wire::CURRENT_VERSION)
+                    .to_string()
             }
         }
     };

@@ -16,7 +16,8 @@ use crate::product::{ProductEvent, ProductSpec};
 use crate::time_sale::{TimeSaleEvent, TimeSaleSpec};
 use crate::values::{Money, Points, Quantity, Text, UserId};
 
-/// The version every event is written with today.
+/// The version most event types are written with today; [`current_version`] gives each
+/// type's own (`coupon.issued` is at 2).
 pub const CURRENT_VERSION: u16 = 1;
 
 /// One event as stored and published: its public type name, schema version and data.
@@ -56,28 +57,84 @@ pub struct EventType {
 }
 
 macro_rules! event_types {
-    ($($konst:ident = $name:literal in $category:literal;)*) => {
+    ($($konst:ident = $name:literal v $version:literal in $category:literal;)*) => {
         $(pub const $konst: &str = $name;)*
-        /// Every event type and version the system writes.
+        /// Every event type the system writes, at the version it writes.
         pub const EVENT_TYPES: &[EventType] = &[
-            $(EventType { name: $name, version: CURRENT_VERSION, category: $category },)*
+            $(EventType { name: $name, version: $version, category: $category },)*
         ];
     };
 }
 
 event_types! {
-    COUPON_POLICY_CREATED = "coupon.policy_created" in "coupon";
-    COUPON_ISSUED = "coupon.issued" in "coupon";
-    COUPON_USED = "coupon.used" in "coupon";
-    COUPON_CANCELED = "coupon.canceled" in "coupon";
-    COUPON_REVOKED = "coupon.revoked" in "coupon";
-    POINT_EARNED = "point.earned" in "point";
-    POINT_SPENT = "point.spent" in "point";
-    POINT_CANCELED = "point.canceled" in "point";
-    PRODUCT_CREATED = "product.created" in "product";
-    TIMESALE_CREATED = "timesale.created" in "timesale";
-    ORDER_CREATED = "order.created" in "timesale";
-    ORDER_CANCELED = "order.canceled" in "timesale";
+    COUPON_POLICY_CREATED = "coupon.policy_created" v 1 in "coupon";
+    COUPON_ISSUED = "coupon.issued" v 2 in "coupon";
+    COUPON_USED = "coupon.used" v 1 in "coupon";
+    COUPON_CANCELED = "coupon.canceled" v 1 in "coupon";
+    COUPON_REVOKED = "coupon.revoked" v 1 in "coupon";
+    POINT_EARNED = "point.earned" v 1 in "point";
+    POINT_SPENT = "point.spent" v 1 in "point";
+    POINT_CANCELED = "point.canceled" v 1 in "point";
+    PRODUCT_CREATED = "product.created" v 1 in "product";
+    TIMESALE_CREATED = "timesale.created" v 1 in "timesale";
+    ORDER_CREATED = "order.created" v 1 in "timesale";
+    ORDER_CANCELED = "order.canceled" v 1 in "timesale";
+}
+
+/// The version `event_type` is written with today (`None` for an unknown type).
+pub fn current_version(event_type: &str) -> Option<u16> {
+    EVENT_TYPES
+        .iter()
+        .find(|t| t.name == event_type)
+        .map(|t| t.version)
+}
+
+/// An upcaster: turns the data of `event_type` at `from` into its data at `from + 1`.
+#[derive(Debug, Clone, Copy)]
+pub struct Upcaster {
+    pub event_type: &'static str,
+    pub from: u16,
+    pub upcast: fn(Value) -> Value,
+}
+
+/// Every upcaster. An old version is read, never written: stored events keep the version
+/// they were written with, and every reader — aggregate loads in the command API, the
+/// projector, replay-tools — upcasts through [`upcast`] before decoding, so all of them see
+/// the same current form.
+pub const UPCASTERS: &[Upcaster] = &[Upcaster {
+    event_type: COUPON_ISSUED,
+    from: 1,
+    upcast: coupon_issued_v1_to_v2,
+}];
+
+/// coupon.issued v2 names its timestamp `occurredAt`, like every point event (v1: `issuedAt`).
+fn coupon_issued_v1_to_v2(mut data: Value) -> Value {
+    if let Some(object) = data.as_object_mut() {
+        if let Some(at) = object.remove("issuedAt") {
+            object.insert("occurredAt".to_owned(), at);
+        }
+    }
+    data
+}
+
+/// `wire` at its type's current version: upcast step by step, or as it is when current.
+pub fn upcast(wire: &WireEvent) -> Result<std::borrow::Cow<'_, WireEvent>, WireError> {
+    use std::borrow::Cow;
+    let current = current_version(&wire.event_type).ok_or_else(|| unknown(wire))?;
+    let mut event = Cow::Borrowed(wire);
+    while event.version < current {
+        let step = UPCASTERS
+            .iter()
+            .find(|u| u.event_type == event.event_type && u.from == event.version)
+            .ok_or_else(|| unknown(wire))?;
+        let owned = event.to_mut();
+        owned.data = (step.upcast)(std::mem::take(&mut owned.data));
+        owned.version += 1;
+    }
+    if event.version != current {
+        return Err(unknown(wire));
+    }
+    Ok(event)
 }
 
 /// Conversion between a domain event enum and its wire form.
@@ -90,7 +147,7 @@ pub trait WireCodec: Sized {
 fn encode<T: Serialize>(event_type: &'static str, data: T) -> WireEvent {
     WireEvent {
         event_type: event_type.to_owned(),
-        version: CURRENT_VERSION,
+        version: current_version(event_type).unwrap_or(CURRENT_VERSION),
         // Serializing these plain structs cannot fail: no maps with non-string keys, no
         // fallible Serialize impls.
         data: serde_json::to_value(data).unwrap_or(Value::Null),
@@ -137,12 +194,12 @@ struct PolicyCreatedV1 {
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CouponIssuedV1 {
+struct CouponIssuedV2 {
     coupon_id: Uuid,
     user_id: UserId,
     expires_at: DateTime<Utc>,
     issued_count: u32,
-    issued_at: DateTime<Utc>,
+    occurred_at: DateTime<Utc>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -215,12 +272,12 @@ impl WireCodec for CouponEvent {
                 at,
             } => encode(
                 name,
-                CouponIssuedV1 {
+                CouponIssuedV2 {
                     coupon_id,
                     user_id,
                     expires_at,
                     issued_count,
-                    issued_at: at,
+                    occurred_at: at,
                 },
             ),
             CouponEvent::CouponUsed {
@@ -275,9 +332,7 @@ impl WireCodec for CouponEvent {
     }
 
     fn from_wire(wire: &WireEvent) -> Result<Self, WireError> {
-        if wire.version != CURRENT_VERSION {
-            return Err(unknown(wire));
-        }
+        let wire = &*upcast(wire)?;
         Ok(match wire.event_type.as_str() {
             COUPON_POLICY_CREATED => {
                 let d: PolicyCreatedV1 = decode(wire)?;
@@ -300,13 +355,13 @@ impl WireCodec for CouponEvent {
                 CouponEvent::PolicyCreated { spec }
             }
             COUPON_ISSUED => {
-                let d: CouponIssuedV1 = decode(wire)?;
+                let d: CouponIssuedV2 = decode(wire)?;
                 CouponEvent::CouponIssued {
                     coupon_id: d.coupon_id,
                     user_id: d.user_id,
                     expires_at: d.expires_at,
                     issued_count: d.issued_count,
-                    at: d.issued_at,
+                    at: d.occurred_at,
                 }
             }
             COUPON_USED => {
@@ -466,9 +521,7 @@ impl WireCodec for PointEvent {
     }
 
     fn from_wire(wire: &WireEvent) -> Result<Self, WireError> {
-        if wire.version != CURRENT_VERSION {
-            return Err(unknown(wire));
-        }
+        let wire = &*upcast(wire)?;
         Ok(match wire.event_type.as_str() {
             POINT_EARNED => {
                 let d: PointEarnedV1 = decode(wire)?;
@@ -543,7 +596,8 @@ impl WireCodec for ProductEvent {
     }
 
     fn from_wire(wire: &WireEvent) -> Result<Self, WireError> {
-        if wire.version != CURRENT_VERSION || wire.event_type != PRODUCT_CREATED {
+        let wire = &*upcast(wire)?;
+        if wire.event_type != PRODUCT_CREATED {
             return Err(unknown(wire));
         }
         let d: ProductCreatedV1 = decode(wire)?;
@@ -659,9 +713,7 @@ impl WireCodec for TimeSaleEvent {
     }
 
     fn from_wire(wire: &WireEvent) -> Result<Self, WireError> {
-        if wire.version != CURRENT_VERSION {
-            return Err(unknown(wire));
-        }
+        let wire = &*upcast(wire)?;
         Ok(match wire.event_type.as_str() {
             TIMESALE_CREATED => {
                 let d: TimeSaleCreatedV1 = decode(wire)?;

@@ -11,7 +11,7 @@ use domain::points::{PointEvent, TransactionKind};
 use domain::product::{ProductEvent, ProductSpec};
 use domain::time_sale::{TimeSaleEvent, TimeSaleSpec};
 use domain::values::{Money, Points, Quantity, Text, UserId};
-use domain::wire::{WireCodec, WireEvent, EVENT_TYPES};
+use domain::wire::{upcast, WireCodec, WireEvent, EVENT_TYPES, UPCASTERS};
 use schemas::{ContractValidator, SCHEMAS};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -170,7 +170,12 @@ fn as_json(event: &WireEvent) -> Value {
 
 #[test]
 fn every_event_type_has_a_schema_and_every_schema_an_event_type() {
-    let written: BTreeSet<(&str, u16)> = EVENT_TYPES.iter().map(|t| (t.name, t.version)).collect();
+    // Written today, or still read (and upcast) from older logs.
+    let written: BTreeSet<(&str, u16)> = EVENT_TYPES
+        .iter()
+        .map(|t| (t.name, t.version))
+        .chain(UPCASTERS.iter().map(|u| (u.event_type, u.from)))
+        .collect();
     let described: BTreeSet<(&str, u16)> =
         SCHEMAS.iter().map(|s| (s.event_type, s.version)).collect();
     assert_eq!(
@@ -264,4 +269,57 @@ fn an_event_of_an_unknown_type_or_version_has_no_schema() {
     event["type"] = json!("product.vanished");
     event["version"] = json!(1);
     assert!(validator.validate(&event).is_err());
+}
+
+/// A coupon.issued v1, as logs written before v2 hold it.
+fn coupon_issued_v1() -> Value {
+    json!({
+        "type": "coupon.issued",
+        "version": 1,
+        "data": {
+            "couponId": "0b7c6f1e-6a0e-4f4e-9d55-2f0c1b1f5a10",
+            "userId": 42,
+            "expiresAt": "2026-12-31T00:00:00Z",
+            "issuedCount": 7,
+            "issuedAt": "2026-11-24T09:30:00Z"
+        }
+    })
+}
+
+#[test]
+fn a_v1_coupon_issued_matches_the_v1_schema_and_upcasts_to_a_valid_v2() {
+    let validator = ContractValidator::new().unwrap();
+    let v1 = coupon_issued_v1();
+    validator.validate(&v1).unwrap();
+    let wire: WireEvent = serde_json::from_value(v1).unwrap();
+    let upcast = upcast(&wire).unwrap().into_owned();
+    assert_eq!(upcast.version, 2);
+    validator.validate(&as_json(&upcast)).unwrap();
+    assert_eq!(upcast.data["occurredAt"], "2026-11-24T09:30:00Z");
+    // Decoding the v1 gives the same event as decoding its upcast, and re-encoding writes v2.
+    let event = CouponEvent::from_wire(&wire).unwrap();
+    assert_eq!(event, CouponEvent::from_wire(&upcast).unwrap());
+    assert_eq!(event.to_wire(), upcast);
+    // A v1 is not a valid v2: the schemas tell the versions apart.
+    let mut mislabelled = coupon_issued_v1();
+    mislabelled["version"] = json!(2);
+    assert!(validator.validate(&mislabelled).is_err());
+}
+
+#[test]
+fn versions_newer_than_current_or_without_an_upcaster_are_refused() {
+    let mut wire: WireEvent = serde_json::from_value(coupon_issued_v1()).unwrap();
+    wire.version = 3;
+    assert!(CouponEvent::from_wire(&wire).is_err());
+    let mut earned = PointEvent::Earned {
+        user_id: UserId::parse(1, "u").unwrap(),
+        transaction_id: Uuid::new_v4(),
+        amount: Points::parse(1, "a").unwrap(),
+        description: Text::parse("x", "d").unwrap(),
+        balance_after: 1,
+        at: Utc::now(),
+    }
+    .to_wire();
+    earned.version = 0;
+    assert!(PointEvent::from_wire(&earned).is_err());
 }
