@@ -238,9 +238,13 @@ impl System {
             .unwrap();
         // A restarted projector may first wait for the dead member's session to expire.
         for _ in 0..1200 {
-            let watermark = projector::watermark::read(&self.pool, "rm")
-                .await
-                .unwrap_or(0);
+            let live = projector::generation::current(&self.pool, "rm").await;
+            let watermark = match live {
+                Ok(live) => projector::watermark::read(&self.pool, &live.schema)
+                    .await
+                    .unwrap_or(0),
+                Err(_) => 0,
+            };
             if watermark >= head {
                 return head;
             }
@@ -254,13 +258,22 @@ impl System {
     /// duplicates are kept but not counted): (key, payload) in the order each partition
     /// delivered them.
     pub async fn consume(&self, at_least: usize) -> Vec<(String, Value)> {
+        self.consume_from(&messaging::system_topics(&self.topic_prefix), at_least)
+            .await
+    }
+
+    /// [`System::consume`] from one topic.
+    pub async fn consume_topic(&self, topic: &str, at_least: usize) -> Vec<(String, Value)> {
+        self.consume_from(&[topic.to_owned()], at_least).await
+    }
+
+    async fn consume_from(&self, topics: &[String], at_least: usize) -> Vec<(String, Value)> {
         use rdkafka::consumer::{Consumer, StreamConsumer};
         use rdkafka::Message;
         let group = format!("outside-{}", uuid::Uuid::new_v4().simple());
         let consumer: StreamConsumer = messaging::consumer_config(&self.brokers, &group)
             .create()
             .unwrap();
-        let topics = messaging::system_topics(&self.topic_prefix);
         consumer
             .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
             .unwrap();
@@ -282,48 +295,48 @@ impl System {
         messages
     }
 
-    /// Rows in the live read models that differ from a projection of the whole log, made
-    /// with the same projection code in one go into schema `expected` (an uninterrupted run).
-    pub async fn read_model_differences(&self) -> Vec<String> {
-        let log = eventlog::EventLog::from_pool(self.pool.clone());
-        projector::projection::ensure_schema(&self.pool, "expected")
-            .await
-            .unwrap();
-        let mut after = 0;
-        loop {
-            let events = log.read_all(after, 1_000).await.unwrap();
-            let Some(last) = events.last().map(|e| e.position) else {
-                break;
-            };
-            let batch: Vec<_> = events
+    /// Where this system's read models live, for replay-tools.
+    pub fn replay_target(&self) -> replay_tools::Target {
+        let env = |key: &str| {
+            self.env
                 .iter()
-                .map(|e| {
-                    let envelope = relay::envelope(e);
-                    let event = projector::projection::decode(&envelope).unwrap();
-                    (envelope, event)
-                })
-                .collect();
-            let mut tx = self.pool.begin().await.unwrap();
-            projector::projection::apply_batch(&mut tx, "expected", &batch)
-                .await
-                .unwrap();
-            tx.commit().await.unwrap();
-            after = last;
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        replay_tools::Target {
+            pool: self.pool.clone(),
+            redis_url: env("APP_REDIS__URL"),
+            base: "rm".into(),
+            prefix: env("APP_REDIS__PREFIX"),
         }
-        let mut differences = Vec::new();
-        for table in projector::projection::TABLES {
-            let diff: i64 = sqlx::query_scalar(&format!(
-                "SELECT count(*) FROM ((SELECT * FROM rm.{table} EXCEPT SELECT * FROM expected.{table}) \
-                 UNION ALL (SELECT * FROM expected.{table} EXCEPT SELECT * FROM rm.{table})) d"
-            ))
-            .fetch_one(&self.pool)
-            .await
+    }
+
+    /// Runs the replay-tools binary against this system; (exit code, stdout).
+    pub fn replay_tools(&self, args: &[&str]) -> (i32, String) {
+        let output = Command::new(Self::binary("replay-tools"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("APP_KAFKA__BROKERS", &self.brokers)
+            .output()
             .unwrap();
-            if diff > 0 {
-                differences.push(format!("{table}: {diff} rows differ"));
-            }
-        }
-        differences
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        eprintln!(
+            "replay-tools {args:?}: {}\n{stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code().unwrap_or(-1), stdout)
+    }
+
+    /// What `replay-tools verify` finds: every difference between the live read models
+    /// (tables and Redis) and a projection of the log with the same code.
+    pub async fn read_model_differences(&self) -> Vec<String> {
+        replay_tools::verify(&self.replay_target(), &indicatif::ProgressBar::hidden())
+            .await
+            .unwrap()
+            .differences
     }
 
     /// Stops every process and drops the database.

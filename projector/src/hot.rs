@@ -137,7 +137,11 @@ pub fn hot_writes(prefix: &str, batch: &[(Envelope, AnyEvent)]) -> Vec<HotWrite>
                 keys::policy(prefix, envelope.aggregate_id),
                 vec![("used", i64::from(*used_count))],
             ),
-            AnyEvent::Coupon(CouponEvent::CouponRevoked { .. }) | AnyEvent::Product(_) => continue,
+            // No count changes, but the policy's version does (the read model records it).
+            AnyEvent::Coupon(CouponEvent::CouponRevoked { .. }) => {
+                (keys::policy(prefix, envelope.aggregate_id), vec![])
+            }
+            AnyEvent::Product(_) => continue,
         };
         writes.push(HotWrite {
             key,

@@ -110,7 +110,7 @@ async fn publish_forever(
             tokio::time::sleep(IDLE_POLL).await;
             continue;
         };
-        publish(producer, prefix, &events).await?;
+        publish(producer, prefix, None, &events).await?;
         // Through the leader's own connection: if it died, so did the lock, and this fails.
         sqlx::query("UPDATE relay_checkpoint SET position = $1 WHERE name = 'kafka'")
             .bind(last)
@@ -120,16 +120,19 @@ async fn publish_forever(
     }
 }
 
-/// Enqueues every event, then waits for every acknowledgement; any failure fails the round.
-async fn publish(
+/// Enqueues every event — to its category's topic under `prefix`, or all to `topic` when
+/// given — then waits for every acknowledgement; any failure fails the round. replay-tools'
+/// `republish` sends through here too, so re-sent messages equal the originals.
+pub async fn publish(
     producer: &FutureProducer,
     prefix: &str,
+    topic: Option<&str>,
     events: &[RecordedEvent],
 ) -> Result<(), RelayError> {
     let mut deliveries = Vec::with_capacity(events.len());
     for event in events {
         let envelope = envelope(event);
-        let topic = envelope.topic(prefix);
+        let topic = topic.map_or_else(|| envelope.topic(prefix), str::to_owned);
         let key = event.stream_id.to_string();
         let payload = serde_json::to_vec(&envelope).unwrap_or_default();
         let mut headers = OwnedHeaders::new().insert(Header {
