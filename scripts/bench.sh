@@ -7,7 +7,9 @@
 #   write: every write scenario against the single-writer command API and, in the same run,
 #          against a naive one (one transaction per command, optimistic concurrency, retries);
 #          no relay, so the broker does not compete for the 2 cores. Checked against the log.
-# PHASE=read or PHASE=write runs one phase.
+#   rebuild: a fresh database filled through the command API with ~1,000,000 events (flash
+#          sale, coupon race, points), then `replay-tools rebuild` and `verify` over it.
+# PHASE=read, PHASE=write or PHASE=rebuild runs one phase.
 # Starts the release services it needs and stops exactly those. Loopback only; every load is
 # bounded in requests.  SCALE=small scripts/bench.sh for a quick run.
 set -euo pipefail
@@ -36,7 +38,7 @@ bench() { "$target/promo-bench" --query http://127.0.0.1:8181 "$@" || echo "  (e
 if [ "${SCALE:-full}" = small ]; then N=5000; C=200; NAIVE=1000; else N=100000; C=1000; NAIVE=3000; fi
 echo "# $(date -u +%FT%TZ)  $(nproc) cores  $(free -g | awk '/Mem/{print $2}') GiB  scale=${SCALE:-full}"
 
-if [ "${PHASE:-all}" != write ]; then
+if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = read ]; then
 echo "## read side (relay, projector, query API)"
 start "command-api" APP_CONFIG=config/command-api APP_SERVER__PORT=8180
 start "projector" APP_CONFIG=config/projector
@@ -47,7 +49,7 @@ bench --command http://127.0.0.1:8180 --label single-writer --concurrency 20 fla
 bench --command http://127.0.0.1:8180 --label single-writer --concurrency 300 mixed --stock "$((N / 10))" --users "$N" --requests "$((N / 10))"
 stop_all
 fi
-if [ "${PHASE:-all}" != read ]; then
+if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = write ]; then
 echo "## write path (no relay)"
 start "command-api" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8180
 start "command-api#naive" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8190 APP_WRITER__MODE=naive
@@ -61,4 +63,25 @@ bench "${naive[@]}" --concurrency "$C" coupon-race --total "$N" --requests "$NAI
 bench "${single[@]}" --concurrency "$C" points --users "$N" --requests "$((N / 2))"
 bench "${naive[@]}" --concurrency "$C" points --users "$N" --requests "$((N / 5))"
 stop_all
+fi
+if [ "${PHASE:-all}" = rebuild ] || [ "${PHASE:-all}" = all ]; then
+echo "## rebuild (replay-tools, fresh database)"
+db=promo_rebuild_bench
+psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+db_url=${DATABASE_URL%/*}/$db
+start "command-api" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8180 APP_DATABASE__URL="$db_url"
+ready 8180
+if [ "${SCALE:-full}" = small ]; then S=20000; else S=470000; fi
+fill=(--database-url "$db_url" --command http://127.0.0.1:8180 --label fill --write-only --concurrency 500)
+bench "${fill[@]}" flash-sale --stock "$S"
+bench "${fill[@]}" coupon-race --total "$((S * 2 / 3))"
+bench "${fill[@]}" points --users "$((S / 4))" --requests "$((S * 2 / 3))"
+stop_all
+echo "events in the log: $(psql "$db_url" -tAc 'SELECT count(*) FROM events')"
+tools=("$target/replay-tools" --database-url "$db_url" --prefix "rebuild-bench:")
+/usr/bin/time -f "rebuild: %e s wall, %M KiB max RSS" "${tools[@]}" rebuild --grace-ms 0
+/usr/bin/time -f "verify: %e s wall, %M KiB max RSS" "${tools[@]}" verify
+"${tools[@]}" rebuild --projection points --grace-ms 0
+psql "$DATABASE_URL" -qc "DROP DATABASE $db"
+redis-cli -p 56379 --scan --pattern 'rebuild-bench:*' | xargs -r -n 1000 redis-cli -p 56379 UNLINK >/dev/null
 fi

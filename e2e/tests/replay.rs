@@ -435,3 +435,67 @@ async fn stream_prints_states_as_of_a_position_and_republish_resends_a_range() {
     assert_eq!(resent, originals[..2].to_vec(), "same keys, same envelopes");
     system.stop().await;
 }
+
+/// Projects the whole log into `schema`, `per_batch` events per transaction.
+async fn project_log(system: &System, schema: &str, per_batch: usize) {
+    use projector::projection;
+    projection::ensure_schema(&system.pool, schema)
+        .await
+        .unwrap();
+    let events = eventlog::EventLog::from_pool(system.pool.clone())
+        .read_all(0, 100_000)
+        .await
+        .unwrap();
+    let decoded: Vec<_> = events
+        .iter()
+        .map(|e| {
+            let envelope = relay::envelope(e);
+            let event = projection::decode(&envelope).unwrap();
+            (envelope, event)
+        })
+        .collect();
+    for batch in decoded.chunks(per_batch) {
+        let mut tx = system.pool.begin().await.unwrap();
+        projection::apply_batch(&mut tx, schema, batch)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_batch_folded_in_memory_writes_what_one_event_per_batch_writes() {
+    let system = System::start().await;
+    activity(&system).await;
+    // Changes of rows created in the same batch (used, re-opened, revoked coupons; canceled
+    // orders; moving counts and stock) are folded into their inserts in one batch, and are
+    // updates of existing rows one event at a time.
+    project_log(&system, "one_at_a_time", 1).await;
+    project_log(&system, "all_at_once", 100_000).await;
+    for table in projector::projection::TABLES {
+        let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM all_at_once.{table}"))
+            .fetch_one(&system.pool)
+            .await
+            .unwrap();
+        let differing: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM ((SELECT * FROM one_at_a_time.{table} EXCEPT SELECT * FROM all_at_once.{table}) \
+             UNION ALL (SELECT * FROM all_at_once.{table} EXCEPT SELECT * FROM one_at_a_time.{table})) d"
+        ))
+        .fetch_one(&system.pool)
+        .await
+        .unwrap();
+        assert!(
+            rows > 0,
+            "{table} is empty: the activity must touch every table"
+        );
+        assert_eq!(differing, 0, "{table}: {differing} rows differ");
+    }
+    let used: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM all_at_once.coupons WHERE state = 'USED' AND order_id IS NOT NULL",
+    )
+    .fetch_one(&system.pool)
+    .await
+    .unwrap();
+    assert_eq!(used, 2, "three used, one of them re-opened");
+    system.stop().await;
+}

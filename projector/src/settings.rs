@@ -9,7 +9,9 @@ pub struct Settings {
     pub database: Database,
     pub redis: Redis,
     pub kafka: Kafka,
-    /// The PostgreSQL schema of the read models (`rm`; replay-tools builds others).
+    /// The base PostgreSQL schema of the read models (`rm`): it names the deployment, whose
+    /// current generation (schema and Redis prefix; replay-tools builds new ones) the
+    /// projector writes to (ADR 7).
     #[serde(default = "default_schema")]
     pub schema: String,
     #[serde(default)]

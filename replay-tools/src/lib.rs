@@ -115,6 +115,8 @@ pub async fn rebuild(
     generation::ensure(pool, base, &target.prefix).await?;
     let _exclusive = exclusive(pool, base).await?;
     let live = generation::current(pool, base).await?;
+    // A deployment whose projector never ran has no read models yet: empty ones.
+    projection::ensure_schema(pool, &live.schema).await?;
     let next = Generation::new(base, &target.prefix, live.number + 1)?;
     tracing::info!(from = %live.schema, to = %next.schema, "rebuilding");
 

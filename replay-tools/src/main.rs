@@ -106,7 +106,8 @@ fn bar(what: &str) -> ProgressBar {
 async fn main() -> ExitCode {
     service::init_logging(&service::LogSettings {
         format: "pretty".into(),
-        level: "warn".into(),
+        // sqlx flags every statement over 1 s; a bulk copy or a big page is expected to be.
+        level: "warn,sqlx::query=error".into(),
     });
     match run(Cli::parse()).await {
         Ok(code) => code,

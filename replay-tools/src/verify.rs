@@ -58,6 +58,8 @@ pub async fn verify(target: &Target, bar: &ProgressBar) -> anyhow::Result<Verify
     generation::ensure(pool, base, &target.prefix).await?;
     let _exclusive = crate::exclusive(pool, base).await?;
     let live = generation::current(pool, base).await?;
+    // A deployment whose projector never ran has no read models yet: empty ones.
+    projection::ensure_schema(pool, &live.schema).await?;
     let scratch = format!("{base}_verify");
     projection::checked_schema(&scratch)?;
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {scratch} CASCADE"))
@@ -92,7 +94,13 @@ pub async fn verify(target: &Target, bar: &ProgressBar) -> anyhow::Result<Verify
     let now = progress(pool, &live.schema).await?;
     let until = now.values().copied().max().unwrap_or(0);
     bar.set_length(until.max(1) as u64);
-    let from = reached.values().copied().min().unwrap_or(0);
+    // Only categories that moved need more events, from where each was.
+    let from = now
+        .iter()
+        .filter(|(category, position)| reached.get(*category).copied().unwrap_or(0) < **position)
+        .map(|(category, _)| reached.get(category).copied().unwrap_or(0))
+        .min()
+        .unwrap_or(until);
     let last = replay::replay(
         &log,
         pool,
