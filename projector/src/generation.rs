@@ -92,27 +92,27 @@ pub async fn current(pool: &PgPool, base: &str) -> Result<Generation, Projection
     from_row(sqlx::query_as(ROW).bind(base).fetch_optional(pool).await?)
 }
 
-/// The live generation, locked against a switch until `conn`'s transaction ends (projector).
-pub async fn current_for_share(
-    conn: &mut PgConnection,
-    base: &str,
-) -> Result<Generation, ProjectionError> {
-    from_row(
-        sqlx::query_as(&format!("{ROW} FOR SHARE"))
-            .bind(base)
-            .fetch_optional(conn)
-            .await?,
-    )
+/// How [`current_locked`] locks the pointer until the transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// A projector batch: no switch meanwhile; batches do not wait for each other.
+    Share,
+    /// A switch (or `verify`'s comparison): projector batches wait meanwhile.
+    Update,
 }
 
-/// The live generation, locked for a switch until `conn`'s transaction ends: projector
-/// batches wait meanwhile.
-pub async fn current_for_switch(
+/// The live generation, locked until `conn`'s transaction ends.
+pub async fn current_locked(
     conn: &mut PgConnection,
     base: &str,
+    lock: Lock,
 ) -> Result<Generation, ProjectionError> {
+    let mode = match lock {
+        Lock::Share => "SHARE",
+        Lock::Update => "UPDATE",
+    };
     from_row(
-        sqlx::query_as(&format!("{ROW} FOR UPDATE"))
+        sqlx::query_as(&format!("{ROW} FOR {mode}"))
             .bind(base)
             .fetch_optional(conn)
             .await?,

@@ -211,7 +211,7 @@ async fn apply_in_transaction(
     offsets: &HashMap<String, i64>,
 ) -> Result<generation::Generation, ProjectionError> {
     let mut tx = pool.begin().await?;
-    let live = generation::current_for_share(&mut tx, base).await?;
+    let live = generation::current_locked(&mut tx, base, generation::Lock::Share).await?;
     let applied = projection::apply_batch(&mut tx, &live.schema, batch).await?;
     tracing::debug!(
         applied = applied.applied,

@@ -169,7 +169,7 @@ pub async fn rebuild(
     // 4. The switch: lock the pointer (projector batches wait), take the last events, move
     //    the pointer — one transaction.
     let mut tx = pool.begin().await?;
-    let locked = generation::current_for_switch(&mut tx, base).await?;
+    let locked = generation::current_locked(&mut tx, base, generation::Lock::Update).await?;
     if locked != live {
         bail!(
             "the live generation changed during the rebuild ({} → {}); nothing switched",

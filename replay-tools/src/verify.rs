@@ -87,7 +87,7 @@ pub async fn verify(target: &Target, bar: &ProgressBar) -> anyhow::Result<Verify
     .await?;
 
     let mut lock = pool.begin().await?;
-    let locked = generation::current_for_switch(&mut lock, base).await?;
+    let locked = generation::current_locked(&mut lock, base, generation::Lock::Update).await?;
     if locked != live {
         bail!("the live generation switched during the verification; run it again");
     }
