@@ -212,6 +212,88 @@ async fn run_committer(log: EventLog, mut rx: mpsc::Receiver<CommitJob>, max: us
     }
 }
 
+// ---- the loader ---------------------------------------------------------------------------
+
+/// A cold aggregate's stored state: its snapshot (if any) and the events after it.
+type Stored = (Option<Snapshot>, Vec<eventlog::RecordedEvent>);
+
+struct LoadJob {
+    id: Uuid,
+    reply: oneshot::Sender<Result<Stored, String>>,
+}
+
+/// Loads cold aggregates for the writers of one aggregate type, batching every load waiting
+/// at the moment into two queries (snapshots, then the events after them): under a load
+/// spread over many aggregates — points over 100,000 users — cold loads cost a few queries
+/// per batch instead of two per aggregate.
+#[derive(Debug, Clone)]
+struct Loader {
+    tx: mpsc::Sender<LoadJob>,
+}
+
+/// Most aggregates loaded per batch.
+const MAX_LOAD_BATCH: usize = 512;
+/// Load batches in flight at once.
+const LOADS_IN_FLIGHT: usize = 2;
+
+impl Loader {
+    fn start(log: EventLog) -> Self {
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(run_loader(log, rx));
+        Self { tx }
+    }
+
+    async fn load(&self, id: Uuid) -> Result<Stored, WriteError> {
+        let stopped = || WriteError::Unavailable("loader stopped".into());
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(LoadJob { id, reply })
+            .await
+            .map_err(|_| stopped())?;
+        answer
+            .await
+            .map_err(|_| stopped())?
+            .map_err(WriteError::Unavailable)
+    }
+}
+
+async fn run_loader(log: EventLog, mut rx: mpsc::Receiver<LoadJob>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(LOADS_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        // Whatever queued while waiting for a slot joins this batch.
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_LOAD_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            match log.load_streams(&ids, STATE_FORMAT).await {
+                Ok(mut loaded) => {
+                    for job in jobs {
+                        let stored = loaded.remove(&job.id).unwrap_or_default();
+                        let _ = job.reply.send(Ok(stored));
+                    }
+                }
+                Err(e) => {
+                    for job in jobs {
+                        let _ = job.reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+}
+
 // ---- the per-aggregate writers ----------------------------------------------------------
 
 /// The writers of one aggregate type, created on first use and dropped when idle.
@@ -247,6 +329,7 @@ impl<A: Decide> Clone for Aggregates<A> {
 struct Inner<A: Decide> {
     log: EventLog,
     committer: Committer,
+    loader: Loader,
     settings: WriterSettings,
     writers: Registry<A>,
     generation: AtomicU64,
@@ -262,6 +345,7 @@ where
     pub fn new(log: EventLog, committer: Committer, settings: WriterSettings) -> Self {
         Self {
             inner: Arc::new(Inner {
+                loader: Loader::start(log.clone()),
                 log,
                 committer,
                 settings,
@@ -638,26 +722,26 @@ where
         let unavailable = |e: eventlog::StoreError| WriteError::Unavailable(e.to_string());
         let mut aggregate = A::default();
         let mut version = 0;
-        if let Some(snapshot) = self
-            .inner
-            .log
-            .load_snapshot(self.id, STATE_FORMAT)
-            .await
-            .map_err(unavailable)?
-        {
-            // A snapshot that no longer deserializes is ignored: the stream is replayed whole.
-            if let Ok(state) = serde_json::from_value::<A>(snapshot.state) {
-                aggregate = state;
-                version = snapshot.version;
-                self.snapshot_version = version;
+        let (snapshot, mut tail) = self.inner.loader.load(self.id).await?;
+        if let Some(snapshot) = snapshot {
+            match serde_json::from_value::<A>(snapshot.state) {
+                Ok(state) => {
+                    aggregate = state;
+                    version = snapshot.version;
+                    self.snapshot_version = version;
+                }
+                // A snapshot that no longer deserializes is ignored: the stream is replayed
+                // whole.
+                Err(_) => {
+                    tail = self
+                        .inner
+                        .log
+                        .read_stream(self.id, 0, None)
+                        .await
+                        .map_err(unavailable)?;
+                }
             }
         }
-        let tail = self
-            .inner
-            .log
-            .read_stream(self.id, version, None)
-            .await
-            .map_err(unavailable)?;
         let version = apply_recorded(&mut aggregate, self.id, version, tail)?;
         self.state = Some(Loaded { aggregate, version });
         Ok(())

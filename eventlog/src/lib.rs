@@ -5,6 +5,8 @@
 //!
 //! Shared by the command API (writes), the relay, the projector and the replay tools (reads).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -303,6 +305,53 @@ impl EventLog {
             }),
             None => None,
         })
+    }
+
+    /// Cold loads of many streams in two queries: per stream, its snapshot in `state_format`
+    /// (if any) and the events after it, in version order. Streams with neither are absent.
+    pub async fn load_streams(
+        &self,
+        stream_ids: &[Uuid],
+        state_format: i32,
+    ) -> Result<HashMap<Uuid, (Option<Snapshot>, Vec<RecordedEvent>)>, StoreError> {
+        let mut loaded: HashMap<Uuid, (Option<Snapshot>, Vec<RecordedEvent>)> = HashMap::new();
+        let rows = sqlx::query(
+            "SELECT stream_id, version, state FROM snapshots \
+             WHERE stream_id = ANY($1) AND state_format = $2",
+        )
+        .bind(stream_ids)
+        .bind(state_format)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let snapshot = Snapshot {
+                version: row.try_get("version")?,
+                state: row.try_get("state")?,
+            };
+            loaded.entry(row.try_get("stream_id")?).or_default().0 = Some(snapshot);
+        }
+        let after: Vec<i64> = stream_ids
+            .iter()
+            .map(|id| {
+                loaded
+                    .get(id)
+                    .and_then(|(s, _)| s.as_ref())
+                    .map_or(0, |s| s.version)
+            })
+            .collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events JOIN unnest($1::uuid[], $2::bigint[]) AS t(id, after) \
+               ON stream_id = t.id AND version > t.after ORDER BY stream_id, version"
+        ))
+        .bind(stream_ids)
+        .bind(&after)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let event = recorded(row)?;
+            loaded.entry(event.stream_id).or_default().1.push(event);
+        }
+        Ok(loaded)
     }
 
     /// Stores a snapshot unless a newer one is there already.

@@ -245,6 +245,42 @@ async fn the_newest_snapshot_of_the_current_format_wins(pool: PgPool) {
     assert_eq!(log.load_snapshot(id, 2).await.unwrap(), Some(snap(3)));
 }
 
+#[sqlx::test(migrations = "./migrations")]
+async fn many_streams_load_at_once_with_the_events_after_their_snapshots(pool: PgPool) {
+    let log = EventLog::from_pool(pool);
+    let (snapped, plain, empty) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    log.append(&one(stream(snapped, 0, 5))).await.unwrap();
+    log.append(&one(stream(plain, 0, 3))).await.unwrap();
+    let snapshot = Snapshot {
+        version: 3,
+        state: json!({ "v": 3 }),
+    };
+    log.save_snapshot(snapped, "test", 1, &snapshot)
+        .await
+        .unwrap();
+    let loaded = log.load_streams(&[snapped, plain, empty], 1).await.unwrap();
+    let (snap, after) = &loaded[&snapped];
+    assert_eq!(snap.as_ref(), Some(&snapshot));
+    assert_eq!(
+        after.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
+    let (snap, all) = &loaded[&plain];
+    assert_eq!(snap, &None);
+    assert_eq!(
+        all.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert!(all.iter().all(|e| e.stream_id == plain));
+    assert!(
+        !loaded.contains_key(&empty),
+        "a stream with nothing stored is absent"
+    );
+    // Another state format: no snapshot, so every event.
+    let other = log.load_streams(&[snapped], 2).await.unwrap();
+    assert_eq!(other[&snapped].1.len(), 5);
+}
+
 // ---- the no-skip guarantee ----
 
 /// Waits until some other session is blocked on a lock (pg_stat_activity), i.e. the second
