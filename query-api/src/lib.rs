@@ -6,6 +6,7 @@
 mod routes;
 pub mod settings;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -120,6 +121,30 @@ pub struct AppState {
     /// The read-model generation queries go to (ADR 7), refreshed by [`follow_generation`].
     live: Arc<RwLock<Arc<Generation>>>,
     pub consistency_wait: Duration,
+    sales: SaleCache,
+}
+
+/// Time-sale rows by (generation, id). Every column but the stock is fixed once a sale
+/// exists, and the stock is read from Redis, so a cached row is never stale where it is used.
+#[derive(Debug, Clone, Default)]
+struct SaleCache(Arc<std::sync::Mutex<HashMap<(i64, uuid::Uuid), Arc<routes::SaleRow>>>>);
+
+/// Sale rows kept at most; past it the cache starts over.
+const SALE_CACHE_SIZE: usize = 10_000;
+
+impl SaleCache {
+    fn get(&self, generation: i64, id: uuid::Uuid) -> Option<Arc<routes::SaleRow>> {
+        self.0.lock().ok()?.get(&(generation, id)).cloned()
+    }
+
+    fn insert(&self, generation: i64, id: uuid::Uuid, row: routes::SaleRow) {
+        if let Ok(mut rows) = self.0.lock() {
+            if rows.len() >= SALE_CACHE_SIZE {
+                rows.clear();
+            }
+            rows.insert((generation, id), Arc::new(row));
+        }
+    }
 }
 
 impl AppState {
@@ -254,6 +279,7 @@ impl Application {
             hot,
             live: Arc::new(RwLock::new(Arc::new(live))),
             consistency_wait: Duration::from_millis(settings.consistency_wait_ms),
+            sales: SaleCache::default(),
         };
         tokio::spawn(follow_generation(
             state.clone(),

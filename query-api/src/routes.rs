@@ -439,8 +439,8 @@ async fn product(
     ))
 }
 
-#[derive(sqlx::FromRow)]
-struct SaleRow {
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SaleRow {
     time_sale_id: Uuid,
     product_id: Uuid,
     product_price: i64,
@@ -466,6 +466,10 @@ async fn sale_json(state: &AppState, row: SaleRow) -> Value {
         )
         .await
         .unwrap_or(row.remaining);
+    sale_value(&row, remaining)
+}
+
+fn sale_value(row: &SaleRow, remaining: i64) -> Value {
     let status = TimeSaleStatus::at(
         row.start_at,
         row.end_at,
@@ -509,6 +513,17 @@ async fn time_sale(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
     let live = state.live();
+    // Only the stock of a sale changes: with the stock from Redis, the rest comes from the
+    // cache of sale rows (per generation); PostgreSQL is read on a miss of either.
+    let hot = state
+        .hot
+        .field(&keys::stock(&live.prefix, id), "remaining")
+        .await;
+    if let Some(remaining) = hot {
+        if let Some(row) = state.sales.get(live.number, id) {
+            return Ok(Json(sale_value(&row, remaining)));
+        }
+    }
     let s = &live.schema;
     let row: SaleRow = sqlx::query_as(&format!(
         "SELECT {SALE_COLUMNS} FROM {s}.time_sales WHERE time_sale_id = $1"
@@ -517,7 +532,9 @@ async fn time_sale(
     .fetch_optional(&state.pool)
     .await?
     .ok_or(QueryError::NotFound("time sale"))?;
-    Ok(Json(sale_json(&state, row).await))
+    let value = sale_value(&row, hot.unwrap_or(row.remaining));
+    state.sales.insert(live.number, id, row);
+    Ok(Json(value))
 }
 
 #[derive(sqlx::FromRow)]
