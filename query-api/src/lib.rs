@@ -127,7 +127,10 @@ pub struct AppState {
 /// Time-sale rows by (generation, id). Every column but the stock is fixed once a sale
 /// exists, and the stock is read from Redis, so a cached row is never stale where it is used.
 #[derive(Debug, Clone, Default)]
-struct SaleCache(Arc<std::sync::Mutex<HashMap<(i64, uuid::Uuid), Arc<routes::SaleRow>>>>);
+struct SaleCache(Arc<std::sync::Mutex<HashMap<SaleKey, Arc<routes::SaleRow>>>>);
+
+/// (generation, time sale id)
+type SaleKey = (i64, uuid::Uuid);
 
 /// Sale rows kept at most; past it the cache starts over.
 const SALE_CACHE_SIZE: usize = 10_000;
