@@ -420,7 +420,7 @@ async fn check_points(run: &Run, pool: &sqlx::PgPool, users: i64) -> anyhow::Res
     let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
         .fetch_one(pool)
         .await?;
-    let mut sample_ok = true;
+    let mut differing = Vec::new();
     for user in 1..=(if cli.write_only { 0 } else { users.min(50) }) {
         let from_log: Option<i64> = sqlx::query_scalar(
                     "SELECT (data->>'balanceAfter')::bigint FROM events WHERE category = 'point' AND (data->>'userId')::bigint = $1 ORDER BY position DESC LIMIT 1",
@@ -431,13 +431,25 @@ async fn check_points(run: &Run, pool: &sqlx::PgPool, users: i64) -> anyhow::Res
         let view = run
             .get(&format!("/api/v1/points/users/{user}/balance"), Some(head))
             .await?;
-        sample_ok &= view["balance"].as_i64() == Some(from_log.unwrap_or(0));
+        if view["balance"].as_i64() != Some(from_log.unwrap_or(0)) {
+            differing.push(format!(
+                "user {user}: query API {view}, log {}",
+                from_log.unwrap_or(0)
+            ));
+        }
     }
     if !cli.write_only {
         all_ok &= check(
             "query API balances = log (50 users)",
-            sample_ok,
-            String::new(),
+            differing.is_empty(),
+            format!(
+                "{} differ{}",
+                differing.len(),
+                differing
+                    .first()
+                    .map(|d| format!(", e.g. {d}"))
+                    .unwrap_or_default()
+            ),
         );
     }
     Ok(all_ok)
