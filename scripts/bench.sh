@@ -12,6 +12,8 @@
 # PHASE=read, PHASE=write or PHASE=rebuild runs one phase.
 # Starts the release services it needs and stops exactly those. Loopback only; every load is
 # bounded in requests.  SCALE=small scripts/bench.sh for a quick run.
+# Each run works in databases of its own (dropped at the end), topics `bench.*` and Redis keys
+# `bench:*`, so the dev system (`./dev run`) never inherits its hundreds of thousands of events.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -32,27 +34,39 @@ start() {
   pids+=($!)
 }
 ready() { for port in "$@"; do for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done; done; }
+# A fresh database for a phase; prints its URL.
+fresh_db() {
+  psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" 2>/dev/null
+  echo "${DATABASE_URL%/*}/$1"
+}
+drop_db() { psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $1"; }
 # A failed check prints FAIL and the run goes on to the next scenario.
-bench() { "$target/promo-bench" --query http://127.0.0.1:8181 "$@" || echo "  (exit $?)"; }
+bench() { "$target/promo-bench" --database-url "$db_url" --query http://127.0.0.1:8181 "$@" || echo "  (exit $?)"; }
 
 if [ "${SCALE:-full}" = small ]; then N=5000; C=200; NAIVE=1000; else N=100000; C=1000; NAIVE=3000; fi
 echo "# $(date -u +%FT%TZ)  $(nproc) cores  $(free -g | awk '/Mem/{print $2}') GiB  scale=${SCALE:-full}"
 
 if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = read ]; then
 echo "## read side (relay, projector, query API)"
-start "command-api" APP_CONFIG=config/command-api APP_SERVER__PORT=8180
-start "projector" APP_CONFIG=config/projector
-start "query-api" APP_CONFIG=config/query-api APP_SERVER__PORT=8181
+db_url=$(fresh_db promo_bench_read)
+"$target/promo-topics" --prefix bench. create >/dev/null
+shared=(APP_DATABASE__URL="$db_url" APP_KAFKA__TOPIC_PREFIX=bench. APP_REDIS__PREFIX=bench:)
+start "command-api" APP_CONFIG=config/command-api APP_SERVER__PORT=8180 "${shared[@]}"
+start "projector" APP_CONFIG=config/projector APP_KAFKA__GROUP=bench-projector "${shared[@]}"
+start "query-api" APP_CONFIG=config/query-api APP_SERVER__PORT=8181 "${shared[@]}"
 ready 8180 8181
 bench --command http://127.0.0.1:8180 --label single-writer --concurrency 256 reads --requests "$((N * 2))"
 bench --command http://127.0.0.1:8180 --label single-writer --concurrency 20 flash-sale --stock 5000
 bench --command http://127.0.0.1:8180 --label single-writer --concurrency 300 mixed --stock "$((N / 10))" --users "$N" --requests "$((N / 10))"
 stop_all
+drop_db promo_bench_read
+redis-cli -p "${PROMO_REDIS_PORT:-56379}" --scan --pattern 'bench:*' | xargs -r -n 1000 redis-cli -p "${PROMO_REDIS_PORT:-56379}" UNLINK >/dev/null
 fi
 if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = write ]; then
 echo "## write path (no relay)"
-start "command-api" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8180
-start "command-api#naive" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8190 APP_WRITER__MODE=naive
+db_url=$(fresh_db promo_bench_write)
+start "command-api" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8180 APP_DATABASE__URL="$db_url"
+start "command-api#naive" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8190 APP_WRITER__MODE=naive APP_DATABASE__URL="$db_url"
 ready 8180 8190
 single=(--command http://127.0.0.1:8180 --label single-writer --write-only)
 naive=(--command http://127.0.0.1:8190 --label naive --write-only)
@@ -63,16 +77,16 @@ bench "${naive[@]}" --concurrency "$C" coupon-race --total "$N" --requests "$NAI
 bench "${single[@]}" --concurrency "$C" points --users "$N" --requests "$((N / 2))"
 bench "${naive[@]}" --concurrency "$C" points --users "$N" --requests "$((N / 5))"
 stop_all
+drop_db promo_bench_write
 fi
 if [ "${PHASE:-all}" = rebuild ] || [ "${PHASE:-all}" = all ]; then
 echo "## rebuild (replay-tools, fresh database)"
 db=promo_rebuild_bench
-psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-db_url=${DATABASE_URL%/*}/$db
+db_url=$(fresh_db $db)
 start "command-api" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8180 APP_DATABASE__URL="$db_url"
 ready 8180
 if [ "${SCALE:-full}" = small ]; then S=20000; else S=470000; fi
-fill=(--database-url "$db_url" --command http://127.0.0.1:8180 --label fill --write-only --concurrency 500)
+fill=(--command http://127.0.0.1:8180 --label fill --write-only --concurrency 500)
 bench "${fill[@]}" flash-sale --stock "$S"
 bench "${fill[@]}" coupon-race --total "$((S * 2 / 3))"
 bench "${fill[@]}" points --users "$((S / 4))" --requests "$((S * 2 / 3))"
@@ -82,6 +96,6 @@ tools=("$target/replay-tools" --database-url "$db_url" --prefix "rebuild-bench:"
 /usr/bin/time -f "rebuild: %e s wall, %M KiB max RSS" "${tools[@]}" rebuild --grace-ms 0
 /usr/bin/time -f "verify: %e s wall, %M KiB max RSS" "${tools[@]}" verify
 "${tools[@]}" rebuild --projection points --grace-ms 0
-psql "$DATABASE_URL" -qc "DROP DATABASE $db"
-redis-cli -p 56379 --scan --pattern 'rebuild-bench:*' | xargs -r -n 1000 redis-cli -p 56379 UNLINK >/dev/null
+drop_db $db
+redis-cli -p "${PROMO_REDIS_PORT:-56379}" --scan --pattern 'rebuild-bench:*' | xargs -r -n 1000 redis-cli -p "${PROMO_REDIS_PORT:-56379}" UNLINK >/dev/null
 fi

@@ -50,3 +50,6 @@ ordered=$(post /api/v1/orders "{\"timeSaleId\":\"$sale\",\"userId\":1,\"quantity
 post /api/v1/orders "{\"timeSaleId\":\"$sale\",\"userId\":2,\"quantity\":1}" >/dev/null
 get "/api/v1/time-sales/$sale" "$ordered"
 get /api/v1/points/users/1/history "$ordered"
+
+echo "== replay-tools: the read models equal a projection of the event log" >&2
+"${CARGO_TARGET_DIR:-target}/release/replay-tools" verify >&2
