@@ -12,8 +12,9 @@
 # PHASE=read, PHASE=write or PHASE=rebuild runs one phase.
 # Starts the release services it needs and stops exactly those. Loopback only; every load is
 # bounded in requests.  SCALE=small scripts/bench.sh for a quick run.
-# Each run works in databases of its own (dropped at the end), topics `bench.*` and Redis keys
-# `bench:*`, so the dev system (`./dev run`) never inherits its hundreds of thousands of events.
+# Each run works in databases of its own (dropped at the end), topics of its own
+# (`bench-<time>.*`: a topic must never carry two logs' events) and Redis keys `bench:*`, so
+# the dev system (`./dev run`) never inherits its hundreds of thousands of events.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -49,18 +50,22 @@ echo "# $(date -u +%FT%TZ)  $(nproc) cores  $(free -g | awk '/Mem/{print $2}') G
 if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = read ]; then
 echo "## read side (relay, projector, query API)"
 db_url=$(fresh_db promo_bench_read)
-"$target/promo-topics" --prefix bench. create >/dev/null
-shared=(APP_DATABASE__URL="$db_url" APP_KAFKA__TOPIC_PREFIX=bench. APP_REDIS__PREFIX=bench:)
+topics=bench-$(date +%s).
+"$target/promo-topics" --prefix "$topics" create >/dev/null
+shared=(APP_DATABASE__URL="$db_url" APP_KAFKA__TOPIC_PREFIX="$topics" APP_REDIS__PREFIX=bench:)
 start "command-api" APP_CONFIG=config/command-api APP_SERVER__PORT=8180 "${shared[@]}"
-start "projector" APP_CONFIG=config/projector APP_KAFKA__GROUP=bench-projector "${shared[@]}"
+start "projector" APP_CONFIG=config/projector APP_KAFKA__GROUP="${topics%.}" "${shared[@]}"
 start "query-api" APP_CONFIG=config/query-api APP_SERVER__PORT=8181 "${shared[@]}"
 ready 8180 8181
 bench --command http://127.0.0.1:8180 --label single-writer --concurrency 256 reads --requests "$((N * 2))"
-bench --command http://127.0.0.1:8180 --label single-writer --concurrency 20 flash-sale --stock 5000
+bench --command http://127.0.0.1:8180 --label single-writer --concurrency 20 flash-sale --stock "$((N / 5))"
 bench --command http://127.0.0.1:8180 --label single-writer --concurrency 300 mixed --stock "$((N / 10))" --users "$N" --requests "$((N / 10))"
 stop_all
-drop_db promo_bench_read
-redis-cli -p "${PROMO_REDIS_PORT:-56379}" --scan --pattern 'bench:*' | xargs -r -n 1000 redis-cli -p "${PROMO_REDIS_PORT:-56379}" UNLINK >/dev/null
+# KEEP_DB=1 keeps the database and Redis keys for a look afterwards (replay-tools verify).
+if [ -z "${KEEP_DB:-}" ]; then
+  drop_db promo_bench_read
+  redis-cli -p "${PROMO_REDIS_PORT:-56379}" --scan --pattern 'bench:*' | xargs -r -n 1000 redis-cli -p "${PROMO_REDIS_PORT:-56379}" UNLINK >/dev/null
+fi
 fi
 if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = write ]; then
 echo "## write path (no relay)"

@@ -239,3 +239,68 @@ async fn with_redis_stopped_balances_and_stock_still_answer_from_postgres() {
     );
     system.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_from_another_log_in_a_topic_is_not_projected() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let system = System::start().await;
+    let earned = system
+        .post(
+            "/api/v1/points/earn",
+            json!({ "userId": 1, "amount": 10, "description": "own" }),
+        )
+        .await;
+    assert_eq!(earned.status, StatusCode::CREATED);
+    system.projected().await;
+    // Another log's event, as a topic shared between two databases would carry it: a valid
+    // envelope at a position this log holds, but with an event id it does not.
+    let own = eventlog::EventLog::from_pool(system.pool.clone())
+        .read_all(0, 1)
+        .await
+        .unwrap();
+    let mut foreign = serde_json::to_value(relay::envelope(&own[0])).unwrap();
+    foreign["eventId"] = json!(uuid::Uuid::new_v4());
+    foreign["aggregateId"] = json!(uuid::Uuid::new_v4());
+    foreign["aggregateVersion"] = json!(7);
+    foreign["data"]["userId"] = json!(4242);
+    foreign["data"]["balanceAfter"] = json!(999_999);
+    let producer: FutureProducer = messaging::producer_config(&system.brokers)
+        .create()
+        .unwrap();
+    let topic = format!("{}point", system.topic_prefix);
+    let payload = serde_json::to_vec(&foreign).unwrap();
+    producer
+        .send(
+            FutureRecord::to(&topic).key("foreign").payload(&payload),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let after = system
+        .post(
+            "/api/v1/points/earn",
+            json!({ "userId": 1, "amount": 5, "description": "own, after" }),
+        )
+        .await;
+    let balance = system
+        .get(
+            "/api/v1/points/users/1/balance",
+            after.body["position"].as_i64(),
+        )
+        .await;
+    assert_eq!(balance.body["balance"].as_i64(), Some(15));
+    let foreign_balance = system.get("/api/v1/points/users/4242/balance", None).await;
+    assert_eq!(
+        foreign_balance.body["balance"].as_i64(),
+        Some(0),
+        "{}",
+        foreign_balance.body
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM rm.aggregate_versions")
+        .fetch_one(&system.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "only user 1's account is projected");
+    assert!(system.read_model_differences().await.is_empty());
+    system.stop().await;
+}

@@ -113,6 +113,7 @@ pub async fn run(
                 }
             }
         }
+        let batch = own_events(&pool, batch).await;
         project(&pool, &mut hot, base, &batch, &offsets).await;
     }
     Ok(())
@@ -138,6 +139,48 @@ async fn become_leader(
         tracing::info!(schema, "another projector is active; standing by");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// The messages of `batch` that are events of this deployment's log: same position, same
+/// event id. A topic that also holds another log's events (topics reused across databases)
+/// would otherwise project foreign events and move the watermark past unprojected ones; they
+/// are logged and skipped. Retried until the log answers.
+async fn own_events(
+    pool: &sqlx::PgPool,
+    mut batch: Vec<(Envelope, AnyEvent)>,
+) -> Vec<(Envelope, AnyEvent)> {
+    if batch.is_empty() {
+        return batch;
+    }
+    let positions: Vec<i64> = batch.iter().map(|(e, _)| e.position).collect();
+    let mut delay = Duration::from_millis(50);
+    let logged: std::collections::HashSet<(i64, uuid::Uuid)> = loop {
+        match sqlx::query_as::<_, (i64, uuid::Uuid)>(
+            "SELECT position, event_id FROM public.events WHERE position = ANY($1)",
+        )
+        .bind(&positions)
+        .fetch_all(pool)
+        .await
+        {
+            Ok(rows) => break rows.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the log failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    };
+    batch.retain(|(envelope, _)| {
+        let own = logged.contains(&(envelope.position, envelope.event_id));
+        if !own {
+            tracing::error!(
+                position = envelope.position, event_id = %envelope.event_id, event_type = %envelope.event_type,
+                "skipping a message that is not in this deployment's event log (a topic shared with another log?)"
+            );
+        }
+        own
+    });
+    batch
 }
 
 /// Decodes a message into the batch; a message that is not a valid envelope is logged and
