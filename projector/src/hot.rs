@@ -56,6 +56,30 @@ pub mod keys {
     }
 }
 
+/// Every key matching `pattern` (SCAN, a page at a time: never blocks Redis).
+pub async fn keys_matching(
+    connection: &mut ConnectionManager,
+    pattern: &str,
+) -> redis::RedisResult<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(connection)
+            .await?;
+        keys.extend(found);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
 /// Removes every key of `prefix` (see [`keys::patterns`]); returns how many.
 pub async fn delete_keys(
     connection: &mut ConnectionManager,
@@ -63,28 +87,14 @@ pub async fn delete_keys(
 ) -> redis::RedisResult<usize> {
     let mut deleted = 0;
     for pattern in keys::patterns(prefix) {
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(connection)
+        let found = keys_matching(connection, &pattern).await?;
+        for chunk in found.chunks(1000) {
+            redis::cmd("UNLINK")
+                .arg(chunk)
+                .query_async::<()>(connection)
                 .await?;
-            if !found.is_empty() {
-                deleted += found.len();
-                redis::cmd("UNLINK")
-                    .arg(&found)
-                    .query_async::<()>(connection)
-                    .await?;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
+        deleted += found.len();
     }
     Ok(deleted)
 }

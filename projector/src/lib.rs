@@ -141,6 +141,25 @@ async fn become_leader(
     }
 }
 
+/// Runs `attempt` until it succeeds, backing off from 50 ms to 2 s between failures: nothing
+/// moves on before the step it waits for is done.
+async fn until_ok<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> T {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
 /// The messages of `batch` that are events of this deployment's log: same position, same
 /// event id. A topic that also holds another log's events (topics reused across databases)
 /// would otherwise project foreign events and move the watermark past unprojected ones; they
@@ -153,23 +172,18 @@ async fn own_events(
         return batch;
     }
     let positions: Vec<i64> = batch.iter().map(|(e, _)| e.position).collect();
-    let mut delay = Duration::from_millis(50);
-    let logged: std::collections::HashSet<(i64, uuid::Uuid)> = loop {
-        match sqlx::query_as::<_, (i64, uuid::Uuid)>(
-            "SELECT position, event_id FROM public.events WHERE position = ANY($1)",
-        )
-        .bind(&positions)
-        .fetch_all(pool)
+    let logged: std::collections::HashSet<(i64, uuid::Uuid)> =
+        until_ok("reading the log", || async {
+            sqlx::query_as::<_, (i64, uuid::Uuid)>(
+                "SELECT position, event_id FROM public.events WHERE position = ANY($1)",
+            )
+            .bind(&positions)
+            .fetch_all(pool)
+            .await
+        })
         .await
-        {
-            Ok(rows) => break rows.into_iter().collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the log failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-        }
-    };
+        .into_iter()
+        .collect();
     batch.retain(|(envelope, _)| {
         let own = logged.contains(&(envelope.position, envelope.event_id));
         if !own {
@@ -218,22 +232,14 @@ pub async fn project(
     batch: &[(Envelope, AnyEvent)],
     offsets: &HashMap<String, i64>,
 ) {
-    let mut delay = Duration::from_millis(50);
-    let live = loop {
-        let attempt = if batch.is_empty() && offsets.is_empty() {
+    let live = until_ok("projecting a batch", || async {
+        if batch.is_empty() && offsets.is_empty() {
             generation::current(pool, base).await
         } else {
             apply_in_transaction(pool, base, batch, offsets).await
-        };
-        match attempt {
-            Ok(live) => break live,
-            Err(e) => {
-                tracing::warn!(error = %e, "projecting a batch failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
         }
-    };
+    })
+    .await;
     if hot.prefix() != live.prefix {
         tracing::info!(schema = %live.schema, generation = live.number, "switched to a new read-model generation");
         hot.set_prefix(&live.prefix);

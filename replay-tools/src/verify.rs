@@ -220,27 +220,12 @@ async fn compare_keys(
     let known: HashSet<&str> = expected.iter().map(|w| w.key.as_str()).collect();
     let patterns = hot::keys::patterns(&live.prefix);
     for pattern in &patterns[..3] {
-        let mut iter: redis::AsyncIter<String> = redis::cmd("SCAN")
-            .cursor_arg(0)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .clone()
-            .iter_async(&mut connection)
-            .await?;
-        let mut extra = Vec::new();
-        while let Some(key) = iter.next_item().await {
-            let key = key?;
+        for key in hot::keys_matching(&mut connection, pattern).await? {
             if !known.contains(key.as_str()) {
-                extra.push(key);
+                report.differences.push(format!(
+                    "redis {key}: held, but nothing in the log gives it"
+                ));
             }
-        }
-        drop(iter);
-        for key in extra {
-            report.differences.push(format!(
-                "redis {key}: held, but nothing in the log gives it"
-            ));
         }
     }
     Ok(())
