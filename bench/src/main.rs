@@ -1,5 +1,6 @@
-//! promo-bench: drives the running system over HTTP on loopback — closed loop, a fixed number
-//! of workers each sending its next request when the previous one was answered — then checks
+//! promo-bench: drives the running system over HTTP on loopback — closed loop (a fixed number
+//! of workers each sending its next request when the previous one was answered) or open loop
+//! (`--rate`: requests on a fixed schedule, at most `--concurrency` in flight) — then checks
 //! the outcome against the event log and the query API. Stops by itself after `--requests`.
 //! Prints throughput, latency percentiles, answers by status, and the correctness verdicts.
 
@@ -30,9 +31,18 @@ struct Cli {
         default_value = "postgres://promo:promo@127.0.0.1:55432/promo"
     )]
     database_url: String,
-    /// Concurrent workers (connections).
+    /// Concurrent workers (connections); in an open-loop run (`--rate`), the most requests
+    /// in flight.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Open loop: send this many requests per second, on schedule, whether or not earlier
+    /// ones were answered (latency counts from when a request was due). Without it, closed
+    /// loop. In `mixed`, each of the three parts gets a third.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Also print answers, p50, p99 and max second by second (where stalls show).
+    #[arg(long)]
+    timeline: bool,
     /// Label printed with the results (e.g. single-writer, naive).
     #[arg(long, default_value = "")]
     label: String,
@@ -92,6 +102,8 @@ type Latest = Arc<Mutex<Option<(Value, Instant)>>>;
 #[derive(Default)]
 struct Record {
     latencies: Vec<u32>,
+    /// Per answer: when it came (ms since the run started) and its latency (µs).
+    timeline: Vec<(u32, u32)>,
     statuses: BTreeMap<u16, usize>,
     bodies: Vec<Value>,
 }
@@ -146,22 +158,60 @@ impl Run {
         }
     }
 
-    /// Sends `requests` requests from `concurrency` workers; `make(n)` builds request n.
+    /// Sends `requests` requests; `make(n)` builds request n. Closed loop (no `rate`):
+    /// `concurrency` workers, each sending its next request when the previous one was answered.
+    /// Open loop (`rate` requests/s): request n is due at n / rate, whatever came of the ones
+    /// before, with at most `concurrency` in flight; its latency counts from when it was due,
+    /// so a server that falls behind shows it (no coordinated omission).
     /// `keep` decides which answer bodies to keep for the checks.
     async fn drive(
         &self,
         concurrency: usize,
         requests: usize,
+        rate: Option<f64>,
         make: Arc<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>,
         keep: fn(u16) -> bool,
         freshness: Option<Latest>,
     ) -> (Record, Duration) {
-        let next = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
-        let mut workers = Vec::new();
+        let total = Arc::new(Mutex::new(Record::default()));
+        let mut tasks = Vec::new();
+        if let Some(rate) = rate {
+            let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
+            let record = Arc::new(Mutex::new(Record::default()));
+            for n in 0..requests {
+                let due = started + Duration::from_secs_f64(n as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let (make, freshness, record) = (make.clone(), freshness.clone(), record.clone());
+                tasks.push(tokio::spawn(async move {
+                    let (status, body) = send(make(n), keep).await;
+                    drop(slot);
+                    if let Ok(mut record) = record.lock() {
+                        record.add(
+                            started,
+                            due.elapsed(),
+                            status,
+                            body,
+                            keep,
+                            freshness.as_ref(),
+                        );
+                    }
+                }));
+            }
+            for task in tasks {
+                let _ = task.await;
+            }
+            let record = std::mem::take(&mut *record.lock().expect("record"));
+            return (record, started.elapsed());
+        }
+        let next = Arc::new(AtomicUsize::new(0));
         for _ in 0..concurrency {
-            let (next, make, freshness) = (next.clone(), make.clone(), freshness.clone());
-            workers.push(tokio::spawn(async move {
+            let (next, make, freshness, total) =
+                (next.clone(), make.clone(), freshness.clone(), total.clone());
+            tasks.push(tokio::spawn(async move {
                 let mut record = Record::default();
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
@@ -169,46 +219,97 @@ impl Run {
                         break;
                     }
                     let sent = Instant::now();
-                    let (status, body) = match make(n).send().await {
-                        Ok(response) => {
-                            let status = response.status().as_u16();
-                            let body = if keep(status) {
-                                response.json().await.unwrap_or(Value::Null)
-                            } else {
-                                let _ = response.bytes().await;
-                                Value::Null
-                            };
-                            (status, body)
-                        }
-                        Err(_) => (0, Value::Null),
-                    };
-                    record
-                        .latencies
-                        .push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                    *record.statuses.entry(status).or_default() += 1;
-                    if keep(status) {
-                        if let Some(latest) = &freshness {
-                            if let Ok(mut slot) = latest.lock() {
-                                *slot = Some((body.clone(), Instant::now()));
-                            }
-                        }
-                        record.bodies.push(body);
-                    }
+                    let (status, body) = send(make(n), keep).await;
+                    record.add(
+                        started,
+                        sent.elapsed(),
+                        status,
+                        body,
+                        keep,
+                        freshness.as_ref(),
+                    );
                 }
-                record
+                if let Ok(mut total) = total.lock() {
+                    total.merge(record);
+                }
             }));
         }
-        let mut total = Record::default();
-        for worker in workers {
-            if let Ok(record) = worker.await {
-                total.latencies.extend(record.latencies);
-                for (status, count) in record.statuses {
-                    *total.statuses.entry(status).or_default() += count;
-                }
-                total.bodies.extend(record.bodies);
+        for task in tasks {
+            let _ = task.await;
+        }
+        let record = std::mem::take(&mut *total.lock().expect("record"));
+        (record, started.elapsed())
+    }
+}
+
+/// Sends one request; its status (0: no answer) and, where `keep` says so, its body.
+async fn send(request: reqwest::RequestBuilder, keep: fn(u16) -> bool) -> (u16, Value) {
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            if keep(status) {
+                (status, response.json().await.unwrap_or(Value::Null))
+            } else {
+                let _ = response.bytes().await;
+                (status, Value::Null)
             }
         }
-        (total, started.elapsed())
+        Err(_) => (0, Value::Null),
+    }
+}
+
+impl Record {
+    /// Records one answer; a kept one is also the freshness sampler's latest.
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        started: Instant,
+        latency: Duration,
+        status: u16,
+        body: Value,
+        keep: fn(u16) -> bool,
+        freshness: Option<&Latest>,
+    ) {
+        let micros = latency.as_micros().min(u128::from(u32::MAX)) as u32;
+        self.latencies.push(micros);
+        self.timeline
+            .push((started.elapsed().as_millis() as u32, micros));
+        *self.statuses.entry(status).or_default() += 1;
+        if keep(status) {
+            if let Some(Ok(mut slot)) = freshness.map(|latest| latest.lock()) {
+                *slot = Some((body.clone(), Instant::now()));
+            }
+            self.bodies.push(body);
+        }
+    }
+
+    fn merge(&mut self, other: Record) {
+        self.latencies.extend(other.latencies);
+        self.timeline.extend(other.timeline);
+        for (status, count) in other.statuses {
+            *self.statuses.entry(status).or_default() += count;
+        }
+        self.bodies.extend(other.bodies);
+    }
+}
+
+/// `--timeline`: print answers per second and their latency percentiles, second by second.
+static TIMELINE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+fn print_timeline(timeline: &[(u32, u32)]) {
+    let mut seconds: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for &(at, micros) in timeline {
+        seconds.entry(at / 1000).or_default().push(micros);
+    }
+    for (second, mut latencies) in seconds {
+        latencies.sort_unstable();
+        println!(
+            "    second {second:>3}: {:>6} answers  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+            latencies.len(),
+            percentile(&latencies, 50.0),
+            percentile(&latencies, 99.0),
+            percentile(&latencies, 100.0)
+        );
     }
 }
 
@@ -219,6 +320,9 @@ fn report(
     elapsed: Duration,
     success: u16,
 ) -> Value {
+    if TIMELINE.get().copied().unwrap_or(false) {
+        print_timeline(&record.timeline);
+    }
     record.latencies.sort_unstable();
     let succeeded = record.statuses.get(&success).copied().unwrap_or(0);
     let sent = record.latencies.len();
@@ -253,8 +357,10 @@ fn check(name: &str, ok: bool, detail: String) -> bool {
     ok
 }
 
-/// Samples freshness while a scenario runs: the latest accepted write is polled on the query
-/// API until it is visible; the time from its answer to its visibility is recorded.
+/// Samples freshness while a scenario runs: every 20 ms the latest accepted write (if new) is
+/// followed by a task of its own that polls the query API (every 2 ms, later 5 % of the wait
+/// so far) until the write is visible; the time from its answer to its visibility is one sample. Samples overlap, so a
+/// stall shows in many of them, and a run of a few seconds gives a usable p99.
 fn spawn_freshness(
     run: Arc<Run>,
     latest: Arc<Mutex<Option<(Value, Instant)>>>,
@@ -262,33 +368,37 @@ fn spawn_freshness(
     stop: Arc<AtomicUsize>,
 ) -> tokio::task::JoinHandle<Vec<u32>> {
     tokio::spawn(async move {
-        let mut samples = Vec::new();
+        let mut followers = Vec::new();
         let mut seen = HashSet::new();
         while stop.load(Ordering::Relaxed) == 0 {
             let candidate = latest.lock().ok().and_then(|slot| slot.clone());
             if let Some((body, accepted)) = candidate {
-                if let Some(path) = path(&body) {
-                    if seen.insert(path.clone()) {
-                        loop {
-                            match run
-                                .client
-                                .get(format!("{}{path}", run.cli.query))
-                                .send()
-                                .await
-                            {
+                if let Some(path) = path(&body).filter(|p| seen.insert(p.clone())) {
+                    let run = run.clone();
+                    followers.push(tokio::spawn(async move {
+                        let url = format!("{}{path}", run.cli.query);
+                        while accepted.elapsed() < Duration::from_secs(30) {
+                            match run.client.get(&url).send().await {
                                 Ok(r) if r.status().is_success() => break,
-                                _ => tokio::time::sleep(Duration::from_millis(1)).await,
-                            }
-                            if accepted.elapsed() > Duration::from_secs(30) {
-                                break;
+                                // 2 ms at first, then 5 % of the time waited so far: a
+                                // resolution well inside 100 ms, and a stall of seconds does
+                                // not turn the samplers into a load of their own.
+                                _ => {
+                                    let pause =
+                                        (accepted.elapsed() / 20).max(Duration::from_millis(2));
+                                    tokio::time::sleep(pause).await;
+                                }
                             }
                         }
-                        samples
-                            .push(accepted.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                    }
+                        accepted.elapsed().as_micros().min(u128::from(u32::MAX)) as u32
+                    }));
                 }
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut samples = Vec::with_capacity(followers.len());
+        for follower in followers {
+            samples.extend(follower.await.ok());
         }
         samples
     })
@@ -458,6 +568,7 @@ async fn check_points(run: &Run, pool: &sqlx::PgPool, users: i64) -> anyhow::Res
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Arc::new(Cli::parse());
+    let _ = TIMELINE.set(cli.timeline);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(cli.concurrency)
         .build()?;
@@ -493,7 +604,14 @@ async fn main() -> anyhow::Result<()> {
                 )
             });
             let (mut record, elapsed) = run
-                .drive(cli.concurrency, requests, make, |s| s == 201, Some(latest))
+                .drive(
+                    cli.concurrency,
+                    requests,
+                    cli.rate,
+                    make,
+                    |s| s == 201,
+                    Some(latest),
+                )
                 .await;
             stop.store(1, Ordering::Relaxed);
             report(&label, "flash-sale", &mut record, elapsed, 201);
@@ -521,7 +639,14 @@ async fn main() -> anyhow::Result<()> {
                     .json(&json!({ "policyId": id, "userId": n + 1 }))
             });
             let (mut record, elapsed) = run
-                .drive(cli.concurrency, requests, make, |s| s == 201, None)
+                .drive(
+                    cli.concurrency,
+                    requests,
+                    cli.rate,
+                    make,
+                    |s| s == 201,
+                    None,
+                )
                 .await;
             report(&label, "coupon-race", &mut record, elapsed, 201);
             let users: Vec<i64> = sqlx::query_scalar(
@@ -558,7 +683,14 @@ async fn main() -> anyhow::Result<()> {
                 }
             });
             let (mut record, elapsed) = run
-                .drive(cli.concurrency, requests, make, |s| s == 201, None)
+                .drive(
+                    cli.concurrency,
+                    requests,
+                    cli.rate,
+                    make,
+                    |s| s == 201,
+                    None,
+                )
                 .await;
             report(&label, "points", &mut record, elapsed, 201);
             all_ok &= check_points(&run, &pool, users).await?;
@@ -573,6 +705,7 @@ async fn main() -> anyhow::Result<()> {
             run.get(&format!("/api/v1/time-sales/{sale_id}"), sale_position)
                 .await?;
             let share = (cli.concurrency / 3).max(1);
+            let third = cli.rate.map(|rate| rate / 3.0);
             let (command, query) = (cli.command.clone(), cli.query.clone());
             let (http, id) = (client.clone(), sale_id.clone());
             let orders = Arc::new(move |n: usize| {
@@ -603,9 +736,9 @@ async fn main() -> anyhow::Result<()> {
                 }
             });
             let ((mut sold, sold_time), (mut moved, moved_time), (mut read, read_time)) = tokio::join!(
-                run.drive(share, requests, orders, |s| s == 201, None),
-                run.drive(share, requests, points, |s| s == 201, None),
-                run.drive(share, requests, reads, |_| false, None),
+                run.drive(share, requests, third, orders, |s| s == 201, None),
+                run.drive(share, requests, third, points, |s| s == 201, None),
+                run.drive(share, requests, third, reads, |_| false, None),
             );
             report(&label, "mixed/orders", &mut sold, sold_time, 201);
             report(&label, "mixed/points", &mut moved, moved_time, 201);
@@ -655,7 +788,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             });
             let (mut record, elapsed) = run
-                .drive(cli.concurrency, requests, make, |_| false, None)
+                .drive(cli.concurrency, requests, cli.rate, make, |_| false, None)
                 .await;
             report(&label, "reads", &mut record, elapsed, 200);
             all_ok &= check(
