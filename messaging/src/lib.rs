@@ -84,14 +84,18 @@ pub fn consumer_config(brokers: &str, group: &str) -> ClientConfig {
         // Large fetches: the broker's cost is mostly per fetch request.
         .set("max.partition.fetch.bytes", "16777216")
         .set("fetch.max.bytes", "67108864")
-        .set("fetch.wait.max.ms", "50");
+        .set("fetch.wait.max.ms", "20");
     config
 }
 
 /// The client settings every producer, consumer and admin client starts from.
+/// `RDKAFKA_DEBUG` (e.g. `fetch,msg`), when set, turns on librdkafka's debug contexts.
 pub fn client_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
+    if let Ok(contexts) = std::env::var("RDKAFKA_DEBUG") {
+        config.set("debug", contexts);
+    }
     config
 }
 
