@@ -6,7 +6,9 @@
 #          broker here (tansu, sqlite) slows as it stores more (ADR 6).
 #   write: every write scenario against the single-writer command API and, in the same run,
 #          against a naive one (one transaction per command, optimistic concurrency, retries);
-#          no relay, so the broker does not compete for the 2 cores. Checked against the log.
+#          then flash sale and coupon race open loop at a fixed rate (latency from when each
+#          request was due); no relay, so the broker does not compete for the 2 cores.
+#          Checked against the log.
 #   rebuild: a fresh database filled through the command API with ~1,000,000 events (flash
 #          sale, coupon race, points), then `replay-tools rebuild` and `verify` over it.
 # PHASE=read, PHASE=write or PHASE=rebuild runs one phase.
@@ -44,7 +46,7 @@ drop_db() { psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $1"; }
 # A failed check prints FAIL and the run goes on to the next scenario.
 bench() { "$target/promo-bench" --database-url "$db_url" --query http://127.0.0.1:8181 "$@" || echo "  (exit $?)"; }
 
-if [ "${SCALE:-full}" = small ]; then N=5000; C=200; NAIVE=1000; else N=100000; C=1000; NAIVE=3000; fi
+if [ "${SCALE:-full}" = small ]; then N=5000; C=200; NAIVE=1000; RATE=2000; else N=100000; C=1000; NAIVE=3000; RATE=10000; fi
 echo "# $(date -u +%FT%TZ)  $(nproc) cores  $(free -g | awk '/Mem/{print $2}') GiB  scale=${SCALE:-full}"
 
 if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = read ]; then
@@ -58,6 +60,7 @@ start "projector" APP_CONFIG=config/projector APP_KAFKA__GROUP="${topics%.}" "${
 start "query-api" APP_CONFIG=config/query-api APP_SERVER__PORT=8181 "${shared[@]}"
 ready 8180 8181
 bench --command http://127.0.0.1:8180 --label single-writer --concurrency 256 reads --requests "$((N * 2))"
+bench --command http://127.0.0.1:8180 --label single-writer --concurrency 64 reads --requests "$((N * 2))"
 bench --command http://127.0.0.1:8180 --label single-writer --concurrency 20 flash-sale --stock "$((N / 5))"
 bench --command http://127.0.0.1:8180 --label single-writer --concurrency 300 mixed --stock "$((N / 10))" --users "$N" --requests "$((N / 10))"
 stop_all
@@ -69,20 +72,37 @@ fi
 fi
 if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = write ]; then
 echo "## write path (no relay)"
-db_url=$(fresh_db promo_bench_write)
-start "command-api" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8180 APP_DATABASE__URL="$db_url"
-start "command-api#naive" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8190 APP_WRITER__MODE=naive APP_DATABASE__URL="$db_url"
-ready 8180 8190
 single=(--command http://127.0.0.1:8180 --label single-writer --write-only)
 naive=(--command http://127.0.0.1:8190 --label naive --write-only)
+# Each scenario on a fresh database, the single writer and the naive path side by side on it:
+# a scenario does not inherit the previous one's rows (or its autovacuum).
+on_fresh_db() {
+  db_url=$(fresh_db promo_bench_write)
+  start "command-api" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8180 APP_DATABASE__URL="$db_url"
+  start "command-api#naive" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8190 APP_WRITER__MODE=naive APP_DATABASE__URL="$db_url"
+  ready 8180 8190
+}
+done_with_db() { stop_all; drop_db promo_bench_write; }
+on_fresh_db
 bench "${single[@]}" --concurrency "$C" flash-sale --stock "$N"
 bench "${naive[@]}" --concurrency "$C" flash-sale --stock "$N" --requests "$NAIVE"
+done_with_db
+on_fresh_db
 bench "${single[@]}" --concurrency "$C" coupon-race --total "$N"
 bench "${naive[@]}" --concurrency "$C" coupon-race --total "$N" --requests "$NAIVE"
+done_with_db
+on_fresh_db
 bench "${single[@]}" --concurrency "$C" points --users "$N" --requests "$((N / 2))"
 bench "${naive[@]}" --concurrency "$C" points --users "$N" --requests "$((N / 5))"
-stop_all
-drop_db promo_bench_write
+done_with_db
+# Open loop: a fixed arrival rate (at most $C in flight), latency counted from when each
+# request was due: the latency of a sale the server keeps up with.
+on_fresh_db
+bench "${single[@]}" --concurrency "$C" --rate "$RATE" flash-sale --stock "$N"
+done_with_db
+on_fresh_db
+bench "${single[@]}" --concurrency "$C" --rate "$RATE" coupon-race --total "$N"
+done_with_db
 fi
 if [ "${PHASE:-all}" = rebuild ] || [ "${PHASE:-all}" = all ]; then
 echo "## rebuild (replay-tools, fresh database)"

@@ -4,7 +4,8 @@
 
 use e2e::System;
 
-async fn bench(system: &System, args: &[&str]) {
+/// Runs promo-bench against `system`; asserts it exits 0 with every check PASS; its output.
+async fn bench(system: &System, args: &[&str]) -> String {
     let output = tokio::process::Command::new(System::binary("promo-bench"))
         .args([
             "--command",
@@ -28,6 +29,7 @@ async fn bench(system: &System, args: &[&str]) {
         stdout.contains("PASS") && !stdout.contains("FAIL"),
         "{stdout}"
     );
+    stdout.into_owned()
 }
 
 #[tokio::test]
@@ -77,5 +79,24 @@ async fn every_scenario_of_the_load_generator_passes_its_checks_at_small_scale()
         &["--concurrency", "8", "reads", "--requests", "200"],
     )
     .await;
+    // Open loop: oversold or lost orders would fail the same checks; the timeline is printed.
+    let open = bench(
+        &system,
+        &[
+            "--concurrency",
+            "20",
+            "--rate",
+            "400",
+            "--timeline",
+            "flash-sale",
+            "--stock",
+            "100",
+            "--requests",
+            "150",
+        ],
+    )
+    .await;
+    assert!(open.contains("second   0:"), "{open}");
+    assert!(open.contains("{201: 100, 422: 50}"), "{open}");
     system.stop().await;
 }
