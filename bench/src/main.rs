@@ -242,6 +242,21 @@ impl Run {
     }
 }
 
+impl Run {
+    /// [`Run::drive`] with the command line's `--concurrency` and `--rate`.
+    async fn drive_as_told(
+        &self,
+        requests: usize,
+        make: Arc<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>,
+        keep: fn(u16) -> bool,
+        freshness: Option<Latest>,
+    ) -> (Record, Duration) {
+        let (concurrency, rate) = (self.cli.concurrency, self.cli.rate);
+        self.drive(concurrency, requests, rate, make, keep, freshness)
+            .await
+    }
+}
+
 /// Sends one request; its status (0: no answer) and, where `keep` says so, its body.
 async fn send(request: reqwest::RequestBuilder, keep: fn(u16) -> bool) -> (u16, Value) {
     match request.send().await {
@@ -604,14 +619,7 @@ async fn main() -> anyhow::Result<()> {
                 )
             });
             let (mut record, elapsed) = run
-                .drive(
-                    cli.concurrency,
-                    requests,
-                    cli.rate,
-                    make,
-                    |s| s == 201,
-                    Some(latest),
-                )
+                .drive_as_told(requests, make, |s| s == 201, Some(latest))
                 .await;
             stop.store(1, Ordering::Relaxed);
             report(&label, "flash-sale", &mut record, elapsed, 201);
@@ -638,16 +646,7 @@ async fn main() -> anyhow::Result<()> {
                 http.post(&base)
                     .json(&json!({ "policyId": id, "userId": n + 1 }))
             });
-            let (mut record, elapsed) = run
-                .drive(
-                    cli.concurrency,
-                    requests,
-                    cli.rate,
-                    make,
-                    |s| s == 201,
-                    None,
-                )
-                .await;
+            let (mut record, elapsed) = run.drive_as_told(requests, make, |s| s == 201, None).await;
             report(&label, "coupon-race", &mut record, elapsed, 201);
             let users: Vec<i64> = sqlx::query_scalar(
                 "SELECT (data->>'userId')::bigint FROM events WHERE stream_id = $1::uuid AND event_type = 'coupon.issued'",
@@ -682,16 +681,7 @@ async fn main() -> anyhow::Result<()> {
                         .json(&json!({ "userId": user, "amount": rng.random_range(1..=50), "description": "bench use" }))
                 }
             });
-            let (mut record, elapsed) = run
-                .drive(
-                    cli.concurrency,
-                    requests,
-                    cli.rate,
-                    make,
-                    |s| s == 201,
-                    None,
-                )
-                .await;
+            let (mut record, elapsed) = run.drive_as_told(requests, make, |s| s == 201, None).await;
             report(&label, "points", &mut record, elapsed, 201);
             all_ok &= check_points(&run, &pool, users).await?;
         }
@@ -787,9 +777,7 @@ async fn main() -> anyhow::Result<()> {
                     http.get(format!("{query}/api/v1/time-sales/{sale_id}"))
                 }
             });
-            let (mut record, elapsed) = run
-                .drive(cli.concurrency, requests, cli.rate, make, |_| false, None)
-                .await;
+            let (mut record, elapsed) = run.drive_as_told(requests, make, |_| false, None).await;
             report(&label, "reads", &mut record, elapsed, 200);
             all_ok &= check(
                 "every read answered 200",
