@@ -66,6 +66,38 @@ fn paged(items: Vec<Value>, page: i64, limit: i64, total: i64) -> Json<Value> {
     Json(json!({ "items": items, "page": page, "limit": limit, "total": total }))
 }
 
+/// One page of a list: `columns` of the rows of `from` (a table of the live read-model
+/// schema, with its `WHERE`; `$1` is `user` when given) in `order`, and how many rows match.
+async fn fetch_page<R>(
+    state: &AppState,
+    columns: &str,
+    from: &str,
+    order: &str,
+    user: Option<i64>,
+    (limit, offset): (i64, i64),
+) -> Result<(Vec<R>, i64), QueryError>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let live = state.live();
+    let s = &live.schema;
+    let next = if user.is_some() { 2 } else { 1 };
+    let rows_sql = format!(
+        "SELECT {columns} FROM {s}.{from} ORDER BY {order} LIMIT ${next} OFFSET ${}",
+        next + 1
+    );
+    let count_sql = format!("SELECT count(*) FROM {s}.{from}");
+    let mut rows = sqlx::query_as(&rows_sql);
+    let mut count = sqlx::query_scalar(&count_sql);
+    if let Some(user) = user {
+        rows = rows.bind(user);
+        count = count.bind(user);
+    }
+    let rows = rows.bind(limit).bind(offset).fetch_all(&state.pool).await?;
+    let total: i64 = count.fetch_one(&state.pool).await?;
+    Ok((rows, total))
+}
+
 fn user(raw: i64) -> Result<UserId, QueryError> {
     UserId::parse(raw, "userId").map_err(|_| QueryError::BadRequest {
         detail: "userId must be a positive integer".into(),
@@ -123,18 +155,15 @@ async fn policies(
     Query(q): Query<Page>,
 ) -> Result<Json<Value>, QueryError> {
     let (page, limit, offset) = q.bounds()?;
-    let live = state.live();
-    let s = &live.schema;
-    let rows: Vec<PolicyRow> = sqlx::query_as(&format!(
-        "SELECT {POLICY_COLUMNS} FROM {s}.coupon_policies ORDER BY created_at DESC, policy_id LIMIT $1 OFFSET $2"
-    ))
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&state.pool)
+    let (rows, total): (Vec<PolicyRow>, i64) = fetch_page(
+        &state,
+        POLICY_COLUMNS,
+        "coupon_policies",
+        "created_at DESC, policy_id",
+        None,
+        (limit, offset),
+    )
     .await?;
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {s}.coupon_policies"))
-        .fetch_one(&state.pool)
-        .await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
         items.push(policy_json(&state, row).await);
@@ -245,22 +274,14 @@ async fn user_coupons(
             })
         }
     };
-    let live = state.live();
-    let s = &live.schema;
-    let rows: Vec<CouponRow> = sqlx::query_as(&format!(
-        "SELECT {COUPON_COLUMNS} FROM {s}.coupons WHERE user_id = $1 {filter} \
-         ORDER BY issued_at DESC, coupon_id LIMIT $2 OFFSET $3"
-    ))
-    .bind(user_id)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&state.pool)
-    .await?;
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM {s}.coupons WHERE user_id = $1 {filter}"
-    ))
-    .bind(user_id)
-    .fetch_one(&state.pool)
+    let (rows, total): (Vec<CouponRow>, i64) = fetch_page(
+        &state,
+        COUPON_COLUMNS,
+        &format!("coupons WHERE user_id = $1 {filter}"),
+        "issued_at DESC, coupon_id",
+        Some(user_id),
+        (limit, offset),
+    )
     .await?;
     let now = Utc::now();
     Ok(paged(
@@ -386,22 +407,14 @@ async fn history(
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
     let (page, limit, offset) = q.bounds()?;
-    let live = state.live();
-    let s = &live.schema;
-    let rows: Vec<HistoryRow> = sqlx::query_as(&format!(
-        "SELECT transaction_id, type, amount, description, order_id, canceled_transaction_id, balance_after, occurred_at \
-         FROM {s}.point_history WHERE user_id = $1 ORDER BY version DESC LIMIT $2 OFFSET $3"
-    ))
-    .bind(user_id)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&state.pool)
-    .await?;
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM {s}.point_history WHERE user_id = $1"
-    ))
-    .bind(user_id)
-    .fetch_one(&state.pool)
+    let (rows, total): (Vec<HistoryRow>, i64) = fetch_page(
+        &state,
+        "transaction_id, type, amount, description, order_id, canceled_transaction_id, balance_after, occurred_at",
+        "point_history WHERE user_id = $1",
+        "version DESC",
+        Some(user_id),
+        (limit, offset),
+    )
     .await?;
     let items = rows
         .into_iter()
@@ -489,18 +502,15 @@ async fn time_sales(
     Query(q): Query<Page>,
 ) -> Result<Json<Value>, QueryError> {
     let (page, limit, offset) = q.bounds()?;
-    let live = state.live();
-    let s = &live.schema;
-    let rows: Vec<SaleRow> = sqlx::query_as(&format!(
-        "SELECT {SALE_COLUMNS} FROM {s}.time_sales ORDER BY start_at DESC, time_sale_id LIMIT $1 OFFSET $2"
-    ))
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&state.pool)
+    let (rows, total): (Vec<SaleRow>, i64) = fetch_page(
+        &state,
+        SALE_COLUMNS,
+        "time_sales",
+        "start_at DESC, time_sale_id",
+        None,
+        (limit, offset),
+    )
     .await?;
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {s}.time_sales"))
-        .fetch_one(&state.pool)
-        .await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
         items.push(sale_json(&state, row).await);
@@ -586,21 +596,14 @@ async fn user_orders(
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
     let (page, limit, offset) = q.bounds()?;
-    let live = state.live();
-    let s = &live.schema;
-    let rows: Vec<OrderRow> = sqlx::query_as(&format!(
-        "SELECT {ORDER_COLUMNS} FROM {s}.orders WHERE user_id = $1 ORDER BY created_at DESC, order_id LIMIT $2 OFFSET $3"
-    ))
-    .bind(user_id)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&state.pool)
-    .await?;
-    let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM {s}.orders WHERE user_id = $1"
-    ))
-    .bind(user_id)
-    .fetch_one(&state.pool)
+    let (rows, total): (Vec<OrderRow>, i64) = fetch_page(
+        &state,
+        ORDER_COLUMNS,
+        "orders WHERE user_id = $1",
+        "created_at DESC, order_id",
+        Some(user_id),
+        (limit, offset),
+    )
     .await?;
     Ok(paged(
         rows.iter().map(OrderRow::json).collect(),
