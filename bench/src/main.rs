@@ -178,14 +178,13 @@ impl Run {
         let mut tasks = Vec::new();
         if let Some(rate) = rate {
             let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
-            let record = Arc::new(Mutex::new(Record::default()));
             for n in 0..requests {
                 let due = started + Duration::from_secs_f64(n as f64 / rate);
                 tokio::time::sleep_until(due.into()).await;
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     break;
                 };
-                let (make, freshness, record) = (make.clone(), freshness.clone(), record.clone());
+                let (make, freshness, record) = (make.clone(), freshness.clone(), total.clone());
                 tasks.push(tokio::spawn(async move {
                     let (status, body) = send(make(n), keep).await;
                     drop(slot);
@@ -201,38 +200,34 @@ impl Run {
                     }
                 }));
             }
-            for task in tasks {
-                let _ = task.await;
-            }
-            let record = std::mem::take(&mut *record.lock().expect("record"));
-            return (record, started.elapsed());
-        }
-        let next = Arc::new(AtomicUsize::new(0));
-        for _ in 0..concurrency {
-            let (next, make, freshness, total) =
-                (next.clone(), make.clone(), freshness.clone(), total.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut record = Record::default();
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= requests {
-                        break;
+        } else {
+            let next = Arc::new(AtomicUsize::new(0));
+            for _ in 0..concurrency {
+                let (next, make, freshness, total) =
+                    (next.clone(), make.clone(), freshness.clone(), total.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut record = Record::default();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n >= requests {
+                            break;
+                        }
+                        let sent = Instant::now();
+                        let (status, body) = send(make(n), keep).await;
+                        record.add(
+                            started,
+                            sent.elapsed(),
+                            status,
+                            body,
+                            keep,
+                            freshness.as_ref(),
+                        );
                     }
-                    let sent = Instant::now();
-                    let (status, body) = send(make(n), keep).await;
-                    record.add(
-                        started,
-                        sent.elapsed(),
-                        status,
-                        body,
-                        keep,
-                        freshness.as_ref(),
-                    );
-                }
-                if let Ok(mut total) = total.lock() {
-                    total.merge(record);
-                }
-            }));
+                    if let Ok(mut total) = total.lock() {
+                        total.merge(record);
+                    }
+                }));
+            }
         }
         for task in tasks {
             let _ = task.await;
@@ -287,8 +282,10 @@ impl Record {
     ) {
         let micros = latency.as_micros().min(u128::from(u32::MAX)) as u32;
         self.latencies.push(micros);
-        self.timeline
-            .push((started.elapsed().as_millis() as u32, micros));
+        if TIMELINE.get().copied().unwrap_or(false) {
+            self.timeline
+                .push((started.elapsed().as_millis() as u32, micros));
+        }
         *self.statuses.entry(status).or_default() += 1;
         if keep(status) {
             if let Some(Ok(mut slot)) = freshness.map(|latest| latest.lock()) {
