@@ -19,6 +19,9 @@ async fn the_binary_starts_on_port_0_serves_commands_and_stops_on_sigterm(pool: 
         .env("APP_DATABASE__URL", url_of(&pool))
         .env("APP_LOG__FORMAT", "json")
         .env_remove("RUST_LOG")
+        // No relay: these tests own no topics, and must never publish into the dev
+        // deployment's (`./dev test` exports the stack's broker).
+        .env_remove("APP_KAFKA__BROKERS")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

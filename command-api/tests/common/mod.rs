@@ -43,6 +43,9 @@ pub async fn spawn(pool: PgPool) -> TestApp {
         .env("APP_DATABASE__URL", url_of(&pool))
         .env("APP_LOG__FORMAT", "json")
         .env("RUST_LOG", "warn,command_api=info")
+        // No relay: these tests own no topics, and must never publish into the dev
+        // deployment's (`./dev test` exports the stack's broker).
+        .env_remove("APP_KAFKA__BROKERS")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
