@@ -45,6 +45,7 @@ install() {
   local missing=()
   [ -n "$(pg_bin)" ] || missing+=(postgresql)
   command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v sqlite3 >/dev/null || missing+=(sqlite3)
   if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "missing ${missing[*]}: install them (apt-get) or run as root"
     log "installing ${missing[*]} (apt-get)"
@@ -115,6 +116,7 @@ kafka_up() {
   mkdir -p "$STACK_DIR/kafka"
   if ours "$STACK_DIR/tansu.pid" tansu; then
     log "tansu already running on 127.0.0.1:$KAFKA_PORT"
+    broker_indexes "$STACK_DIR/kafka/tansu.db"
     return
   fi
   port_open "$KAFKA_PORT" && die "127.0.0.1:$KAFKA_PORT is taken by another process"
@@ -131,6 +133,18 @@ kafka_up() {
     echo $! >"$STACK_DIR/tansu.pid"
   )
   wait_port "$KAFKA_PORT" tansu
+  broker_indexes "$STACK_DIR/kafka/tansu.db"
+}
+
+# The indexes tansu's sqlite store lacks (scripts/tansu-indexes.sql, ADR 9), once the broker
+# has created its schema. Without them a consumer reading a big topic from offset 0 times out.
+broker_indexes() {
+  for _ in $(seq 1 50); do
+    sqlite3 "$1" "SELECT 1 FROM sqlite_master WHERE name = 'header'" 2>/dev/null | grep -q 1 && break
+    sleep 0.1
+  done
+  sqlite3 -cmd ".timeout 10000" "$1" <"$REPO/scripts/tansu-indexes.sql" ||
+    die "could not index the broker's store $1"
 }
 
 topics_up() {
