@@ -1,8 +1,11 @@
 //! End-to-end harness. [`System::start`] runs the real `command-api` (with its relay),
 //! `projector` and `query-api` binaries — the ones cargo built next to the test executable —
-//! over the local stack, isolated per test: a new database, its own topics, Redis key prefix
-//! and consumer group. Processes can be killed with SIGKILL and restarted.
+//! over the local stack, isolated per test: a new database, its own topics and Redis key
+//! prefix. Processes can be killed with SIGKILL and restarted; [`servers`] gives a test a
+//! Redis or a broker of its own to stop and start.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+pub mod servers;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -61,14 +64,39 @@ pub struct Answer {
     pub retry_after: Option<String>,
 }
 
+/// The tansu broker's arguments, as `scripts/stack.sh` starts it, listening on `url`
+/// (`tcp://127.0.0.1:PORT`), run in the directory holding its store (ADR 4).
+pub fn broker_args(url: &str) -> Vec<String> {
+    [
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "sqlite://tansu.db",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 impl System {
     /// Starts the three services over a fresh database; `redis_url` overrides the stack's.
     pub async fn start_with(redis_url: Option<String>, extra_env: &[(&str, &str)]) -> System {
+        Self::start_on(redis_url, None, extra_env).await
+    }
+
+    /// As [`System::start_with`]; `brokers` overrides the stack's broker too.
+    pub async fn start_on(
+        redis_url: Option<String>,
+        brokers: Option<String>,
+        extra_env: &[(&str, &str)],
+    ) -> System {
         let admin_url = env_or(
             "DATABASE_URL",
             "postgres://promo:promo@127.0.0.1:55432/promo",
         );
-        let brokers = env_or("APP_KAFKA__BROKERS", "127.0.0.1:59092");
+        let brokers = brokers.unwrap_or_else(|| env_or("APP_KAFKA__BROKERS", "127.0.0.1:59092"));
         let redis_url =
             redis_url.unwrap_or_else(|| env_or("APP_REDIS__URL", "redis://127.0.0.1:56379/"));
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
@@ -95,7 +123,6 @@ impl System {
             ("APP_REDIS__PREFIX".into(), format!("e2e:{id}:")),
             ("APP_KAFKA__BROKERS".into(), brokers.clone()),
             ("APP_KAFKA__TOPIC_PREFIX".into(), topic_prefix.clone()),
-            ("APP_KAFKA__GROUP".into(), format!("e2e-{id}")),
             ("APP_LOG__FORMAT".into(), "json".into()),
             (
                 "RUST_LOG".into(),
@@ -152,7 +179,7 @@ impl System {
                     port = log["port"].as_u64();
                     break;
                 }
-                if log["message"] == "projector consuming" {
+                if log["message"] == "projector following the log" {
                     break;
                 }
             }
@@ -188,6 +215,27 @@ impl System {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// SIGTERM, then waits for the process to exit; how long that took (at most 10 s, then
+    /// SIGKILL and a panic).
+    pub fn terminate(&mut self, name: &'static str) -> Duration {
+        let mut child = self.processes.remove(name).unwrap();
+        let sent = std::time::Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        while sent.elapsed() < Duration::from_secs(10) {
+            if child.try_wait().unwrap().is_some() {
+                return sent.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{name} did not stop within 10 s of SIGTERM");
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Answer {
@@ -236,11 +284,10 @@ impl System {
             .head()
             .await
             .unwrap();
-        // A restarted projector may first wait for the dead member's session to expire.
         for _ in 0..1200 {
-            let live = projector::generation::current(&self.pool, "rm").await;
+            let live = readmodel::generation::current(&self.pool, "rm").await;
             let watermark = match live {
-                Ok(live) => projector::watermark::read(&self.pool, &live.schema)
+                Ok(live) => readmodel::watermark::read(&self.pool, &live.schema)
                     .await
                     .unwrap_or(0),
                 Err(_) => 0,

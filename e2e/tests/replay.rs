@@ -309,7 +309,7 @@ async fn readers_see_no_error_and_nothing_older_while_a_rebuild_switches_generat
         Some(before + accepted + 5),
         "every write during and after the rebuild is in the new generation"
     );
-    let live = projector::generation::current(&system.pool, "rm")
+    let live = readmodel::generation::current(&system.pool, "rm")
         .await
         .unwrap();
     assert_eq!(live.number, 1);
@@ -438,7 +438,7 @@ async fn stream_prints_states_as_of_a_position_and_republish_resends_a_range() {
 
 /// Projects the whole log into `schema`, `per_batch` events per transaction.
 async fn project_log(system: &System, schema: &str, per_batch: usize) {
-    use projector::projection;
+    use readmodel::projection;
     projection::ensure_schema(&system.pool, schema)
         .await
         .unwrap();
@@ -447,11 +447,10 @@ async fn project_log(system: &System, schema: &str, per_batch: usize) {
         .await
         .unwrap();
     let decoded: Vec<_> = events
-        .iter()
+        .into_iter()
         .map(|e| {
-            let envelope = relay::envelope(e);
-            let event = projection::decode(&envelope).unwrap();
-            (envelope, event)
+            let event = projection::decode(&e).unwrap();
+            (e, event)
         })
         .collect();
     for batch in decoded.chunks(per_batch) {
@@ -472,7 +471,7 @@ async fn a_batch_folded_in_memory_writes_what_one_event_per_batch_writes() {
     // updates of existing rows one event at a time.
     project_log(&system, "one_at_a_time", 1).await;
     project_log(&system, "all_at_once", 100_000).await;
-    for table in projector::projection::TABLES {
+    for table in readmodel::projection::TABLES {
         let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM all_at_once.{table}"))
             .fetch_one(&system.pool)
             .await

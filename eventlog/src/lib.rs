@@ -3,7 +3,12 @@
 //! read that never skips an event committed late, idempotency keys and entity links written
 //! in the same transaction, snapshots, and stream loads as of a position.
 //!
-//! Shared by the command API (writes), the relay, the projector and the replay tools (reads).
+//! Shared by the command API (writes), the relay, the projector and the replay tools (reads),
+//! with the two things those followers share: waking on appends ([`appends`]) and leading by
+//! an advisory lock ([`leader`]).
+
+pub mod appends;
+pub mod leader;
 
 use std::collections::HashMap;
 
@@ -209,6 +214,20 @@ impl EventLog {
         Ok(rows.iter().map(recorded).collect::<Result<_, _>>()?)
     }
 
+    /// The events at `positions`, in position order (those that exist).
+    pub async fn read_positions(
+        &self,
+        positions: &[i64],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE position = ANY($1) ORDER BY position"
+        ))
+        .bind(positions)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(recorded).collect::<Result<_, _>>()?)
+    }
+
     /// A stream's events after `after_version`, optionally only those at or below
     /// `as_of_position` (the stream as it was then).
     pub async fn read_stream(
@@ -405,11 +424,16 @@ pub async fn append_in(
     if count == 0 {
         return Ok(vec![]);
     }
-    let last: i64 =
-        sqlx::query_scalar("UPDATE log_head SET position = position + $1 RETURNING position")
-            .bind(count)
-            .fetch_one(&mut *conn)
-            .await?;
+    // The notification (delivered at commit) wakes the relay and the projector; sent from
+    // this statement's RETURNING, it costs no round trip of its own.
+    let last: i64 = sqlx::query_scalar(&format!(
+        "UPDATE log_head SET position = position + $1 \
+         RETURNING position, pg_notify('{}', position::text)",
+        appends::CHANNEL
+    ))
+    .bind(count)
+    .fetch_one(&mut *conn)
+    .await?;
     let mut position = last - count;
 
     let n = count as usize;

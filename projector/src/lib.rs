@@ -1,283 +1,214 @@
-//! The projector: a Kafka consumer group that builds every read model the query API serves —
-//! PostgreSQL tables in one schema, hot values in Redis — and publishes the watermark below
-//! which every event is projected (read-your-writes). The projection code (`projection`,
-//! `hot`, `watermark`) is a library: replay-tools rebuilds read models with the same code.
+//! The projector: follows the event log itself, in position order, and applies every event to
+//! the read models the query API serves — PostgreSQL tables of the live read-model
+//! generation, hot values in Redis — then raises the watermark below which every event is
+//! projected (read-your-writes). Kafka plays no part: it is the contract for consumers
+//! outside this system (ADR 8), so a broker outage never stops the read side.
 //!
-//! Per batch: decode → apply to PostgreSQL and record progress *and the Kafka offsets* in one
-//! transaction → guarded Redis writes → raise the watermark. A crash anywhere resumes from the
-//! offsets committed with the read models; every step is idempotent anyway.
+//! Per batch (up to [`MAX_BATCH`] events after the watermark): in one PostgreSQL transaction
+//! on the leader's own connection, apply the events (parking what cannot be applied, so one
+//! bad event never halts the rest: [`readmodel::parked`]) and move the watermark; then the
+//! guarded Redis writes; then the watermark in Redis. A crash anywhere resumes from the
+//! watermark committed with the read models, and every step is idempotent anyway.
 //!
-//! Partitions are assigned by hand, not by a consumer group: under load the broker used here
-//! (tansu 0.6) let a group's session time out and then never completed the rejoin, leaving
-//! the projector silent (measured; ADR 6). One projector per read-model schema is active,
-//! holding a PostgreSQL advisory lock; others wait for it.
-//!
-//! Where the read models live is the deployment's current [`generation`]: each batch reads
-//! it inside its transaction, so a switch by replay-tools takes effect at a batch boundary.
+//! Woken by the append's notification ([`eventlog::appends`]), with a poll every [`POLL`] as
+//! the fallback. One projector per read-model schema is active, holding an advisory lock
+//! ([`eventlog::leader`]); others stand by. Any failure of the database or Redis is logged
+//! and retried after a pause that grows to [`RETRY_MAX`]; the recovery is logged too. Stops
+//! at once on the stop signal, also while it waits or retries: nothing a batch did counts
+//! before its commit.
 
-pub mod generation;
-pub mod hot;
-pub mod projection;
 pub mod settings;
-pub mod watermark;
 
+use std::convert::Infallible;
 use std::time::Duration;
 
-use std::collections::HashMap;
-
-use messaging::envelope::Envelope;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use eventlog::appends::Appends;
+use eventlog::leader::{Leader, HOLDS_LOCK};
+use eventlog::{EventLog, RecordedEvent};
+use readmodel::generation::{self, Generation};
+use readmodel::hot::{self, HotStore};
+use readmodel::parked::{self, Projected};
+use readmodel::projection::{self, checked_schema};
+use readmodel::{watermark, ReadModelError};
+use secrecy::ExposeSecret;
+use sqlx::Connection;
 use tokio::sync::watch;
 
-use crate::hot::HotStore;
-use crate::projection::AnyEvent;
 use crate::settings::Settings;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ProjectionError {
+pub enum ProjectorError {
+    #[error(transparent)]
+    ReadModel(#[from] ReadModelError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("not a read-model schema name: {0:?}")]
-    BadSchemaName(String),
-    #[error("unknown aggregate category {0}")]
-    UnknownCategory(String),
-    #[error("undecodable event: {0}")]
-    Undecodable(String),
-    #[error("no read-model generation is recorded for this deployment")]
-    NoGeneration,
+    #[error("event log: {0}")]
+    Store(#[from] eventlog::StoreError),
+    #[error("this process no longer holds the projector lock")]
+    LostLeadership,
 }
 
-/// Most messages projected per transaction.
-const MAX_BATCH: usize = 1_000;
-/// How long a batch waits for more messages once it has one.
-const BATCH_WINDOW: Duration = Duration::from_millis(3);
-/// How often the watermark is recomputed when no messages arrive.
-const IDLE_TICK: Duration = Duration::from_millis(50);
+/// Most events projected per transaction: a batch this size folds and writes in tens of
+/// milliseconds, so freshness stays well under 100 ms while a sale runs.
+pub const MAX_BATCH: i64 = 1_000;
+/// Longest wait for an append notification before looking at the log anyway.
+pub const POLL: Duration = Duration::from_millis(100);
+/// First pause after a failure; it doubles with each failure in a row up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+pub const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Runs the projector until `stop` turns true.
 pub async fn run(
     settings: Settings,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), ProjectionError> {
-    use secrecy::ExposeSecret;
+) -> Result<(), ProjectorError> {
+    // Lazy: a database that is down at start is waited for like one that goes down later.
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
-        .connect(settings.database.url.expose_secret())
-        .await?;
-    let base = projection::checked_schema(&settings.schema)?;
-    generation::ensure(&pool, base, &settings.redis.prefix).await?;
-    let _leader = become_leader(&pool, base, &mut stop).await?;
-    let live = generation::current(&pool, base).await?;
-    projection::ensure_schema(&pool, &live.schema).await?;
-    let mut hot = HotStore::new(&settings.redis.url, &live.prefix)?;
-    let consumer: StreamConsumer =
-        messaging::consumer_config(&settings.kafka.brokers, &settings.kafka.group).create()?;
-    let schema = &live.schema;
-    let stored: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(&format!(
-        "SELECT topic, next_offset FROM {schema}.projection_offsets"
-    ))
-    .fetch_all(&pool)
-    .await?
-    .into_iter()
-    .collect();
-    let mut assignment = TopicPartitionList::new();
-    for topic in messaging::system_topics(&settings.kafka.topic_prefix) {
-        let offset = stored
-            .get(&topic)
-            .map_or(Offset::Beginning, |o| Offset::Offset(*o));
-        assignment.add_partition_offset(&topic, 0, offset)?;
-    }
-    consumer.assign(&assignment)?;
-    tracing::info!(schema = %live.schema, generation = live.number, "projector consuming");
-
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy(settings.database.url.expose_secret())?;
+    checked_schema(&settings.schema)?;
+    let appends = Appends::listen(pool.clone());
+    let mut failures: u32 = 0;
     loop {
-        let first = tokio::select! {
-            message = consumer.recv() => Some(message),
-            _ = tokio::time::sleep(IDLE_TICK) => None,
-            _ = stop.changed() => break,
+        let mut standby = stop.clone();
+        let error = tokio::select! {
+            error = lead(&pool, &settings, &appends, &mut standby, &mut failures) => error,
+            _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
         };
-        let mut batch: Vec<(Envelope, AnyEvent)> = Vec::new();
-        let mut offsets: HashMap<String, i64> = HashMap::new();
-        if let Some(message) = first {
-            push(&mut batch, &mut offsets, message?);
-            let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
-            while batch.len() < MAX_BATCH {
-                match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                    Ok(message) => push(&mut batch, &mut offsets, message?),
-                    Err(_) => break,
+        let Some(error) = error else { return Ok(()) };
+        failures += 1;
+        let delay = RETRY_FIRST
+            .saturating_mul(2u32.saturating_pow(failures - 1))
+            .min(RETRY_MAX);
+        tracing::warn!(error = %error, failures, retry_in_ms = delay.as_millis() as u64, "projector failed; resuming from the watermark");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
+        }
+    }
+}
+
+/// Takes the lock, then projects until something fails: returns the failure (`None` once
+/// stopped while standing by).
+async fn lead(
+    pool: &sqlx::PgPool,
+    settings: &Settings,
+    appends: &Appends,
+    stop: &mut watch::Receiver<bool>,
+    failures: &mut u32,
+) -> Option<ProjectorError> {
+    let base = settings.schema.as_str();
+    let following: Result<Option<Infallible>, ProjectorError> = async {
+        generation::ensure(pool, base, &settings.redis.prefix).await?;
+        let Some(mut leader) = Leader::acquire(pool, &format!("projector:{base}"), stop).await?
+        else {
+            return Ok(None);
+        };
+        let mut live = generation::current(pool, base).await?;
+        projection::ensure_schema(pool, &live.schema).await?;
+        let mut hot =
+            HotStore::new(&settings.redis.url, &live.prefix).map_err(ReadModelError::from)?;
+        let mut position = watermark::read(pool, &live.schema).await?;
+        let log = EventLog::from_pool(pool.clone());
+        tracing::info!(schema = %live.schema, generation = live.number, position, "projector following the log");
+        loop {
+            let events = log.read_all(position, MAX_BATCH).await?;
+            let Some(last) = events.last().map(|e| e.position) else {
+                refresh_hot(&mut hot, pool, &live.schema, position).await;
+                appends.next(POLL).await;
+                continue;
+            };
+            match project_batch(&mut leader, base, &live, position, events).await? {
+                Step::Projected(done) => {
+                    refresh_hot(&mut hot, pool, &live.schema, position).await;
+                    hot.write(&hot::hot_writes(hot.prefix(), &done.projected)).await;
+                    hot.raise_watermark(last).await;
+                    for event in &done.parked {
+                        tracing::error!(
+                            position = event.position, event_type = %event.event_type,
+                            aggregate_id = %event.aggregate_id, error = %event.error,
+                            "event parked: the read model of its aggregate is faulted until `replay-tools retry`"
+                        );
+                    }
+                    tracing::debug!(position = last, applied = done.applied, parked = done.parked.len(), "batch projected");
+                    position = last;
+                    if *failures > 0 {
+                        tracing::info!(failures = *failures, position, "projector recovered");
+                        *failures = 0;
+                    }
+                }
+                Step::Moved { live: next, position: at } => {
+                    if next != live {
+                        tracing::info!(schema = %next.schema, generation = next.number, position = at, "following a new read-model generation");
+                        hot.set_prefix(&next.prefix);
+                        live = next;
+                    }
+                    position = at;
                 }
             }
         }
-        let batch = own_events(&pool, batch).await;
-        project(&pool, &mut hot, base, &batch, &offsets).await;
     }
-    Ok(())
-}
-
-/// Waits (standing by) until this process holds the projector lock of `schema`; the returned
-/// connection holds it for as long as it lives.
-async fn become_leader(
-    pool: &sqlx::PgPool,
-    schema: &str,
-    stop: &mut watch::Receiver<bool>,
-) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, ProjectionError> {
-    let mut connection = pool.acquire().await?;
-    loop {
-        let acquired: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('projector:' || $1))")
-                .bind(schema)
-                .fetch_one(&mut *connection)
-                .await?;
-        if acquired || *stop.borrow() {
-            return Ok(connection);
-        }
-        tracing::info!(schema, "another projector is active; standing by");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Runs `attempt` until it succeeds, backing off from 50 ms to 2 s between failures: nothing
-/// moves on before the step it waits for is done.
-async fn until_ok<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
-    what: &str,
-    mut attempt: impl FnMut() -> F,
-) -> T {
-    let mut delay = Duration::from_millis(50);
-    loop {
-        match attempt().await {
-            Ok(value) => return value,
-            Err(e) => {
-                tracing::warn!(error = %e, "{what} failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-        }
-    }
-}
-
-/// The messages of `batch` that are events of this deployment's log: same position, same
-/// event id. A topic that also holds another log's events (topics reused across databases)
-/// would otherwise project foreign events and move the watermark past unprojected ones; they
-/// are logged and skipped. Retried until the log answers.
-async fn own_events(
-    pool: &sqlx::PgPool,
-    mut batch: Vec<(Envelope, AnyEvent)>,
-) -> Vec<(Envelope, AnyEvent)> {
-    if batch.is_empty() {
-        return batch;
-    }
-    let positions: Vec<i64> = batch.iter().map(|(e, _)| e.position).collect();
-    let logged: std::collections::HashSet<(i64, uuid::Uuid)> =
-        until_ok("reading the log", || async {
-            sqlx::query_as::<_, (i64, uuid::Uuid)>(
-                "SELECT position, event_id FROM public.events WHERE position = ANY($1)",
-            )
-            .bind(&positions)
-            .fetch_all(pool)
-            .await
-        })
-        .await
-        .into_iter()
-        .collect();
-    batch.retain(|(envelope, _)| {
-        let own = logged.contains(&(envelope.position, envelope.event_id));
-        if !own {
-            tracing::error!(
-                position = envelope.position, event_id = %envelope.event_id, event_type = %envelope.event_type,
-                "skipping a message that is not in this deployment's event log (a topic shared with another log?)"
-            );
-        }
-        own
-    });
-    batch
-}
-
-/// Decodes a message into the batch; a message that is not a valid envelope is logged and
-/// skipped (it can never become valid by retrying).
-fn push(
-    batch: &mut Vec<(Envelope, AnyEvent)>,
-    offsets: &mut HashMap<String, i64>,
-    message: rdkafka::message::BorrowedMessage<'_>,
-) {
-    offsets.insert(message.topic().to_owned(), message.offset() + 1);
-    let parsed = message
-        .payload()
-        .ok_or_else(|| ProjectionError::Undecodable("empty message".into()))
-        .and_then(|payload| {
-            serde_json::from_slice::<Envelope>(payload)
-                .map_err(|e| ProjectionError::Undecodable(e.to_string()))
-        })
-        .and_then(|envelope| projection::decode(&envelope).map(|event| (envelope, event)));
-    match parsed {
-        Ok(entry) => batch.push(entry),
-        Err(e) => tracing::error!(
-            error = %e, topic = message.topic(), partition = message.partition(), offset = message.offset(),
-            "skipping a message that is not a valid event envelope"
-        ),
-    }
-}
-
-/// Projects one batch into the deployment's (`base`) current generation, retrying the
-/// PostgreSQL step until it succeeds (nothing moves on before), then the Redis writes and the
-/// watermark. `offsets`: per topic, where to resume after this batch.
-pub async fn project(
-    pool: &sqlx::PgPool,
-    hot: &mut HotStore,
-    base: &str,
-    batch: &[(Envelope, AnyEvent)],
-    offsets: &HashMap<String, i64>,
-) {
-    let live = until_ok("projecting a batch", || async {
-        if batch.is_empty() && offsets.is_empty() {
-            generation::current(pool, base).await
-        } else {
-            apply_in_transaction(pool, base, batch, offsets).await
-        }
-    })
     .await;
-    if hot.prefix() != live.prefix {
-        tracing::info!(schema = %live.schema, generation = live.number, "switched to a new read-model generation");
-        hot.set_prefix(&live.prefix);
-    }
-    hot.resync_if_dirty(pool, &live.schema).await;
-    hot.write(&hot::hot_writes(hot.prefix(), batch)).await;
-    if let Err(e) = watermark::advance(pool, hot, &live.schema).await {
-        tracing::warn!(error = %e, "watermark not advanced");
+    match following {
+        Ok(None) => None,
+        Ok(Some(never)) => match never {},
+        Err(e) => Some(e),
     }
 }
 
-/// Applies a batch and its offsets to the current generation, which cannot switch before
-/// the commit; returns that generation.
-async fn apply_in_transaction(
-    pool: &sqlx::PgPool,
+/// What one batch did.
+enum Step {
+    Projected(Projected),
+    /// Nothing applied: the live generation or its watermark is not what this projector
+    /// thought (a rebuild switched generations), so it goes on from there.
+    Moved {
+        live: Generation,
+        position: i64,
+    },
+}
+
+/// Projects `events` (the log right after `position`) into the live generation and moves its
+/// watermark, in one transaction on the leader's connection: the read models and the
+/// watermark move together, and only while this process holds the lock.
+async fn project_batch(
+    leader: &mut Leader,
     base: &str,
-    batch: &[(Envelope, AnyEvent)],
-    offsets: &HashMap<String, i64>,
-) -> Result<generation::Generation, ProjectionError> {
-    let mut tx = pool.begin().await?;
-    let live = generation::current_locked(&mut tx, base, generation::Lock::Share).await?;
-    let applied = projection::apply_batch(&mut tx, &live.schema, batch).await?;
-    tracing::debug!(
-        applied = applied.applied,
-        skipped = applied.skipped,
-        "batch projected"
-    );
-    for (topic, next) in offsets {
-        // apply_batch set the search path to `schema`.
-        sqlx::query(
-            "INSERT INTO projection_offsets (topic, next_offset) VALUES ($1, $2) \
-             ON CONFLICT (topic) DO UPDATE SET next_offset = GREATEST(projection_offsets.next_offset, EXCLUDED.next_offset)",
-        )
-        .bind(topic)
-        .bind(next)
-        .execute(&mut *tx)
-        .await?;
+    live: &Generation,
+    position: i64,
+    events: Vec<RecordedEvent>,
+) -> Result<Step, ProjectorError> {
+    let last = events.last().map_or(position, |e| e.position);
+    let mut tx = leader.connection().begin().await?;
+    // FOR SHARE: a rebuild's switch (FOR UPDATE) waits for this batch, and the other way round.
+    let locked = generation::current_locked(&mut tx, base, generation::Lock::Share).await?;
+    let stored = watermark::read_for_update(&mut tx, &locked.schema).await?;
+    if locked != *live || stored != position {
+        tx.rollback().await?;
+        return Ok(Step::Moved {
+            live: locked,
+            position: stored,
+        });
+    }
+    let done = parked::project(&mut tx, &locked.schema, events).await?;
+    let moved = sqlx::query(&format!(
+        "UPDATE {}.projection_watermark SET position = $1 WHERE {HOLDS_LOCK}",
+        locked.schema
+    ))
+    .bind(last)
+    .execute(&mut *tx)
+    .await?;
+    if moved.rows_affected() == 0 {
+        return Err(ProjectorError::LostLeadership);
     }
     tx.commit().await?;
-    Ok(live)
+    Ok(Step::Projected(done))
+}
+
+/// After a Redis failure, once Redis answers: rewrite its values from the read models, then
+/// the watermark (the rewrite starts by dropping every key of the prefix).
+async fn refresh_hot(hot: &mut HotStore, pool: &sqlx::PgPool, schema: &str, position: i64) {
+    if hot.is_dirty() && hot.resync_if_dirty(pool, schema).await {
+        hot.raise_watermark(position).await;
+    }
 }

@@ -1,5 +1,5 @@
-//! projector: telemetry → settings → consume until Ctrl-C or SIGTERM (the batch in hand is
-//! finished first).
+//! projector: telemetry → settings → follow the log until Ctrl-C or SIGTERM (stops at once:
+//! a batch that has not committed counts for nothing, and the next projector redoes it).
 
 use projector::settings::Settings;
 

@@ -1,5 +1,5 @@
 //! The projector's settings: `config/projector.toml` (or `APP_CONFIG`), overridden by `APP_`
-//! environment variables (`APP_DATABASE__URL`, `APP_REDIS__URL`, `APP_KAFKA__BROKERS`, …).
+//! environment variables (`APP_DATABASE__URL`, `APP_REDIS__URL`, `APP_SCHEMA`, …).
 
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -8,7 +8,6 @@ use serde::Deserialize;
 pub struct Settings {
     pub database: Database,
     pub redis: Redis,
-    pub kafka: Kafka,
     /// The base PostgreSQL schema of the read models (`rm`): it names the deployment, whose
     /// current generation (schema and Redis prefix; replay-tools builds new ones) the
     /// projector writes to (ADR 7).
@@ -20,7 +19,8 @@ pub struct Settings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Database {
-    /// Read models live in the event log's database (the watermark reads the log).
+    /// The event log's database, which holds the read models too: the projector reads the
+    /// log and writes the read models in one place.
     pub url: SecretString,
 }
 
@@ -32,29 +32,11 @@ pub struct Redis {
     pub prefix: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Kafka {
-    pub brokers: String,
-    /// The consumer group; every projector instance of one deployment shares it.
-    #[serde(default = "default_group")]
-    pub group: String,
-    /// Prefix of the topic names (`promo.` → `promo.coupon`, …).
-    #[serde(default = "default_topic_prefix")]
-    pub topic_prefix: String,
-}
-
-fn default_topic_prefix() -> String {
-    "promo.".into()
-}
-
 fn default_schema() -> String {
     "rm".into()
 }
 fn default_prefix() -> String {
     "promo:".into()
-}
-fn default_group() -> String {
-    "promo-projector".into()
 }
 
 impl Settings {

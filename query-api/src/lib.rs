@@ -1,7 +1,9 @@
 //! The query API: every read endpoint of SPEC §4, served only from the read models — Redis
 //! first for hot values (balances, stock, counts), PostgreSQL for the rest and whenever Redis
 //! is down or misses. A client may send the `position` a command returned as `X-Min-Position`:
-//! the answer then waits (bounded) until the projections have reached it.
+//! the answer then waits (bounded) until the projections have reached it. A read of an
+//! aggregate whose events the projector had to park answers 503 `PROJECTION_FAULTED`, naming
+//! the first parked position, until an operator repairs it (`replay-tools retry`).
 
 mod routes;
 pub mod settings;
@@ -23,7 +25,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 
-use projector::generation::Generation;
+use readmodel::generation::Generation;
+use readmodel::parked::Faults;
 
 use crate::settings::Settings;
 
@@ -35,6 +38,11 @@ pub enum QueryError {
     NotFound(&'static str),
     #[error("the read models have not reached position {0} yet")]
     NotYetConsistent(i64),
+    #[error(
+        "the read model of this {what} is faulted: the event at position {position} could not be \
+         projected and waits for an operator (replay-tools parked / retry)"
+    )]
+    Faulted { what: &'static str, position: i64 },
     #[error("a dependency is unavailable")]
     Unavailable(String),
 }
@@ -55,6 +63,9 @@ impl IntoResponse for QueryError {
             QueryError::NotYetConsistent(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "NOT_YET_CONSISTENT", None)
             }
+            QueryError::Faulted { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "PROJECTION_FAULTED", None)
+            }
             QueryError::Unavailable(cause) => {
                 tracing::error!(%cause, "query failed on a dependency");
                 (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", None)
@@ -64,7 +75,11 @@ impl IntoResponse for QueryError {
             QueryError::Unavailable(_) => "a dependency is unavailable; retry later".to_owned(),
             other => other.to_string(),
         };
-        problem::response(status, problem::body(status, code, &detail, field))
+        let mut body = problem::body(status, code, &detail, field);
+        if let QueryError::Faulted { position, .. } = &self {
+            body["position"] = json!(position);
+        }
+        problem::response(status, body)
     }
 }
 
@@ -85,7 +100,7 @@ impl std::fmt::Debug for Hot {
 impl Hot {
     async fn connection(&self) -> Option<ConnectionManager> {
         self.connection
-            .get_or_try_init(|| projector::hot::connect(&self.client))
+            .get_or_try_init(|| readmodel::hot::connect(&self.client))
             .await
             .ok()
             .cloned()
@@ -120,6 +135,8 @@ pub struct AppState {
     pub hot: Hot,
     /// The read-model generation queries go to (ADR 7), refreshed by [`follow_generation`].
     live: Arc<RwLock<Arc<Generation>>>,
+    /// The live generation's parked events, refreshed with the generation.
+    faults: Arc<RwLock<Arc<Faults>>>,
     pub consistency_wait: Duration,
     sales: SaleCache,
 }
@@ -159,6 +176,70 @@ impl AppState {
         }
     }
 
+    fn faults(&self) -> Arc<Faults> {
+        match self.faults.read() {
+            Ok(faults) => faults.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_faults(&self, next: Faults) {
+        let mut faults = match self.faults.write() {
+            Ok(faults) => faults,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // A read-your-writes refresh may have stored a later snapshot meanwhile.
+        if next.as_of < faults.as_of {
+            return;
+        }
+        if faults.is_empty() != next.is_empty() {
+            if next.is_empty() {
+                tracing::info!("no read model is faulted any more");
+            } else {
+                tracing::warn!("parked events fault some read models; their reads answer 503");
+            }
+        }
+        *faults = Arc::new(next);
+    }
+
+    /// Re-reads the faults (when a read must see every fault up to a position).
+    async fn refresh_faults(&self) -> Result<Arc<Faults>, QueryError> {
+        let faults = Faults::load(&self.pool, &self.live().schema)
+            .await
+            .map_err(|e| QueryError::Unavailable(e.to_string()))?;
+        self.set_faults(faults);
+        Ok(self.faults())
+    }
+
+    /// 503 `PROJECTION_FAULTED` when `what` (aggregate `id`) has a parked event.
+    pub fn check_aggregate(&self, id: uuid::Uuid, what: &'static str) -> Result<(), QueryError> {
+        match self.faults().aggregate(id) {
+            Some(position) => Err(QueryError::Faulted { what, position }),
+            None => Ok(()),
+        }
+    }
+
+    /// As [`AppState::check_aggregate`], for a coupon or an order by its own id.
+    pub fn check_entity(&self, id: uuid::Uuid, what: &'static str) -> Result<(), QueryError> {
+        match self.faults().entity(id) {
+            Some(position) => Err(QueryError::Faulted { what, position }),
+            None => Ok(()),
+        }
+    }
+
+    /// As [`AppState::check_aggregate`], for a user's events of `category`.
+    pub fn check_user(
+        &self,
+        category: &str,
+        user: i64,
+        what: &'static str,
+    ) -> Result<(), QueryError> {
+        match self.faults().user(category, user) {
+            Some(position) => Err(QueryError::Faulted { what, position }),
+            None => Ok(()),
+        }
+    }
+
     fn set_live(&self, next: Generation) {
         let mut live = match self.live.write() {
             Ok(live) => live,
@@ -173,26 +254,30 @@ impl AppState {
     /// The projections' watermark: Redis first, PostgreSQL otherwise.
     pub async fn watermark(&self) -> Result<i64, QueryError> {
         let live = self.live();
-        let key = projector::hot::keys::watermark(&live.prefix);
+        let key = readmodel::hot::keys::watermark(&live.prefix);
         if let Some(position) = self.hot.number(&key).await {
             return Ok(position);
         }
-        projector::watermark::read(&self.pool, &live.schema)
+        readmodel::watermark::read(&self.pool, &live.schema)
             .await
             .map_err(|e| QueryError::Unavailable(e.to_string()))
     }
 }
 
-/// Follows the deployment's generation pointer: re-reads it every `every` and switches the
-/// state to a new generation as soon as it appears. A failed read keeps the last one.
+/// Follows the deployment's generation pointer and its parked events: re-reads them every
+/// `every` and switches the state to a new generation as soon as it appears. A failed read
+/// keeps the last one.
 async fn follow_generation(state: AppState, base: String, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match projector::generation::current(&state.pool, &base).await {
+        match readmodel::generation::current(&state.pool, &base).await {
             Ok(next) => state.set_live(next),
             Err(e) => tracing::debug!(error = %e, "generation pointer not read"),
+        }
+        if let Err(e) = state.refresh_faults().await {
+            tracing::debug!(error = %e, "parked events not read");
         }
     }
 }
@@ -226,6 +311,12 @@ async fn consistency(State(state): State<AppState>, request: Request, next: Next
             Err(e) => return e.into_response(),
         }
     };
+    // The faults this read is checked against must include every event up to `wanted`.
+    if state.faults().as_of < wanted {
+        if let Err(e) = state.refresh_faults().await {
+            return e.into_response();
+        }
+    }
     let mut response = next.run(request).await;
     if let Ok(value) = HeaderValue::from_str(&reached.to_string()) {
         response
@@ -270,9 +361,9 @@ impl Application {
             .connect(settings.database.url.expose_secret())
             .await?;
         // The projector owns the schema; creating it here too lets the query API start first.
-        projector::generation::ensure(&pool, &settings.schema, &settings.redis.prefix).await?;
-        let live = projector::generation::current(&pool, &settings.schema).await?;
-        projector::projection::ensure_schema(&pool, &live.schema).await?;
+        readmodel::generation::ensure(&pool, &settings.schema, &settings.redis.prefix).await?;
+        let live = readmodel::generation::current(&pool, &settings.schema).await?;
+        readmodel::projection::ensure_schema(&pool, &live.schema).await?;
         let hot = Hot {
             client: redis::Client::open(settings.redis.url.as_str())?,
             connection: Default::default(),
@@ -281,6 +372,7 @@ impl Application {
             pool,
             hot,
             live: Arc::new(RwLock::new(Arc::new(live))),
+            faults: Default::default(),
             consistency_wait: Duration::from_millis(settings.consistency_wait_ms),
             sales: SaleCache::default(),
         };

@@ -10,7 +10,7 @@ use domain::coupon::{
 };
 use domain::time_sale::TimeSaleStatus;
 use domain::values::{Money, Text, UserId};
-use projector::hot::keys;
+use readmodel::hot::keys;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -175,6 +175,7 @@ async fn policy(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
+    state.check_aggregate(id, "coupon policy")?;
     let live = state.live();
     let s = &live.schema;
     let row: PolicyRow = sqlx::query_as(&format!(
@@ -242,6 +243,7 @@ async fn coupon(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
+    state.check_entity(id, "coupon")?;
     let live = state.live();
     let s = &live.schema;
     let row: CouponRow = sqlx::query_as(&format!(
@@ -251,6 +253,7 @@ async fn coupon(
     .fetch_optional(&state.pool)
     .await?
     .ok_or(QueryError::NotFound("coupon"))?;
+    state.check_aggregate(row.policy_id, "coupon")?;
     Ok(Json(row.json(Utc::now())))
 }
 
@@ -260,6 +263,7 @@ async fn user_coupons(
     Query(q): Query<Page>,
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
+    state.check_user("coupon", user_id, "user's coupons")?;
     let (page, limit, offset) = q.bounds()?;
     let filter = match q.status.as_deref() {
         None => "",
@@ -312,6 +316,7 @@ async fn quote(
             field: "orderAmount",
         })?;
     let acting = q.user_id.map(user).transpose()?;
+    state.check_entity(id, "coupon")?;
     let live = state.live();
     let s = &live.schema;
     let row: Option<CouponRow> = sqlx::query_as(&format!(
@@ -320,6 +325,9 @@ async fn quote(
     .bind(id)
     .fetch_optional(&state.pool)
     .await?;
+    if let Some(row) = &row {
+        state.check_aggregate(row.policy_id, "coupon")?;
+    }
     let policy: Option<(String, i64, i64, i64)> = match &row {
         Some(row) => {
             sqlx::query_as(&format!(
@@ -370,6 +378,7 @@ async fn balance(
     Path(user_id): Path<i64>,
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
+    state.check_user("point", user_id, "point account")?;
     let key = keys::balance(&state.live().prefix, user_id);
     let balance = match state.hot.field(&key, "balance").await {
         Some(balance) => balance,
@@ -406,6 +415,7 @@ async fn history(
     Query(q): Query<Page>,
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
+    state.check_user("point", user_id, "point account")?;
     let (page, limit, offset) = q.bounds()?;
     let (rows, total): (Vec<HistoryRow>, i64) = fetch_page(
         &state,
@@ -438,6 +448,7 @@ async fn product(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
+    state.check_aggregate(id, "product")?;
     let live = state.live();
     let s = &live.schema;
     let row: (Uuid, String, i64, String, DateTime<Utc>) = sqlx::query_as(&format!(
@@ -522,6 +533,7 @@ async fn time_sale(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
+    state.check_aggregate(id, "time sale")?;
     let live = state.live();
     // Only the stock of a sale changes: with the stock from Redis, the rest comes from the
     // cache of sale rows (per generation); PostgreSQL is read on a miss of either.
@@ -577,6 +589,7 @@ async fn order(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
+    state.check_entity(id, "order")?;
     let live = state.live();
     let s = &live.schema;
     let row: OrderRow = sqlx::query_as(&format!(
@@ -586,6 +599,7 @@ async fn order(
     .fetch_optional(&state.pool)
     .await?
     .ok_or(QueryError::NotFound("order"))?;
+    state.check_aggregate(row.time_sale_id, "order")?;
     Ok(Json(row.json()))
 }
 
@@ -595,6 +609,7 @@ async fn user_orders(
     Query(q): Query<Page>,
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
+    state.check_user("timesale", user_id, "user's orders")?;
     let (page, limit, offset) = q.bounds()?;
     let (rows, total): (Vec<OrderRow>, i64) = fetch_page(
         &state,

@@ -16,7 +16,7 @@
 use sqlx::{PgConnection, PgPool};
 
 use crate::projection::checked_schema;
-use crate::ProjectionError;
+use crate::ReadModelError;
 
 /// Where one generation of the read models lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub struct Generation {
 
 impl Generation {
     /// Generation `number` of the deployment with base schema `base` and base prefix `prefix`.
-    pub fn new(base: &str, prefix: &str, number: i64) -> Result<Self, ProjectionError> {
+    pub fn new(base: &str, prefix: &str, number: i64) -> Result<Self, ReadModelError> {
         let (schema, prefix) = if number == 0 {
             (base.to_owned(), prefix.to_owned())
         } else {
@@ -48,7 +48,7 @@ const ROW: &str =
                    WHERE deployment = $1";
 
 /// Creates the pointer table and the deployment's row (generation 0) if missing.
-pub async fn ensure(pool: &PgPool, base: &str, prefix: &str) -> Result<(), ProjectionError> {
+pub async fn ensure(pool: &PgPool, base: &str, prefix: &str) -> Result<(), ReadModelError> {
     let zero = Generation::new(base, prefix, 0)?;
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('read_model_generations'))")
@@ -77,8 +77,8 @@ pub async fn ensure(pool: &PgPool, base: &str, prefix: &str) -> Result<(), Proje
     Ok(())
 }
 
-fn from_row(row: Option<(i64, String, String)>) -> Result<Generation, ProjectionError> {
-    let (number, schema, prefix) = row.ok_or(ProjectionError::NoGeneration)?;
+fn from_row(row: Option<(i64, String, String)>) -> Result<Generation, ReadModelError> {
+    let (number, schema, prefix) = row.ok_or(ReadModelError::NoGeneration)?;
     checked_schema(&schema)?;
     Ok(Generation {
         number,
@@ -88,7 +88,7 @@ fn from_row(row: Option<(i64, String, String)>) -> Result<Generation, Projection
 }
 
 /// The live generation (no lock).
-pub async fn current(pool: &PgPool, base: &str) -> Result<Generation, ProjectionError> {
+pub async fn current(pool: &PgPool, base: &str) -> Result<Generation, ReadModelError> {
     from_row(sqlx::query_as(ROW).bind(base).fetch_optional(pool).await?)
 }
 
@@ -106,7 +106,7 @@ pub async fn current_locked(
     conn: &mut PgConnection,
     base: &str,
     lock: Lock,
-) -> Result<Generation, ProjectionError> {
+) -> Result<Generation, ReadModelError> {
     let mode = match lock {
         Lock::Share => "SHARE",
         Lock::Update => "UPDATE",
@@ -124,7 +124,7 @@ pub async fn point_to(
     conn: &mut PgConnection,
     base: &str,
     next: &Generation,
-) -> Result<(), ProjectionError> {
+) -> Result<(), ReadModelError> {
     sqlx::query(
         "UPDATE public.read_model_generations SET generation = $2, schema_name = $3, redis_prefix = $4, \
            switched_at = now() WHERE deployment = $1",

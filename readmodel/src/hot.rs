@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use domain::coupon::CouponEvent;
 use domain::time_sale::TimeSaleEvent;
-use messaging::envelope::Envelope;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use uuid::Uuid;
 
-use crate::projection::AnyEvent;
+use crate::projection::{AnyEvent, Decoded};
 
 /// HSET the field/value pairs with `v` = ARGV[1] unless the stored `v` is as new or newer.
 const GUARDED_HSET: &str = r"
@@ -109,16 +108,16 @@ pub struct HotWrite {
 
 /// The hot writes of a batch: every event, also those the PostgreSQL side skipped as
 /// duplicates (a crash may have come between the PostgreSQL commit and these writes).
-pub fn hot_writes(prefix: &str, batch: &[(Envelope, AnyEvent)]) -> Vec<HotWrite> {
+pub fn hot_writes(prefix: &str, batch: &[Decoded]) -> Vec<HotWrite> {
     let mut writes = Vec::new();
-    for (envelope, event) in batch {
+    for (recorded, event) in batch {
         let (key, fields) = match event {
             AnyEvent::Point(e) => (
                 keys::balance(prefix, e.user_id().get()),
                 vec![("balance", e.balance_after())],
             ),
             AnyEvent::TimeSale(TimeSaleEvent::TimeSaleCreated { spec, .. }) => (
-                keys::stock(prefix, envelope.aggregate_id),
+                keys::stock(prefix, recorded.stream_id),
                 vec![("remaining", i64::from(spec.quantity().get()))],
             ),
             AnyEvent::TimeSale(
@@ -129,33 +128,33 @@ pub fn hot_writes(prefix: &str, batch: &[(Envelope, AnyEvent)]) -> Vec<HotWrite>
                     remaining_after, ..
                 },
             ) => (
-                keys::stock(prefix, envelope.aggregate_id),
+                keys::stock(prefix, recorded.stream_id),
                 vec![("remaining", i64::from(*remaining_after))],
             ),
             AnyEvent::Coupon(CouponEvent::PolicyCreated { .. }) => (
-                keys::policy(prefix, envelope.aggregate_id),
+                keys::policy(prefix, recorded.stream_id),
                 vec![("issued", 0), ("used", 0)],
             ),
             AnyEvent::Coupon(CouponEvent::CouponIssued { issued_count, .. }) => (
-                keys::policy(prefix, envelope.aggregate_id),
+                keys::policy(prefix, recorded.stream_id),
                 vec![("issued", i64::from(*issued_count))],
             ),
             AnyEvent::Coupon(
                 CouponEvent::CouponUsed { used_count, .. }
                 | CouponEvent::CouponUseCanceled { used_count, .. },
             ) => (
-                keys::policy(prefix, envelope.aggregate_id),
+                keys::policy(prefix, recorded.stream_id),
                 vec![("used", i64::from(*used_count))],
             ),
             // No count changes, but the policy's version does (the read model records it).
             AnyEvent::Coupon(CouponEvent::CouponRevoked { .. }) => {
-                (keys::policy(prefix, envelope.aggregate_id), vec![])
+                (keys::policy(prefix, recorded.stream_id), vec![])
             }
             AnyEvent::Product(_) => continue,
         };
         writes.push(HotWrite {
             key,
-            version: envelope.aggregate_version,
+            version: recorded.version,
             fields,
         });
     }
@@ -199,8 +198,20 @@ impl HotStore {
         })
     }
 
+    /// For a writer that only adds guarded values on top of what the projector wrote (a
+    /// retry of parked events): no resync first.
+    pub fn assume_clean(mut self) -> Self {
+        self.dirty = false;
+        self
+    }
+
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Whether a write failed since the last resync (Redis may be behind the read models).
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
     }
 
     /// Writes go to another generation's keys from now on.
@@ -296,7 +307,7 @@ impl HotStore {
         &mut self,
         pool: &sqlx::PgPool,
         schema: &str,
-    ) -> Result<usize, crate::ProjectionError> {
+    ) -> Result<usize, crate::ReadModelError> {
         let schema = crate::projection::checked_schema(schema)?;
         let mut connection = self.connection().await?;
         delete_keys(&mut connection, &self.prefix).await?;
@@ -312,7 +323,7 @@ impl HotStore {
         self.dirty = false;
         for chunk in writes.chunks(1_000) {
             if !self.write(chunk).await {
-                return Err(crate::ProjectionError::Redis(redis::RedisError::from((
+                return Err(crate::ReadModelError::Redis(redis::RedisError::from((
                     redis::ErrorKind::Io,
                     "write failed during resync",
                 ))));
@@ -328,7 +339,7 @@ pub async fn writes_from_read_models(
     pool: &sqlx::PgPool,
     schema: &str,
     prefix: &str,
-) -> Result<Vec<HotWrite>, crate::ProjectionError> {
+) -> Result<Vec<HotWrite>, crate::ReadModelError> {
     let schema = crate::projection::checked_schema(schema)?;
     let mut writes = Vec::new();
     let balances: Vec<(i64, i64, i64)> = sqlx::query_as(&format!(

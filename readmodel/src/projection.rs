@@ -1,6 +1,7 @@
 //! Applying events to the PostgreSQL read models. Idempotent: an event whose aggregate version
 //! is not above the version the read models already reflect is skipped, so redelivery and
-//! replay change nothing. Every write of a batch and the progress it makes commit together.
+//! replay change nothing. Every write of a batch commits in the caller's transaction, with
+//! the watermark it moves.
 //!
 //! A batch is first folded in memory into the final state of each row it touches
 //! ([`Changes`]), then written with one set-based statement per table and kind of change
@@ -14,12 +15,12 @@ use domain::coupon::CouponEvent;
 use domain::points::PointEvent;
 use domain::product::ProductEvent;
 use domain::time_sale::TimeSaleEvent;
-use domain::wire::WireCodec;
-use messaging::envelope::Envelope;
-use sqlx::{PgConnection, Postgres, Transaction};
+use domain::wire::{WireCodec, WireEvent};
+use eventlog::RecordedEvent;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::ProjectionError;
+use crate::ReadModelError;
 
 const SCHEMA_SQL: &str = include_str!("schema.sql");
 
@@ -36,7 +37,7 @@ pub const TABLES: &[&str] = &[
 ];
 
 /// A read-model schema name: plain identifiers only, since it is spliced into SQL.
-pub fn checked_schema(schema: &str) -> Result<&str, ProjectionError> {
+pub fn checked_schema(schema: &str) -> Result<&str, ReadModelError> {
     let ok = !schema.is_empty()
         && schema.len() <= 48
         && schema
@@ -46,12 +47,12 @@ pub fn checked_schema(schema: &str) -> Result<&str, ProjectionError> {
     if ok {
         Ok(schema)
     } else {
-        Err(ProjectionError::BadSchemaName(schema.to_owned()))
+        Err(ReadModelError::BadSchemaName(schema.to_owned()))
     }
 }
 
 /// Creates the read-model schema and tables if missing.
-pub async fn ensure_schema(pool: &sqlx::PgPool, schema: &str) -> Result<(), ProjectionError> {
+pub async fn ensure_schema(pool: &sqlx::PgPool, schema: &str) -> Result<(), ReadModelError> {
     let schema = checked_schema(schema)?;
     let mut tx = pool.begin().await?;
     // Two projectors starting at once must not race on CREATE … IF NOT EXISTS.
@@ -79,16 +80,27 @@ pub enum AnyEvent {
     TimeSale(TimeSaleEvent),
 }
 
-pub fn decode(envelope: &Envelope) -> Result<AnyEvent, ProjectionError> {
-    let wire = envelope.wire();
-    let decoded = match envelope.aggregate_type.as_str() {
+/// An event of the log with its decoded (upcast) domain event: what a batch applies.
+pub type Decoded = (RecordedEvent, AnyEvent);
+
+/// The domain event inside a recorded one, upcast from older versions.
+pub fn decode(event: &RecordedEvent) -> Result<AnyEvent, ReadModelError> {
+    let version = u16::try_from(event.schema_version).map_err(|_| {
+        ReadModelError::Undecodable(format!("schema version {}", event.schema_version))
+    })?;
+    let wire = WireEvent {
+        event_type: event.event_type.clone(),
+        version,
+        data: event.data.clone(),
+    };
+    let decoded = match event.category.as_str() {
         "coupon" => CouponEvent::from_wire(&wire).map(AnyEvent::Coupon),
         "point" => PointEvent::from_wire(&wire).map(AnyEvent::Point),
         "product" => ProductEvent::from_wire(&wire).map(AnyEvent::Product),
         "timesale" => TimeSaleEvent::from_wire(&wire).map(AnyEvent::TimeSale),
-        other => return Err(ProjectionError::UnknownCategory(other.to_owned())),
+        other => return Err(ReadModelError::UnknownCategory(other.to_owned())),
     };
-    decoded.map_err(|e| ProjectionError::Undecodable(e.to_string()))
+    decoded.map_err(|e| ReadModelError::Undecodable(e.to_string()))
 }
 
 /// What one batch did.
@@ -98,19 +110,18 @@ pub struct Applied {
     pub skipped: usize,
 }
 
-/// Applies a batch (in delivery order) inside `tx`, into `schema`.
+/// Applies a batch (in log order) on `conn`, inside the caller's transaction, into `schema`.
 pub async fn apply_batch(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     schema: &str,
-    batch: &[(Envelope, AnyEvent)],
-) -> Result<Applied, ProjectionError> {
+    batch: &[Decoded],
+) -> Result<Applied, ReadModelError> {
     let schema = checked_schema(schema)?;
-    let conn: &mut PgConnection = tx;
     sqlx::query(&format!("SET LOCAL search_path TO {schema}"))
         .execute(&mut *conn)
         .await?;
 
-    let mut ids: Vec<Uuid> = batch.iter().map(|(e, _)| e.aggregate_id).collect();
+    let mut ids: Vec<Uuid> = batch.iter().map(|(e, _)| e.stream_id).collect();
     ids.sort_unstable();
     ids.dedup();
     let rows: Vec<(Uuid, i64)> = sqlx::query_as(
@@ -121,25 +132,20 @@ pub async fn apply_batch(
     .await?;
     let mut versions: HashMap<Uuid, i64> = rows.into_iter().collect();
     let mut changed: HashMap<Uuid, (&str, i64)> = HashMap::new();
-    let mut progress: HashMap<&str, i64> = HashMap::new();
     let mut changes = Changes::default();
     let mut outcome = Applied::default();
 
-    for (envelope, event) in batch {
-        let progress_entry = progress
-            .entry(envelope.aggregate_type.as_str())
-            .or_insert(0);
-        *progress_entry = (*progress_entry).max(envelope.position);
-        let current = versions.get(&envelope.aggregate_id).copied().unwrap_or(0);
-        if envelope.aggregate_version <= current {
+    for (recorded, event) in batch {
+        let current = versions.get(&recorded.stream_id).copied().unwrap_or(0);
+        if recorded.version <= current {
             outcome.skipped += 1;
             continue;
         }
-        changes.fold(envelope, event);
-        versions.insert(envelope.aggregate_id, envelope.aggregate_version);
+        changes.fold(recorded, event);
+        versions.insert(recorded.stream_id, recorded.version);
         changed.insert(
-            envelope.aggregate_id,
-            (envelope.aggregate_type.as_str(), envelope.aggregate_version),
+            recorded.stream_id,
+            (recorded.category.as_str(), recorded.version),
         );
         outcome.applied += 1;
     }
@@ -156,18 +162,6 @@ pub async fn apply_batch(
         .bind(&ids)
         .bind(&categories)
         .bind(&versions)
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !progress.is_empty() {
-        let (categories, positions): (Vec<&str>, Vec<i64>) = progress.into_iter().unzip();
-        sqlx::query(
-            "INSERT INTO projection_progress (category, position) \
-             SELECT * FROM unnest($1::text[], $2::bigint[]) \
-             ON CONFLICT (category) DO UPDATE SET position = GREATEST(projection_progress.position, EXCLUDED.position)",
-        )
-        .bind(&categories)
-        .bind(&positions)
         .execute(&mut *conn)
         .await?;
     }
@@ -286,9 +280,9 @@ struct Changes {
 }
 
 impl Changes {
-    fn fold(&mut self, envelope: &Envelope, event: &AnyEvent) {
-        let id = envelope.aggregate_id;
-        let version = envelope.aggregate_version;
+    fn fold(&mut self, recorded: &RecordedEvent, event: &AnyEvent) {
+        let id = recorded.stream_id;
+        let version = recorded.version;
         match event {
             AnyEvent::Coupon(CouponEvent::PolicyCreated { spec }) => {
                 let terms = spec.terms();
@@ -305,7 +299,7 @@ impl Changes {
                         minimum_order_amount: terms.minimum_order_amount().get(),
                         maximum_discount_amount: terms.maximum_discount_amount().get(),
                         coupon_expires_at: spec.coupon_expiry(),
-                        created_at: envelope.occurred_at,
+                        created_at: recorded.recorded_at,
                         counts: PolicyCounts {
                             issued: Some(0),
                             used: Some(0),
@@ -402,11 +396,11 @@ impl Changes {
                     order_id,
                     canceled_transaction_id: canceled,
                     balance_after: event.balance_after(),
-                    occurred_at: envelope.occurred_at,
+                    occurred_at: recorded.recorded_at,
                 });
                 self.balances.insert(
                     user_id,
-                    (event.balance_after(), version, envelope.occurred_at),
+                    (event.balance_after(), version, recorded.recorded_at),
                 );
             }
             AnyEvent::Product(ProductEvent::ProductCreated { spec, at }) => {

@@ -87,20 +87,27 @@ CREATE TABLE IF NOT EXISTS aggregate_versions (
     category     text   NOT NULL,
     version      bigint NOT NULL
 );
--- Per category, the highest position projected (each category arrives in position order).
-CREATE TABLE IF NOT EXISTS projection_progress (
-    category text PRIMARY KEY,
-    position bigint NOT NULL
-);
--- Every event at or below `position` is projected (and its Redis values written).
+-- Every event at or below `position` is projected: applied, or parked below (ADR 8).
 CREATE TABLE IF NOT EXISTS projection_watermark (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     position  bigint NOT NULL
 );
 INSERT INTO projection_watermark (position) VALUES (0) ON CONFLICT DO NOTHING;
--- Where the projector resumes in each topic: the offset after the last message whose effects
--- committed in this schema (written in the same transaction as those effects).
-CREATE TABLE IF NOT EXISTS projection_offsets (
-    topic       text PRIMARY KEY,
-    next_offset bigint NOT NULL
+-- Events the projection could not apply (undecodable, or refused by PostgreSQL), with every
+-- later event of the same aggregate held behind them; the rest of the log goes on. Reads of
+-- such an aggregate answer 503 PROJECTION_FAULTED until `replay-tools retry` applies them.
+-- `entity_id` and `user_id` are read from the event's data when it has them, so reads of a
+-- coupon, an order or a user's list find the fault too.
+CREATE TABLE IF NOT EXISTS parked_events (
+    position     bigint PRIMARY KEY,
+    aggregate_id uuid        NOT NULL,
+    category     text        NOT NULL,
+    version      bigint      NOT NULL,
+    event_type   text        NOT NULL,
+    entity_id    uuid,
+    user_id      bigint,
+    error        text        NOT NULL,
+    attempts     integer     NOT NULL,
+    parked_at    timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX IF NOT EXISTS parked_events_aggregate ON parked_events (aggregate_id, position);

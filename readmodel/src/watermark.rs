@@ -1,71 +1,48 @@
-//! The watermark W: every event at or below position W is projected. Each category arrives in
-//! log-position order (one partition per topic), so the projector knows, per category, the
-//! highest position projected; the first event of a category above that is the first one not
-//! yet projected, and the log is gap-free (ADR 5), so
-//! W = min(log head, min over categories of (first unprojected position − 1)).
+//! The watermark W: every event of the log at or below position W is projected (applied, or
+//! parked with its error). The projector follows the log in position order and the log is
+//! gap-free (ADR 5), so W is simply the last position a committed batch covered; it is
+//! written in that batch's transaction, then raised in Redis once the batch's hot values are
+//! there. The query API answers `X-Min-Position: P` once W ≥ P.
 
-use domain::wire::EVENT_TYPES;
+use sqlx::PgConnection;
 
-use crate::hot::HotStore;
-use crate::ProjectionError;
+use crate::projection::checked_schema;
+use crate::ReadModelError;
 
-/// Computes W from the read models in `schema` and the event log.
-pub async fn compute(pool: &sqlx::PgPool, schema: &str) -> Result<i64, ProjectionError> {
-    let schema = crate::projection::checked_schema(schema)?;
-    let head: i64 = sqlx::query_scalar("SELECT position FROM public.log_head")
-        .fetch_one(pool)
-        .await?;
-    let progress: Vec<(String, i64)> = sqlx::query_as(&format!(
-        "SELECT category, position FROM {schema}.projection_progress"
-    ))
-    .fetch_all(pool)
-    .await?;
-    let mut watermark = head;
-    let mut categories: Vec<&str> = EVENT_TYPES.iter().map(|t| t.category).collect();
-    categories.dedup();
-    for category in categories {
-        let projected = progress
-            .iter()
-            .find(|(c, _)| c == category)
-            .map_or(0, |(_, p)| *p);
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT min(position) FROM public.events WHERE category = $1 AND position > $2",
-        )
-        .bind(category)
-        .bind(projected)
-        .fetch_one(pool)
-        .await?;
-        if let Some(next) = next {
-            watermark = watermark.min(next - 1);
-        }
-    }
-    Ok(watermark)
-}
-
-/// Computes W and publishes it (PostgreSQL, then Redis); never lowers it.
-pub async fn advance(
-    pool: &sqlx::PgPool,
-    hot: &mut HotStore,
-    schema: &str,
-) -> Result<i64, ProjectionError> {
-    let schema = crate::projection::checked_schema(schema)?;
-    let watermark = compute(pool, schema).await?;
-    sqlx::query(&format!(
-        "UPDATE {schema}.projection_watermark SET position = GREATEST(position, $1)"
-    ))
-    .bind(watermark)
-    .execute(pool)
-    .await?;
-    hot.raise_watermark(watermark).await;
-    Ok(watermark)
-}
-
-/// The published watermark in `schema`.
-pub async fn read(pool: &sqlx::PgPool, schema: &str) -> Result<i64, ProjectionError> {
-    let schema = crate::projection::checked_schema(schema)?;
+/// The watermark of `schema`.
+pub async fn read(pool: &sqlx::PgPool, schema: &str) -> Result<i64, ReadModelError> {
+    let schema = checked_schema(schema)?;
     Ok(sqlx::query_scalar(&format!(
         "SELECT position FROM {schema}.projection_watermark"
     ))
     .fetch_one(pool)
     .await?)
+}
+
+/// The watermark of `schema`, locked until the caller's transaction ends (a batch that moves
+/// it, or a rebuild's switch).
+pub async fn read_for_update(conn: &mut PgConnection, schema: &str) -> Result<i64, ReadModelError> {
+    let schema = checked_schema(schema)?;
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT position FROM {schema}.projection_watermark FOR UPDATE"
+    ))
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Moves the watermark of `schema` to `position` (never back), inside the caller's
+/// transaction.
+pub async fn set(
+    conn: &mut PgConnection,
+    schema: &str,
+    position: i64,
+) -> Result<(), ReadModelError> {
+    let schema = checked_schema(schema)?;
+    sqlx::query(&format!(
+        "UPDATE {schema}.projection_watermark SET position = GREATEST(position, $1)"
+    ))
+    .bind(position)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

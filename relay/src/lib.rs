@@ -1,28 +1,40 @@
-//! The relay: tails the event log in position order and publishes every event to Kafka — one
-//! topic per aggregate category, keyed by aggregate id, as the JSON envelope — with an
-//! idempotent producer and `acks=all`. Its checkpoint moves only after the broker acknowledged
-//! every event up to it, so a crash at any moment re-publishes (duplicates are allowed; the
-//! projector skips them) and never loses an event. One relay publishes at a time: the leader
-//! holds a PostgreSQL advisory lock on its own connection; the others wait for it.
+//! The relay: follows the event log in position order and publishes every event to Kafka —
+//! one topic per aggregate category, keyed by aggregate id, as the JSON envelope — with an
+//! idempotent producer and `acks=all`, for the consumers outside this system (the read side
+//! follows the log itself, ADR 8). Its checkpoint moves only after the broker acknowledged
+//! every event up to it, so a crash at any moment re-publishes (duplicates are allowed) and
+//! never loses an event. One relay publishes at a time: the leader holds a PostgreSQL
+//! advisory lock on a connection of its own ([`eventlog::leader`]) and moves the checkpoint
+//! only through it; the others stand by.
+//!
+//! A failed round (broker down, database down) is logged and retried from the checkpoint
+//! after a pause that grows to at most [`RETRY_MAX`]; the first round that publishes again
+//! logs the recovery.
 
-use std::time::Duration;
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
 
+use eventlog::appends::Appends;
+use eventlog::leader::{Leader, HOLDS_LOCK};
 use eventlog::{EventLog, RecordedEvent};
 use messaging::envelope::{Envelope, ENVELOPE_VERSION};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sqlx::pool::PoolConnection;
-use sqlx::Postgres;
 use tokio::sync::watch;
 
-/// The advisory lock key of the relay leader ("promorel").
-const LEADER_LOCK: i64 = 0x7072_6f6d_6f72_656c;
+/// The advisory lock of the relay leader.
+const LEADER_LOCK: &str = "relay";
 /// Events read from the log per round: the broker (tansu) is bound by requests, so few big ones.
 const BATCH: i64 = 2_000;
-/// Wait between polls of an idle log: bounds how stale Kafka is when traffic is light.
-const IDLE_POLL: Duration = Duration::from_millis(5);
-/// Wait after a failed round (broker or database down) before trying again.
-const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// Longest wait for an append notification before looking at the log anyway (the fallback
+/// when a notification is lost).
+const POLL: Duration = Duration::from_millis(100);
+/// First pause after a failed round; it doubles with each failure in a row, up to
+/// [`RETRY_MAX`], so an outage is retried every second or two and costs little meanwhile.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+pub const RETRY_MAX: Duration = Duration::from_secs(1);
+/// How often a relay that is behind the log says so.
+const LAG_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -32,6 +44,8 @@ pub enum RelayError {
     Store(#[from] eventlog::StoreError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("this process no longer holds the relay lock")]
+    LostLeadership,
 }
 
 /// The envelope of a recorded event.
@@ -51,25 +65,52 @@ pub fn envelope(event: &RecordedEvent) -> Envelope {
     }
 }
 
-/// Runs the relay until `stop` turns true: stand by until leader, then publish forever,
-/// retrying from the checkpoint after any failure.
+/// Runs the relay until `stop` turns true: stand by until leader, then publish, retrying
+/// from the checkpoint after any failure.
 pub async fn run(log: EventLog, brokers: String, prefix: String, mut stop: watch::Receiver<bool>) {
+    let appends = Appends::listen(log.pool().clone());
+    let mut failures: u32 = 0;
     loop {
-        let round = async {
-            let producer: FutureProducer = messaging::producer_config(&brokers).create()?;
-            let mut leader = become_leader(&log).await?;
-            tracing::info!("relay is the leader; publishing");
-            publish_forever(&log, &producer, &prefix, &mut leader).await
-        };
-        tokio::select! {
-            result = round => {
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "relay round failed; retrying from the checkpoint");
+        let mut leader = match Leader::acquire(log.pool(), LEADER_LOCK, &mut stop).await {
+            Ok(Some(leader)) => leader,
+            Ok(None) => return,
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, failures, "relay cannot take its lock; retrying");
+                if pause(&mut stop, failures).await {
+                    return;
                 }
-                tokio::time::sleep(RETRY_AFTER).await;
+                continue;
             }
-            _ = stopped(&mut stop) => return,
+        };
+        tracing::info!("relay is the leader; publishing");
+        loop {
+            let error = tokio::select! {
+                error = lead(&log, &brokers, &prefix, &mut leader, &appends, &mut failures) => error,
+                _ = stopped(&mut stop) => return,
+            };
+            failures += 1;
+            tracing::warn!(error = %error, failures, "relay round failed; retrying from the checkpoint");
+            if pause(&mut stop, failures).await {
+                return;
+            }
+            if !leader.holds().await {
+                tracing::warn!("relay lost its lock (its connection dropped); taking it again");
+                break;
+            }
         }
+    }
+}
+
+/// Waits before the next try after `failures` failed rounds in a row; true if `stop` turned
+/// true meanwhile.
+async fn pause(stop: &mut watch::Receiver<bool>, failures: u32) -> bool {
+    let delay = RETRY_FIRST
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
+        .min(RETRY_MAX);
+    tokio::select! {
+        () = tokio::time::sleep(delay) => *stop.borrow(),
+        _ = stopped(stop) => true,
     }
 }
 
@@ -79,44 +120,64 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-/// Waits until this process holds the leader lock, on a connection kept for the lock's life.
-async fn become_leader(log: &EventLog) -> Result<PoolConnection<Postgres>, RelayError> {
-    let mut connection = log.pool().acquire().await?;
-    loop {
-        let acquired: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(LEADER_LOCK)
-            .fetch_one(&mut *connection)
-            .await?;
-        if acquired {
-            return Ok(connection);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-async fn publish_forever(
+/// Publishes from the checkpoint on as leader until something fails; returns the failure.
+async fn lead(
     log: &EventLog,
-    producer: &FutureProducer,
+    brokers: &str,
     prefix: &str,
-    leader: &mut PoolConnection<Postgres>,
-) -> Result<(), RelayError> {
-    let mut checkpoint: i64 =
-        sqlx::query_scalar("SELECT position FROM relay_checkpoint WHERE name = 'kafka'")
-            .fetch_one(&mut **leader)
-            .await?;
-    loop {
-        let events = log.read_all(checkpoint, BATCH).await?;
-        let Some(last) = events.last().map(|e| e.position) else {
-            tokio::time::sleep(IDLE_POLL).await;
-            continue;
-        };
-        publish(producer, prefix, None, &events).await?;
-        // Through the leader's own connection: if it died, so did the lock, and this fails.
-        sqlx::query("UPDATE relay_checkpoint SET position = $1 WHERE name = 'kafka'")
+    leader: &mut Leader,
+    appends: &Appends,
+    failures: &mut u32,
+) -> RelayError {
+    let publishing: Result<Infallible, RelayError> = async {
+        let producer: FutureProducer = messaging::producer_config(brokers).create()?;
+        let mut checkpoint: i64 =
+            sqlx::query_scalar("SELECT position FROM relay_checkpoint WHERE name = 'kafka'")
+                .fetch_one(leader.connection())
+                .await?;
+        let mut lag_reported = Instant::now();
+        loop {
+            let events = log.read_all(checkpoint, BATCH).await?;
+            let Some(last) = events.last().map(|e| e.position) else {
+                appends.next(POLL).await;
+                continue;
+            };
+            publish(&producer, prefix, None, &events).await?;
+            // Through the leader's own connection, and only while it holds the lock.
+            let moved = sqlx::query(&format!(
+                "UPDATE relay_checkpoint SET position = $1 WHERE name = 'kafka' AND {HOLDS_LOCK}"
+            ))
             .bind(last)
-            .execute(&mut **leader)
+            .execute(leader.connection())
             .await?;
-        checkpoint = last;
+            if moved.rows_affected() == 0 {
+                return Err(RelayError::LostLeadership);
+            }
+            checkpoint = last;
+            if *failures > 0 {
+                tracing::info!(
+                    failed_rounds = *failures,
+                    checkpoint,
+                    "relay recovered; publishing again"
+                );
+                *failures = 0;
+            }
+            if events.len() as i64 == BATCH && lag_reported.elapsed() >= LAG_REPORT_EVERY {
+                let head = log.head().await?;
+                tracing::warn!(
+                    checkpoint,
+                    head,
+                    lag = head - checkpoint,
+                    "relay is behind the log"
+                );
+                lag_reported = Instant::now();
+            }
+        }
+    }
+    .await;
+    match publishing {
+        Ok(never) => match never {},
+        Err(e) => e,
     }
 }
 

@@ -7,6 +7,8 @@
 //!   drop the old one (ADR 7).
 //! - [`verify`]: project the log into a scratch schema up to exactly what the live read
 //!   models reflect and compare them row by row, and Redis key by key.
+//! - [`parked`] and [`retry`]: the events the projector parked, and applying them again once
+//!   their cause is gone.
 //! - [`republish`]: re-send a range of the log to Kafka through the relay's own publisher.
 //! - [`stream`]: an aggregate's events (upcast, as every reader sees them) and its state after
 //!   each.
@@ -15,15 +17,18 @@ mod replay;
 mod stream;
 mod verify;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use eventlog::leader::Leader;
 use indicatif::ProgressBar;
-use projector::generation::{self, Generation};
-use projector::hot::HotStore;
-use projector::projection;
+use readmodel::generation::{self, Generation};
+use readmodel::hot::HotStore;
+use readmodel::parked::{self, Parked};
+use readmodel::{projection, watermark};
 use sqlx::PgPool;
+use uuid::Uuid;
 
 pub use crate::replay::Replayed;
 pub use crate::stream::{stream, StreamEntry};
@@ -85,6 +90,8 @@ pub struct RebuildReport {
     pub to: Generation,
     /// Events applied to the new generation (all phases).
     pub events: u64,
+    /// Events the new generation parked (see `replay-tools parked`).
+    pub parked: u64,
     /// Every event at or below this position is in the new generation.
     pub position: i64,
     /// From the first event read to the switch.
@@ -133,7 +140,7 @@ pub async fn rebuild(
     // Per category, events at or below this position are already in the new generation.
     let wanted = replay::Filter {
         after: carry_over(pool, &live, &next, &carried).await?,
-        upto: None,
+        skip: HashSet::new(),
     };
 
     let started = Instant::now();
@@ -188,21 +195,9 @@ pub async fn rebuild(
     .await?;
     done.absorb(&last);
     let position = done.position;
-    sqlx::query(&format!(
-        "UPDATE {}.projection_watermark SET position = GREATEST(position, $1)",
-        next.schema
-    ))
-    .bind(position)
-    .execute(&mut *tx)
-    .await?;
-    // The projector resumes where it was; what it re-delivers is skipped by version.
-    sqlx::query(&format!(
-        "INSERT INTO {}.projection_offsets SELECT * FROM {}.projection_offsets \
-         ON CONFLICT (topic) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-        next.schema, live.schema
-    ))
-    .execute(&mut *tx)
-    .await?;
+    // The projector goes on from here in the new generation (it sees the switch at its next
+    // batch and reads this watermark).
+    watermark::set(&mut tx, &next.schema, position).await?;
     // Redis before the commit: the moment readers follow the pointer, the values are there.
     if !hot.raise_watermark(position).await {
         bail!("Redis failed during the switch; nothing switched");
@@ -219,13 +214,15 @@ pub async fn rebuild(
         from: live,
         to: next,
         events: done.applied,
+        parked: done.parked,
         position,
         elapsed,
     })
 }
 
-/// Copies the carried projections' rows, versions and progress from `live` into `next`, from
-/// one snapshot; returns per category the position the copy reflects.
+/// Copies the carried projections' rows, versions and parked events from `live` into `next`,
+/// from one snapshot; returns per carried category the position the copy reflects (its
+/// watermark then).
 async fn carry_over(
     pool: &PgPool,
     live: &Generation,
@@ -251,7 +248,7 @@ async fn carry_over(
         .execute(&mut *tx)
         .await?;
     }
-    for table in ["aggregate_versions", "projection_progress"] {
+    for table in ["aggregate_versions", "parked_events"] {
         sqlx::query(&format!(
             "INSERT INTO {to}.{table} SELECT * FROM {from}.{table} WHERE category = ANY($1)"
         ))
@@ -259,13 +256,15 @@ async fn carry_over(
         .execute(&mut *tx)
         .await?;
     }
-    let starts: Vec<(String, i64)> = sqlx::query_as(&format!(
-        "SELECT category, position FROM {to}.projection_progress"
-    ))
-    .fetch_all(&mut *tx)
-    .await?;
+    let reflected: i64 =
+        sqlx::query_scalar(&format!("SELECT position FROM {from}.projection_watermark"))
+            .fetch_one(&mut *tx)
+            .await?;
     tx.commit().await?;
-    Ok(starts.into_iter().collect())
+    Ok(categories
+        .into_iter()
+        .map(|c| (c.to_owned(), reflected))
+        .collect())
 }
 
 /// Drops a generation's schema and Redis keys.
@@ -274,28 +273,82 @@ pub async fn drop_generation(target: &Target, old: &Generation) -> anyhow::Resul
         .execute(&target.pool)
         .await?;
     let client = redis::Client::open(target.redis_url.as_str())?;
-    let mut connection = projector::hot::connect(&client).await?;
-    let keys = projector::hot::delete_keys(&mut connection, &old.prefix).await?;
+    let mut connection = readmodel::hot::connect(&client).await?;
+    let keys = readmodel::hot::delete_keys(&mut connection, &old.prefix).await?;
     tracing::info!(schema = %old.schema, keys, "old generation dropped");
     Ok(())
 }
 
-/// One rebuild or verification per deployment at a time: a session advisory lock held by the
-/// returned connection.
-async fn exclusive(
-    pool: &PgPool,
-    base: &str,
-) -> anyhow::Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
-    let mut connection = pool.acquire().await?;
-    let acquired: bool =
-        sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('replay-tools:' || $1))")
-            .bind(base)
-            .fetch_one(&mut *connection)
-            .await?;
-    if !acquired {
-        bail!("another rebuild or verify of {base} is running");
+/// One rebuild, verification or retry per deployment at a time: held until dropped.
+async fn exclusive(pool: &PgPool, base: &str) -> anyhow::Result<Leader> {
+    match Leader::try_acquire(pool, &format!("replay-tools:{base}")).await? {
+        Some(leader) => Ok(leader),
+        None => bail!("another rebuild, verify or retry of {base} is running"),
     }
-    Ok(connection)
+}
+
+/// The events the projector parked in the live generation, in log order.
+pub async fn parked(target: &Target) -> anyhow::Result<Vec<Parked>> {
+    let base = projection::checked_schema(&target.base)?;
+    generation::ensure(&target.pool, base, &target.prefix).await?;
+    let live = generation::current(&target.pool, base).await?;
+    projection::ensure_schema(&target.pool, &live.schema).await?;
+    Ok(parked::list(&target.pool, &live.schema).await?)
+}
+
+/// What a retry did.
+#[derive(Debug, Clone, Default)]
+pub struct RetryReport {
+    /// Parked events taken out and projected again.
+    pub retried: usize,
+    /// Of those, the events that changed the read models.
+    pub applied: usize,
+    /// Events parked again (the cause is not gone), with their new error.
+    pub still_parked: Vec<Parked>,
+}
+
+/// Projects the parked events again — all of them, or those of the aggregates of the parked
+/// events at `positions` — with the projector's code, in log order, while the projector
+/// waits (the generation pointer is locked, as for a switch). What still fails is parked
+/// again. The Redis values are written before the commit: the moment the aggregate is no
+/// longer faulted, they are there.
+pub async fn retry(target: &Target, positions: &[i64]) -> anyhow::Result<RetryReport> {
+    let pool = &target.pool;
+    let base = projection::checked_schema(&target.base)?;
+    generation::ensure(pool, base, &target.prefix).await?;
+    let _exclusive = exclusive(pool, base).await?;
+    let mut tx = pool.begin().await?;
+    let live = generation::current_locked(&mut tx, base, generation::Lock::Update).await?;
+    projection::checked_schema(&live.schema)?;
+    let aggregates: Option<HashSet<Uuid>> = if positions.is_empty() {
+        None
+    } else {
+        let found: Vec<Uuid> = sqlx::query_scalar(&format!(
+            "SELECT DISTINCT aggregate_id FROM {}.parked_events WHERE position = ANY($1)",
+            live.schema
+        ))
+        .bind(positions)
+        .fetch_all(&mut *tx)
+        .await?;
+        if found.is_empty() {
+            bail!("no parked event at {positions:?}");
+        }
+        Some(found.into_iter().collect())
+    };
+    let unparked = parked::unpark(&mut tx, &live.schema, aggregates.as_ref()).await?;
+    let events = target.log().read_positions(&unparked).await?;
+    let retried = events.len();
+    let done = parked::project(&mut tx, &live.schema, events).await?;
+    let mut hot = HotStore::new(&target.redis_url, &live.prefix)?.assume_clean();
+    replay::write_hot(&mut hot, &done)
+        .await
+        .context("nothing was retried")?;
+    tx.commit().await?;
+    Ok(RetryReport {
+        retried,
+        applied: done.applied,
+        still_parked: done.parked,
+    })
 }
 
 /// Re-sends the log's events with positions in `from..=to` to Kafka — with the same

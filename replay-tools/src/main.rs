@@ -58,7 +58,21 @@ enum Command {
         grace_ms: u64,
     },
     /// Compare the live read models with a projection of the log; exit 1 on any difference.
+    /// Parked events are listed as parked, not counted as differences.
     Verify,
+    /// List the events the projector parked (it could not apply them), with their errors.
+    Parked {
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Project parked events again, once their cause is gone; what still fails stays parked.
+    /// Exit 1 when some are still parked.
+    Retry {
+        /// Only the aggregate of the parked event at this position (repeatable); default: all.
+        #[arg(long = "position")]
+        positions: Vec<i64>,
+    },
     /// Re-send the log's events FROM..=TO to Kafka with the relay's envelopes and keys.
     Republish {
         #[arg(long)]
@@ -154,10 +168,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
             println!(
-                "rebuilt {:?}: {} events applied in {:.2} s ({:.0} events/s); every event up to position {} is in {}; \
+                "rebuilt {:?}: {} events applied ({} parked) in {:.2} s ({:.0} events/s); every event up to position {} is in {}; \
                  switched {} → {} and dropped {}",
                 chosen,
                 report.events,
+                report.parked,
                 report.elapsed.as_secs_f64(),
                 report.events_per_second(),
                 report.position,
@@ -173,6 +188,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for difference in &report.differences {
                 println!("DIFF {difference}");
             }
+            for event in &report.parked {
+                println!("PARKED {}", describe(event));
+            }
             println!(
                 "{} difference(s); compared {} rows and {} Redis keys against {} events replayed in {:.2} s",
                 report.differences.len(),
@@ -182,6 +200,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 report.elapsed.as_secs_f64()
             );
             Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Parked { json } => {
+            let parked = replay_tools::parked(&target).await?;
+            for event in &parked {
+                if json {
+                    println!("{}", serde_json::to_string(&parked_json(event))?);
+                } else {
+                    println!("{}", describe(event));
+                }
+            }
+            if !json {
+                println!("{} parked event(s)", parked.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Retry { positions } => {
+            let report = replay_tools::retry(&target, &positions).await?;
+            for event in &report.still_parked {
+                println!("STILL PARKED {}", describe(event));
+            }
+            println!(
+                "retried {} parked event(s): {} applied, {} still parked",
+                report.retried,
+                report.applied,
+                report.still_parked.len()
+            );
+            Ok(if report.still_parked.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -248,4 +297,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One parked event on one line.
+fn describe(event: &readmodel::parked::Parked) -> String {
+    format!(
+        "#{} {} {} v{} (parked {}, {} attempt(s)): {}",
+        event.position,
+        event.event_type,
+        event.aggregate_id,
+        event.version,
+        event.parked_at.format("%Y-%m-%dT%H:%M:%SZ"),
+        event.attempts,
+        event.error
+    )
+}
+
+fn parked_json(event: &readmodel::parked::Parked) -> serde_json::Value {
+    serde_json::json!({
+        "position": event.position, "eventType": event.event_type, "aggregateId": event.aggregate_id,
+        "category": event.category, "version": event.version, "entityId": event.entity_id,
+        "userId": event.user_id, "error": event.error, "attempts": event.attempts,
+        "parkedAt": event.parked_at,
+    })
 }

@@ -1,38 +1,35 @@
-//! Replaying the log into a read-model schema with the projector's own code: a reader task
-//! pages through the log and decodes (upcasting old versions) while the caller applies the
-//! previous page in one transaction.
+//! Replaying the log into a read-model schema with the projector's own code
+//! ([`readmodel::parked::project`], so it parks what the projector parks): a reader task pages
+//! through the log and decodes (upcasting old versions) while the caller applies the previous
+//! page in one transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use eventlog::EventLog;
+use eventlog::{EventLog, RecordedEvent};
 use indicatif::ProgressBar;
-use messaging::envelope::Envelope;
-use projector::hot::{self, HotStore};
-use projector::projection::{self, AnyEvent};
-use sqlx::{PgPool, Postgres, Transaction};
+use readmodel::hot::{self, HotStore};
+use readmodel::parked::{self, Projected};
+use readmodel::projection::{self, AnyEvent};
+use readmodel::ReadModelError;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::mpsc;
 
 /// Events per page (and per transaction).
 const PAGE: i64 = 10_000;
 
-/// Which events of the log a replay applies, per category: those with a position above
-/// `after[category]` (0 when absent) and, when `upto` is set, at or below `upto[category]`
-/// (0 when absent).
+/// Which events of the log a replay applies: those with a position above
+/// `after[category]` (0 when absent), except the positions in `skip`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Filter {
     pub after: HashMap<String, i64>,
-    pub upto: Option<HashMap<String, i64>>,
+    pub skip: HashSet<i64>,
 }
 
 impl Filter {
-    fn wants(&self, category: &str, position: i64) -> bool {
-        let above = position > self.after.get(category).copied().unwrap_or(0);
-        let below = self
-            .upto
-            .as_ref()
-            .is_none_or(|upto| position <= upto.get(category).copied().unwrap_or(0));
-        above && below
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        event.position > self.after.get(&event.category).copied().unwrap_or(0)
+            && !self.skip.contains(&event.position)
     }
 }
 
@@ -43,7 +40,9 @@ pub struct Replayed {
     pub read: u64,
     /// Events that changed the read models (not filtered out, not already there).
     pub applied: u64,
-    /// The last position read: every wanted event up to it is applied.
+    /// Events parked (they could not be applied; see `replay-tools parked`).
+    pub parked: u64,
+    /// The last position read: every wanted event up to it is applied or parked.
     pub position: i64,
 }
 
@@ -51,18 +50,28 @@ impl Replayed {
     pub(crate) fn absorb(&mut self, other: &Replayed) {
         self.read += other.read;
         self.applied += other.applied;
+        self.parked += other.parked;
         self.position = self.position.max(other.position);
+    }
+
+    fn of(read: u64, last: i64, done: &Projected) -> Self {
+        Replayed {
+            read,
+            applied: done.applied as u64,
+            parked: done.parked.len() as u64,
+            position: last,
+        }
     }
 }
 
-/// One decoded page: the wanted events and the last position read.
-struct Page {
-    batch: Vec<(Envelope, AnyEvent)>,
-    read: u64,
-    last: i64,
-}
+type Page = (
+    Vec<(RecordedEvent, Result<AnyEvent, ReadModelError>)>,
+    u64,
+    i64,
+);
 
-/// Reads pages after `after` up to `until` (inclusive), decoding the wanted events.
+/// Reads pages after `after` up to `until` (inclusive), decoding the wanted events: (the
+/// wanted events, how many were read, the last position read).
 fn read_pages(
     log: EventLog,
     after: i64,
@@ -73,38 +82,28 @@ fn read_pages(
     tokio::spawn(async move {
         let mut after = after;
         while after < until {
-            let page = async {
-                let mut events = log.read_all(after, PAGE).await?;
-                events.retain(|e| e.position <= until);
-                let Some(last) = events.last().map(|e| e.position) else {
-                    return Ok(None);
-                };
-                let read = events.len() as u64;
-                let batch = events
-                    .iter()
-                    .filter(|e| filter.wants(&e.category, e.position))
-                    .map(|e| {
-                        let envelope = relay::envelope(e);
-                        projection::decode(&envelope)
-                            .map(|event| (envelope, event))
-                            .map_err(|err| {
-                                anyhow::anyhow!("event at position {}: {err}", e.position)
-                            })
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                anyhow::Ok(Some(Page { batch, read, last }))
-            }
-            .await;
-            let done = !matches!(page, Ok(Some(_)));
-            if let Some(page) = page.transpose() {
-                if let Ok(page) = &page {
-                    after = page.last;
+            let page = match log.read_all(after, PAGE).await {
+                Ok(mut events) => {
+                    events.retain(|e| e.position <= until);
+                    let Some(last) = events.last().map(|e| e.position) else {
+                        return;
+                    };
+                    after = last;
+                    let read = events.len() as u64;
+                    let wanted = events
+                        .into_iter()
+                        .filter(|e| filter.wants(e))
+                        .map(|e| {
+                            let decoded = projection::decode(&e);
+                            (e, decoded)
+                        })
+                        .collect();
+                    Ok((wanted, read, last))
                 }
-                if pages.send(page).await.is_err() {
-                    return;
-                }
-            }
-            if done {
+                Err(e) => Err(e.into()),
+            };
+            let failed = page.is_err();
+            if pages.send(page).await.is_err() || failed {
                 return;
             }
         }
@@ -131,28 +130,24 @@ pub(crate) async fn replay(
         ..Replayed::default()
     };
     while let Some(page) = pages.recv().await {
-        let page = page?;
+        let (batch, read, last) = page?;
         let mut tx = pool.begin().await?;
-        let applied = projection::apply_batch(&mut tx, schema, &page.batch).await?;
+        let projected = parked::project_decoded(&mut tx, schema, batch).await?;
         tx.commit().await?;
         if let Some(hot) = hot.as_deref_mut() {
-            write_hot(hot, &page.batch).await?;
+            write_hot(hot, &projected).await?;
         }
-        done.absorb(&Replayed {
-            read: page.read,
-            applied: applied.applied as u64,
-            position: page.last,
-        });
-        bar.set_position(page.last.max(0) as u64);
+        done.absorb(&Replayed::of(read, last, &projected));
+        bar.set_position(last.max(0) as u64);
     }
     Ok(done)
 }
 
-/// Replays every wanted event after `after` into `schema` inside `tx` (the switch), writing
-/// the hot values too.
+/// Replays every wanted event after `after` into `schema` on `conn` inside the caller's
+/// transaction (the switch), writing the hot values too.
 pub(crate) async fn replay_in(
     log: &EventLog,
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     schema: &str,
     after: i64,
     filter: &Filter,
@@ -164,20 +159,17 @@ pub(crate) async fn replay_in(
         ..Replayed::default()
     };
     while let Some(page) = pages.recv().await {
-        let page = page?;
-        let applied = projection::apply_batch(tx, schema, &page.batch).await?;
-        write_hot(hot, &page.batch).await?;
-        done.absorb(&Replayed {
-            read: page.read,
-            applied: applied.applied as u64,
-            position: page.last,
-        });
+        let (batch, read, last) = page?;
+        let projected = parked::project_decoded(conn, schema, batch).await?;
+        write_hot(hot, &projected).await?;
+        done.absorb(&Replayed::of(read, last, &projected));
     }
     Ok(done)
 }
 
-async fn write_hot(hot: &mut HotStore, batch: &[(Envelope, AnyEvent)]) -> anyhow::Result<()> {
-    for chunk in hot::hot_writes(hot.prefix(), batch).chunks(1_000) {
+/// Writes the hot values of what a projection step put into the read models.
+pub(crate) async fn write_hot(hot: &mut HotStore, done: &Projected) -> anyhow::Result<()> {
+    for chunk in hot::hot_writes(hot.prefix(), &done.projected).chunks(1_000) {
         if !hot.write(chunk).await {
             anyhow::bail!("Redis failed while writing hot values");
         }

@@ -1,19 +1,21 @@
 //! `verify`: are the live read models what the log says they should be?
 //!
 //! The log is projected, with the projector's code, into a scratch schema up to exactly what
-//! the live generation reflects (per category, its recorded progress). The last stretch and
-//! the comparison run while holding the generation pointer `FOR UPDATE`, so no projector
-//! batch commits meanwhile (the projector pauses for that long; readers do not). Then every
-//! table is compared row by row, and every hot Redis value key by key.
+//! the live generation reflects: every event up to its watermark except those it parked
+//! (parked events are reported as parked, not as differences). The last stretch and the
+//! comparison run while holding the generation pointer `FOR UPDATE`, so no projector batch
+//! commits meanwhile (the projector pauses for that long; readers do not). Then every table
+//! is compared row by row, and every hot Redis value key by key.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use indicatif::ProgressBar;
-use projector::generation::{self, Generation};
-use projector::hot::{self, HotWrite};
-use projector::projection;
+use readmodel::generation::{self, Generation};
+use readmodel::hot::{self, HotWrite};
+use readmodel::parked::{self, Parked};
+use readmodel::{projection, watermark};
 use sqlx::PgPool;
 
 use crate::replay::{self, Filter, Replayed};
@@ -27,6 +29,9 @@ const EXAMPLES: i64 = 3;
 pub struct VerifyReport {
     /// One line per difference (a table's differing rows with examples, a key's values).
     pub differences: Vec<String>,
+    /// The events the live generation parked: left out of the comparison, since the live
+    /// read models lack them on purpose.
+    pub parked: Vec<Parked>,
     /// Rows in the live tables compared.
     pub rows: u64,
     /// Redis keys compared.
@@ -41,13 +46,16 @@ impl VerifyReport {
     }
 }
 
-async fn progress(pool: &PgPool, schema: &str) -> anyhow::Result<HashMap<String, i64>> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
-        "SELECT category, position FROM {schema}.projection_progress"
-    ))
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().collect())
+/// What a scratch projection must leave out: the live generation's parked events.
+async fn parked_positions(pool: &PgPool, schema: &str) -> anyhow::Result<Filter> {
+    Ok(Filter {
+        after: HashMap::new(),
+        skip: parked::list(pool, schema)
+            .await?
+            .iter()
+            .map(|p| p.position)
+            .collect(),
+    })
 }
 
 /// Compares the live generation with a projection of the log.
@@ -68,19 +76,15 @@ pub async fn verify(target: &Target, bar: &ProgressBar) -> anyhow::Result<Verify
     projection::ensure_schema(pool, &scratch).await?;
     let log = target.log();
 
-    let reached = progress(pool, &live.schema).await?;
-    let until = reached.values().copied().max().unwrap_or(0);
-    bar.set_length(until.max(1) as u64);
+    let reached = watermark::read(pool, &live.schema).await?;
+    bar.set_length(reached.max(1) as u64);
     let mut replayed = replay::replay(
         &log,
         pool,
         &scratch,
         0,
-        until,
-        &Filter {
-            after: HashMap::new(),
-            upto: Some(reached.clone()),
-        },
+        reached,
+        &parked_positions(pool, &live.schema).await?,
         None,
         bar,
     )
@@ -91,30 +95,10 @@ pub async fn verify(target: &Target, bar: &ProgressBar) -> anyhow::Result<Verify
     if locked != live {
         bail!("the live generation switched during the verification; run it again");
     }
-    let now = progress(pool, &live.schema).await?;
-    let until = now.values().copied().max().unwrap_or(0);
-    bar.set_length(until.max(1) as u64);
-    // Only categories that moved need more events, from where each was.
-    let from = now
-        .iter()
-        .filter(|(category, position)| reached.get(*category).copied().unwrap_or(0) < **position)
-        .map(|(category, _)| reached.get(category).copied().unwrap_or(0))
-        .min()
-        .unwrap_or(until);
-    let last = replay::replay(
-        &log,
-        pool,
-        &scratch,
-        from,
-        until,
-        &Filter {
-            after: reached,
-            upto: Some(now),
-        },
-        None,
-        bar,
-    )
-    .await?;
+    let now = watermark::read(pool, &live.schema).await?;
+    bar.set_length(now.max(1) as u64);
+    let skip = parked_positions(pool, &live.schema).await?;
+    let last = replay::replay(&log, pool, &scratch, reached, now, &skip, None, bar).await?;
     replayed.absorb(&last);
     bar.finish();
     // Batches committed before the lock may still be writing their Redis values.
@@ -122,6 +106,7 @@ pub async fn verify(target: &Target, bar: &ProgressBar) -> anyhow::Result<Verify
 
     let mut report = VerifyReport {
         replayed,
+        parked: parked::list(pool, &live.schema).await?,
         ..VerifyReport::default()
     };
     compare_tables(pool, &live.schema, &scratch, &mut report).await?;

@@ -1,0 +1,340 @@
+//! The read side follows the event log, so nothing outside it can stop it: with the broker
+//! down, commands succeed and reads see them; an event the projector cannot apply is parked
+//! and the rest goes on; the projector stops within a second of SIGTERM even while it waits
+//! or retries. `replay-tools verify` passes after each.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use domain::points::point_account_id;
+use domain::values::UserId;
+use e2e::servers::PrivateBroker;
+use e2e::{System, PROJECTOR};
+use eventlog::{AppendBatch, EventLog, NewEvent, StreamAppend};
+use reqwest::StatusCode;
+use serde_json::json;
+
+fn position(answer: &e2e::Answer) -> Option<i64> {
+    Some(
+        answer.body["position"]
+            .as_i64()
+            .expect("a command answers with its position"),
+    )
+}
+
+async fn earn(system: &System, user: i64, amount: i64) -> e2e::Answer {
+    let answer = system
+        .post(
+            "/api/v1/points/earn",
+            json!({ "userId": user, "amount": amount, "description": "earned" }),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    answer
+}
+
+async fn assert_verify_passes(system: &System) {
+    let (code, out) = system.replay_tools(&["verify"]);
+    assert_eq!(code, 0, "verify: {out}");
+}
+
+#[tokio::test]
+async fn with_the_broker_down_commands_and_reads_go_on_and_kafka_gets_every_event_once_it_is_back()
+{
+    let mut broker = PrivateBroker::start();
+    let system = System::start_on(None, Some(broker.brokers()), &[]).await;
+    let mut balances: HashMap<i64, i64> = HashMap::new();
+    for user in 1..=5 {
+        earn(&system, user, 10).await;
+        balances.insert(user, 10);
+    }
+    system.relayed().await;
+
+    broker.kill();
+    // 70 s without a broker: every command is accepted and read back with its position.
+    let outage = Instant::now();
+    let mut commands = 0;
+    while outage.elapsed() < Duration::from_secs(70) {
+        let user = commands % 5 + 1;
+        let earned = earn(&system, user, 1).await;
+        *balances.get_mut(&user).unwrap() += 1;
+        commands += 1;
+        let read = system
+            .get(
+                &format!("/api/v1/points/users/{user}/balance"),
+                position(&earned),
+            )
+            .await;
+        assert_eq!(
+            (read.status, read.body["balance"].as_i64()),
+            (StatusCode::OK, Some(balances[&user])),
+            "{}",
+            read.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let relayed_during: i64 =
+        sqlx::query_scalar("SELECT position FROM relay_checkpoint WHERE name = 'kafka'")
+            .fetch_one(&system.pool)
+            .await
+            .unwrap();
+
+    broker.restart();
+    let back = Instant::now();
+    let head = system.relayed().await;
+    eprintln!(
+        "{commands} commands during the outage; relay at {relayed_during} of {head} when the broker came back, \
+         caught up {:.1} s after",
+        back.elapsed().as_secs_f64()
+    );
+    assert!(relayed_during < head, "the outage held the relay back");
+
+    // An outside consumer from offset 0 sees every event of the log.
+    let published: BTreeSet<String> = system
+        .consume(head as usize)
+        .await
+        .iter()
+        .map(|(_, m)| m["eventId"].as_str().unwrap().to_owned())
+        .collect();
+    let logged: BTreeSet<String> =
+        sqlx::query_scalar::<_, String>("SELECT event_id::text FROM events")
+            .fetch_all(&system.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert_eq!(logged.len() as i64, head);
+    let missing: Vec<_> = logged.difference(&published).collect();
+    assert!(
+        missing.is_empty(),
+        "{} events never reached Kafka",
+        missing.len()
+    );
+    assert_verify_passes(&system).await;
+    system.stop().await;
+}
+
+/// Appends one event straight into the log, after the stream's last version.
+async fn append(system: &System, stream: uuid::Uuid, category: &str, event: NewEvent) -> i64 {
+    let log = EventLog::from_pool(system.pool.clone());
+    let version = log
+        .read_stream(stream, 0, None)
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |e| e.version);
+    let appended = log
+        .append(&AppendBatch {
+            streams: vec![StreamAppend {
+                stream_id: stream,
+                category: category.into(),
+                expected_version: version,
+                events: vec![event],
+            }],
+            ..AppendBatch::default()
+        })
+        .await
+        .unwrap();
+    appended[0].first_position
+}
+
+fn earned_event(
+    user: i64,
+    description: &str,
+    amount: i64,
+    balance_after: i64,
+    version: i16,
+) -> NewEvent {
+    NewEvent {
+        event_id: uuid::Uuid::new_v4(),
+        event_type: "point.earned".into(),
+        schema_version: version,
+        data: json!({ "userId": user, "transactionId": uuid::Uuid::new_v4(), "amount": amount,
+                      "description": description, "balanceAfter": balance_after,
+                      "occurredAt": chrono::Utc::now() }),
+        metadata: json!({ "actor": "test" }),
+    }
+}
+
+fn account(user: i64) -> uuid::Uuid {
+    point_account_id(UserId::parse(user, "userId").unwrap())
+}
+
+/// Reads until the answer is not `status` any more (the query API re-reads the parked
+/// events every 100 ms), at most 5 s.
+async fn read_past(system: &System, path: &str, status: StatusCode) -> e2e::Answer {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let read = system.get(path, None).await;
+        if read.status != status || Instant::now() > deadline {
+            return read;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_event_the_projector_cannot_apply_is_parked_the_rest_goes_on_and_retry_applies_it() {
+    let system = System::start().await;
+    earn(&system, 1, 100).await;
+    earn(&system, 2, 50).await;
+    system.projected().await;
+
+    // PostgreSQL will refuse one event's data (a constraint of the read model, as a schema
+    // change gone wrong would), and another is of a version this projector cannot decode.
+    sqlx::query(
+        "ALTER TABLE rm.point_history ADD CONSTRAINT no_poison CHECK (description <> 'poison')",
+    )
+    .execute(&system.pool)
+    .await
+    .unwrap();
+    let refused = append(
+        &system,
+        account(1),
+        "point",
+        earned_event(1, "poison", 10, 110, 1),
+    )
+    .await;
+    let undecodable = append(
+        &system,
+        account(3),
+        "point",
+        earned_event(3, "future", 1, 1, 99),
+    )
+    .await;
+    // A later event of the same account queues behind the refused one; other accounts go on.
+    let behind = earn(&system, 1, 5).await;
+    let fresh = earn(&system, 2, 7).await;
+
+    let other = system
+        .get("/api/v1/points/users/2/balance", position(&fresh))
+        .await;
+    assert_eq!(
+        (other.status, other.body["balance"].as_i64()),
+        (StatusCode::OK, Some(57))
+    );
+    let faulted = system
+        .get("/api/v1/points/users/1/balance", position(&behind))
+        .await;
+    assert_eq!(faulted.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        (
+            faulted.body["code"].as_str(),
+            faulted.body["position"].as_i64()
+        ),
+        (Some("PROJECTION_FAULTED"), Some(refused)),
+        "{}",
+        faulted.body
+    );
+    assert_eq!(faulted.retry_after.as_deref(), Some("1"));
+    let history = system.get("/api/v1/points/users/1/history", None).await;
+    assert_eq!(history.body["code"], "PROJECTION_FAULTED");
+    let unreadable = system.get("/api/v1/points/users/3/balance", None).await;
+    assert_eq!(
+        (
+            unreadable.body["code"].as_str(),
+            unreadable.body["position"].as_i64()
+        ),
+        (Some("PROJECTION_FAULTED"), Some(undecodable))
+    );
+
+    let (code, listed) = system.replay_tools(&["parked"]);
+    assert_eq!(code, 0);
+    assert!(
+        listed.contains(&format!("#{refused} point.earned")),
+        "{listed}"
+    );
+    assert!(listed.contains("no_poison"), "the error is shown: {listed}");
+    assert!(
+        listed.contains(&format!("#{undecodable} point.earned")),
+        "{listed}"
+    );
+    assert!(listed.contains("3 parked event(s)"), "{listed}");
+    let (code, verified) = system.replay_tools(&["verify"]);
+    assert_eq!(code, 0, "parked events are not differences: {verified}");
+    assert!(
+        verified.contains(&format!("PARKED #{refused}")),
+        "{verified}"
+    );
+
+    // The cause goes away; retry applies the refused event and the one behind it.
+    sqlx::query("ALTER TABLE rm.point_history DROP CONSTRAINT no_poison")
+        .execute(&system.pool)
+        .await
+        .unwrap();
+    let refused_text = refused.to_string();
+    let (code, retried) = system.replay_tools(&["retry", "--position", &refused_text]);
+    assert_eq!(code, 0, "{retried}");
+    assert!(
+        retried.contains("retried 2 parked event(s): 2 applied, 0 still parked"),
+        "{retried}"
+    );
+    let repaired = read_past(
+        &system,
+        "/api/v1/points/users/1/balance",
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert_eq!(
+        (repaired.status, repaired.body["balance"].as_i64()),
+        (StatusCode::OK, Some(115))
+    );
+    let history = system.get("/api/v1/points/users/1/history", None).await;
+    assert_eq!(history.body["total"], 3);
+    // What still cannot be decoded stays parked.
+    let (code, retried) = system.replay_tools(&["retry"]);
+    assert_eq!(code, 1, "{retried}");
+    assert!(retried.contains("0 applied, 1 still parked"), "{retried}");
+    let (_, listed) = system.replay_tools(&["parked"]);
+    assert!(listed.contains("1 parked event(s)"), "{listed}");
+    assert_verify_passes(&system).await;
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn the_projector_stops_within_a_second_of_sigterm_while_it_waits_or_retries() {
+    let mut system = System::start().await;
+    earn(&system, 1, 10).await;
+    system.projected().await;
+
+    // Waiting: a switch holds the generation pointer, so the projector's batch waits for it.
+    let mut switch = system.pool.begin().await.unwrap();
+    sqlx::query("SELECT * FROM read_model_generations WHERE deployment = 'rm' FOR UPDATE")
+        .execute(&mut *switch)
+        .await
+        .unwrap();
+    earn(&system, 1, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let took = system.terminate(PROJECTOR);
+    assert!(
+        took < Duration::from_secs(1),
+        "waiting on a lock, it took {took:?}"
+    );
+    switch.rollback().await.unwrap();
+
+    // Retrying: a read-model column is gone, every batch fails and is retried with backoff.
+    sqlx::query("ALTER TABLE rm.point_balances RENAME COLUMN balance TO balance_away")
+        .execute(&system.pool)
+        .await
+        .unwrap();
+    system.launch(PROJECTOR).await;
+    earn(&system, 1, 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let took = system.terminate(PROJECTOR);
+    assert!(took < Duration::from_secs(1), "retrying, it took {took:?}");
+
+    // Back in order, a new projector goes on from the watermark.
+    sqlx::query("ALTER TABLE rm.point_balances RENAME COLUMN balance_away TO balance")
+        .execute(&system.pool)
+        .await
+        .unwrap();
+    system.launch(PROJECTOR).await;
+    let last = earn(&system, 1, 1).await;
+    let read = system
+        .get("/api/v1/points/users/1/balance", position(&last))
+        .await;
+    assert_eq!(read.body["balance"].as_i64(), Some(13));
+    assert_verify_passes(&system).await;
+    system.stop().await;
+}
