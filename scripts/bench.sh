@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# The benchmark (docs/benchmarks.md), in two phases on the local stack:
-#   read:  relay + projector + query API: reads, freshness under a moderate flash sale, and
-#          the mixed load (orders, points and reads at once).
-#          First, while the log is small: the relay must publish every event in order, and the
-#          broker here (tansu, sqlite) slows as it stores more (ADR 6).
-#   write: every write scenario against the single-writer command API and, in the same run,
-#          against a naive one (one transaction per command, optimistic concurrency, retries);
-#          then flash sale and coupon race open loop at a fixed rate (latency from when each
-#          request was due); no relay, so the broker does not compete for the 2 cores.
-#          Checked against the log.
+# The benchmark (docs/benchmarks.md), in phases on the local stack:
+#   system:  the headline — the whole system as `./dev run` runs it: command-api with its
+#            relay, the projector, the query API and the broker, all on these cores. Idle CPU
+#            of the read side; a 100,000-unit flash sale closed loop (256 connections) and open
+#            loop (10,000/s, at most 1,000 in flight), each on a fresh database, with freshness
+#            (accepted → visible in the query API) sampled during the sale, the relay's lag when
+#            the sale ended and how long until Kafka held every event.
+#   read:    the same system: reads, and the mixed load (orders, points and reads at once).
+#   write:   the write path alone (no relay, no read side), the second table: every write
+#            scenario against the single-writer command API and, in the same run, against a
+#            naive one (one transaction per command, optimistic concurrency, retries); then
+#            flash sale and coupon race open loop at a fixed rate. Checked against the log.
 #   rebuild: a fresh database filled through the command API with ~1,000,000 events (flash
-#          sale, coupon race, points), then `replay-tools rebuild` and `verify` over it.
-# PHASE=read, PHASE=write or PHASE=rebuild runs one phase.
+#            sale, coupon race, points), then `replay-tools rebuild` and `verify` over it.
+# PHASE=system, PHASE=read, PHASE=write or PHASE=rebuild runs one phase.
 # Starts the release services it needs and stops exactly those. Loopback only; every load is
 # bounded in requests.  SCALE=small scripts/bench.sh for a quick run.
 # Each run works in databases of its own (dropped at the end), topics of its own
-# (`bench-<time>.*`: a topic must never carry two logs' events) and Redis keys `bench:*`, so
-# the dev system (`./dev run`) never inherits its hundreds of thousands of events.
+# (`bench-<time>.*` on the stack's broker) and Redis keys `bench:*`, so the dev system
+# (`./dev run`) never inherits its hundreds of thousands of events.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -49,29 +51,63 @@ bench() { "$target/promo-bench" --database-url "$db_url" --query http://127.0.0.
 if [ "${SCALE:-full}" = small ]; then N=5000; C=200; NAIVE=1000; RATE=2000; else N=100000; C=1000; NAIVE=3000; RATE=10000; fi
 echo "# $(date -u +%FT%TZ)  $(nproc) cores  $(free -g | awk '/Mem/{print $2}') GiB  scale=${SCALE:-full}"
 
-if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = read ]; then
-echo "## read side (relay, projector, query API)"
-db_url=$(fresh_db promo_bench_read)
-topics=bench-$(date +%s).
-"$target/promo-topics" --prefix "$topics" create >/dev/null
-shared=(APP_DATABASE__URL="$db_url" APP_KAFKA__TOPIC_PREFIX="$topics" APP_REDIS__PREFIX=bench:)
-start "command-api" APP_CONFIG=config/command-api APP_SERVER__PORT=8180 "${shared[@]}"
-start "projector" APP_CONFIG=config/projector APP_KAFKA__GROUP="${topics%.}" "${shared[@]}"
-start "query-api" APP_CONFIG=config/query-api APP_SERVER__PORT=8181 "${shared[@]}"
-ready 8180 8181
-bench --command http://127.0.0.1:8180 --label single-writer --concurrency 256 reads --requests "$((N * 2))"
-bench --command http://127.0.0.1:8180 --label single-writer --concurrency 64 reads --requests "$((N * 2))"
-bench --command http://127.0.0.1:8180 --label single-writer --concurrency 20 flash-sale --stock "$((N / 5))"
-bench --command http://127.0.0.1:8180 --label single-writer --concurrency 300 mixed --stock "$((N / 10))" --users "$N" --requests "$((N / 10))"
-stop_all
-# KEEP_DB=1 keeps the database and Redis keys for a look afterwards (replay-tools verify).
-if [ -z "${KEEP_DB:-}" ]; then
-  drop_db promo_bench_read
-  redis-cli -p "${PROMO_REDIS_PORT:-56379}" --scan --pattern 'bench:*' | xargs -r -n 1000 redis-cli -p "${PROMO_REDIS_PORT:-56379}" UNLINK >/dev/null
+# The whole system on a fresh database and topics of its own (the services as ./dev run
+# starts them, on other ports).
+system_up() {
+  db_url=$(fresh_db "$1")
+  topics=bench-$(date +%s%N).
+  "$target/promo-topics" --prefix "$topics" create >/dev/null
+  shared=(APP_DATABASE__URL="$db_url" APP_KAFKA__TOPIC_PREFIX="$topics" APP_REDIS__PREFIX=bench:)
+  start "command-api" APP_CONFIG=config/command-api APP_SERVER__PORT=8180 "${shared[@]}"
+  start "projector" APP_CONFIG=config/projector "${shared[@]}"
+  start "query-api" APP_CONFIG=config/query-api APP_SERVER__PORT=8181 "${shared[@]}"
+  ready 8180 8181
+}
+system_down() {
+  stop_all
+  # KEEP_DB=1 keeps the database and Redis keys for a look afterwards (replay-tools verify).
+  if [ -z "${KEEP_DB:-}" ]; then
+    drop_db "$1"
+    redis-cli -p "${PROMO_REDIS_PORT:-56379}" --scan --pattern 'bench:*' | xargs -r -n 1000 redis-cli -p "${PROMO_REDIS_PORT:-56379}" UNLINK >/dev/null
+  fi
+}
+# CPU ticks (utime + stime) of a process.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Per-process CPU over $1 seconds with no traffic, as % of one core.
+idle_cpu() {
+  local seconds=$1 hz before=() after=() names=(command-api projector query-api) i
+  hz=$(getconf CLK_TCK)
+  for i in 0 1 2; do before[$i]=$(ticks "${pids[$i]}"); done
+  sleep "$seconds"
+  for i in 0 1 2; do after[$i]=$(ticks "${pids[$i]}"); done
+  printf '  idle CPU over %s s, %% of one core:' "$seconds"
+  for i in 0 1 2; do
+    printf ' %s %s' "${names[$i]}" "$(echo "scale=2; (${after[$i]} - ${before[$i]}) * 100 / $hz / $seconds" | bc)"
+  done
+  echo
+}
+
+if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = system ]; then
+echo "## whole system (command-api with its relay, projector, query API, broker)"
+system_up promo_bench_system
+idle_cpu 10
+system=(--command http://127.0.0.1:8180 --label whole-system --relay)
+bench "${system[@]}" --concurrency 256 flash-sale --stock "$N"
+system_down promo_bench_system
+system_up promo_bench_system
+bench "${system[@]}" --concurrency "$C" --rate "$RATE" flash-sale --stock "$N"
+system_down promo_bench_system
 fi
+if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = read ]; then
+echo "## reads and the mixed load (the whole system)"
+system_up promo_bench_read
+bench --command http://127.0.0.1:8180 --label whole-system --concurrency 256 reads --requests "$((N * 2))"
+bench --command http://127.0.0.1:8180 --label whole-system --concurrency 64 reads --requests "$((N * 2))"
+bench --command http://127.0.0.1:8180 --label whole-system --concurrency 300 --relay mixed --stock "$((N / 10))" --users "$N" --requests "$((N / 10))"
+system_down promo_bench_read
 fi
 if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = write ]; then
-echo "## write path (no relay)"
+echo "## write path alone (no relay, no projector, no query API)"
 single=(--command http://127.0.0.1:8180 --label single-writer --write-only)
 naive=(--command http://127.0.0.1:8190 --label naive --write-only)
 # Each scenario on a fresh database, the single writer and the naive path side by side on it:

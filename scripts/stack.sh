@@ -122,10 +122,12 @@ kafka_up() {
   port_open "$KAFKA_PORT" && die "127.0.0.1:$KAFKA_PORT is taken by another process"
   log "starting the tansu broker on 127.0.0.1:$KAFKA_PORT"
   # Its own empty working directory (tansu reads .env from there; the sqlite path is relative
-  # to it). Both listener flags: the default listener is 0.0.0.0.
+  # to it). Both listener flags: the default listener is 0.0.0.0. SCHED_IDLE: on 2 cores the
+  # broker runs when the write path and the read side leave a core free, so a flash sale is
+  # not slowed by Kafka; the relay trails during the sale and catches up after (ADR 9).
   (
     cd "$STACK_DIR/kafka"
-    nohup "$TANSU_BIN" broker \
+    nohup chrt --idle 0 "$TANSU_BIN" broker \
       --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
       --storage-engine "sqlite://tansu.db" \
@@ -140,7 +142,8 @@ kafka_up() {
 # has created its schema. Without them a consumer reading a big topic from offset 0 times out.
 broker_indexes() {
   for _ in $(seq 1 50); do
-    sqlite3 "$1" "SELECT 1 FROM sqlite_master WHERE name = 'header'" 2>/dev/null | grep -q 1 && break
+    [ -s "$1" ] && sqlite3 -readonly "$1" "SELECT 1 FROM sqlite_master WHERE name = 'header'" 2>/dev/null |
+      grep -q 1 && break
     sleep 0.1
   done
   sqlite3 -cmd ".timeout 10000" "$1" <"$REPO/scripts/tansu-indexes.sql" ||

@@ -50,6 +50,10 @@ struct Cli {
     /// event-log checks still run). For runs where no relay/projector is running.
     #[arg(long)]
     write_only: bool,
+    /// A relay publishes this log to Kafka: after the load, report how far behind it was
+    /// when the load ended and how long Kafka took to hold every event.
+    #[arg(long)]
+    relay: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -783,8 +787,42 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
+    if cli.relay {
+        all_ok &= report_relay(&pool).await?;
+    }
     if !all_ok {
         bail!("a correctness check failed");
     }
     Ok(())
+}
+
+/// How far the relay was behind the log when the load ended, and how long after that the
+/// broker had acknowledged every event (the relay's checkpoint at the log head).
+async fn report_relay(pool: &sqlx::PgPool) -> anyhow::Result<bool> {
+    const WAIT: Duration = Duration::from_secs(300);
+    let ended = Instant::now();
+    let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
+        .fetch_one(pool)
+        .await?;
+    let checkpoint = || {
+        sqlx::query_scalar::<_, i64>("SELECT position FROM relay_checkpoint WHERE name = 'kafka'")
+            .fetch_one(pool)
+    };
+    let behind = head - checkpoint().await?;
+    while checkpoint().await? < head && ended.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let caught_up = ended.elapsed();
+    println!(
+        "  relay: {behind} of {head} events not yet in Kafka when the load ended; all acknowledged {:.1} s later",
+        caught_up.as_secs_f64()
+    );
+    Ok(check(
+        "Kafka holds every event of the log",
+        checkpoint().await? >= head,
+        format!(
+            "checkpoint vs head {head}, waited at most {} s",
+            WAIT.as_secs()
+        ),
+    ))
 }

@@ -261,14 +261,15 @@ impl Application {
         const REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
         const RELAY_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let relay = self.kafka.map(|kafka| {
-            tokio::spawn(relay::run(
-                self.log.clone(),
+        let relay = match self.kafka {
+            Some(kafka) => Some(relay::spawn(
+                self.log.pool().connect_options().as_ref().clone(),
                 kafka.brokers,
                 kafka.topic_prefix,
                 stopped,
-            ))
-        });
+            )?),
+            None => None,
+        };
         let (signalled, mut signal) = tokio::sync::watch::channel(false);
         let serve = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move {
@@ -293,7 +294,10 @@ impl Application {
         };
         let _ = stop.send(true);
         if let Some(relay) = relay {
-            if tokio::time::timeout(RELAY_GRACE, relay).await.is_err() {
+            if tokio::time::timeout(RELAY_GRACE, relay.stopped())
+                .await
+                .is_err()
+            {
                 tracing::warn!("the relay did not stop within its grace period");
             }
         }

@@ -108,8 +108,9 @@ impl PrivateBroker {
             .append(true)
             .open(self.dir.join("tansu.log"))
             .unwrap();
-        let child = Command::new(&tansu)
+        let child = Command::new("chrt")
             .current_dir(&self.dir)
+            .args(["--idle", "0", &tansu])
             .args(crate::broker_args(&url))
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -62,9 +62,10 @@ pub fn producer_config(brokers: &str) -> ClientConfig {
         .set("acks", "all")
         .set("message.timeout.ms", "30000")
         // Few, large produce requests: the broker's cost is per request more than per record.
-        .set("linger.ms", "5")
+        .set("linger.ms", "20")
         .set("batch.num.messages", "10000")
-        .set("batch.size", "4000000")
+        .set("batch.size", "16000000")
+        .set("message.max.bytes", "16000000")
         .set("compression.type", "none");
     config
 }

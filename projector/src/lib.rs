@@ -28,7 +28,7 @@ use eventlog::{EventLog, RecordedEvent};
 use readmodel::generation::{self, Generation};
 use readmodel::hot::{self, HotStore};
 use readmodel::parked::{self, Projected};
-use readmodel::projection::{self, checked_schema};
+use readmodel::projection::{self, checked_schema, AnyEvent};
 use readmodel::{watermark, ReadModelError};
 use secrecy::ExposeSecret;
 use sqlx::Connection;
@@ -113,17 +113,21 @@ async fn lead(
         let log = EventLog::from_pool(pool.clone());
         tracing::info!(schema = %live.schema, generation = live.number, position, "projector following the log");
         loop {
-            let events = log.read_all(position, MAX_BATCH).await?;
-            let Some(last) = events.last().map(|e| e.position) else {
+            // Read right before applying, not ahead of time: an event committed while a batch
+            // applies is in the next batch, so it waits at most about two batches.
+            let events = read_page(&log, position).await?;
+            let Some(last) = events.last().map(|(e, _)| e.position) else {
                 refresh_hot(&mut hot, pool, &live.schema, position).await;
                 appends.next(POLL).await;
                 continue;
             };
+            let started = std::time::Instant::now();
+            let count = events.len();
             match project_batch(&mut leader, base, &live, position, events).await? {
                 Step::Projected(done) => {
                     refresh_hot(&mut hot, pool, &live.schema, position).await;
-                    hot.write(&hot::hot_writes(hot.prefix(), &done.projected)).await;
-                    hot.raise_watermark(last).await;
+                    hot.publish(&hot::hot_writes(hot.prefix(), &done.projected), last)
+                        .await;
                     for event in &done.parked {
                         tracing::error!(
                             position = event.position, event_type = %event.event_type,
@@ -131,7 +135,10 @@ async fn lead(
                             "event parked: the read model of its aggregate is faulted until `replay-tools retry`"
                         );
                     }
-                    tracing::debug!(position = last, applied = done.applied, parked = done.parked.len(), "batch projected");
+                    tracing::debug!(
+                        position = last, events = count, applied = done.applied, parked = done.parked.len(),
+                        ms = started.elapsed().as_secs_f64() * 1e3, "batch projected"
+                    );
                     position = last;
                     if *failures > 0 {
                         tracing::info!(failures = *failures, position, "projector recovered");
@@ -157,6 +164,13 @@ async fn lead(
     }
 }
 
+/// Events of the log right after a position, each with its decoded domain event.
+type Page = Vec<(RecordedEvent, Result<AnyEvent, ReadModelError>)>;
+
+async fn read_page(log: &EventLog, after: i64) -> Result<Page, eventlog::StoreError> {
+    Ok(parked::decode_all(log.read_all(after, MAX_BATCH).await?))
+}
+
 /// What one batch did.
 enum Step {
     Projected(Projected),
@@ -176,24 +190,45 @@ async fn project_batch(
     base: &str,
     live: &Generation,
     position: i64,
-    events: Vec<RecordedEvent>,
+    events: Page,
 ) -> Result<Step, ProjectorError> {
-    let last = events.last().map_or(position, |e| e.position);
+    let last = events.last().map_or(position, |(e, _)| e.position);
     let mut tx = leader.connection().begin().await?;
-    // FOR SHARE: a rebuild's switch (FOR UPDATE) waits for this batch, and the other way round.
-    let locked = generation::current_locked(&mut tx, base, generation::Lock::Share).await?;
-    let stored = watermark::read_for_update(&mut tx, &locked.schema).await?;
+    // One round trip for the pointer (FOR SHARE: a rebuild's switch, FOR UPDATE, waits for this
+    // batch and the other way round), the watermark, and whether anything is parked: under a
+    // flash sale each round trip waits for a core, so the batch keeps them few.
+    let (number, schema, prefix, stored, any_parked): (i64, String, String, i64, bool) =
+        sqlx::query_as(&format!(
+            "SELECT g.generation, g.schema_name, g.redis_prefix, w.position, \
+               EXISTS (SELECT 1 FROM {s}.parked_events) \
+             FROM public.read_model_generations g, {s}.projection_watermark w \
+             WHERE g.deployment = $1 FOR SHARE OF g FOR UPDATE OF w",
+            s = live.schema
+        ))
+        .bind(base)
+        .fetch_one(&mut *tx)
+        .await?;
+    let locked = Generation {
+        number,
+        schema,
+        prefix,
+    };
     if locked != *live || stored != position {
         tx.rollback().await?;
+        let position = if locked == *live {
+            stored
+        } else {
+            watermark::read(leader.connection(), &locked.schema).await?
+        };
         return Ok(Step::Moved {
             live: locked,
-            position: stored,
+            position,
         });
     }
-    let done = parked::project(&mut tx, &locked.schema, events).await?;
+    let done = parked::project_decoded(&mut tx, &live.schema, events, any_parked).await?;
     let moved = sqlx::query(&format!(
         "UPDATE {}.projection_watermark SET position = $1 WHERE {HOLDS_LOCK}",
-        locked.schema
+        live.schema
     ))
     .bind(last)
     .execute(&mut *tx)

@@ -199,10 +199,24 @@ impl HotStore {
     }
 
     /// For a writer that only adds guarded values on top of what the projector wrote (a
-    /// retry of parked events): no resync first.
-    pub fn assume_clean(mut self) -> Self {
+    /// retry of parked events): no resync first, only the scripts loaded.
+    pub async fn assume_clean(mut self) -> redis::RedisResult<Self> {
+        self.load_scripts().await?;
         self.dirty = false;
-        self
+        Ok(self)
+    }
+
+    /// Loads the guarded-write scripts, which the pipelines call by hash (`EVALSHA`).
+    async fn load_scripts(&mut self) -> redis::RedisResult<()> {
+        let mut connection = self.connection().await?;
+        for source in [GUARDED_HSET, SET_MAX] {
+            redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(source)
+                .query_async::<String>(&mut connection)
+                .await?;
+        }
+        Ok(())
     }
 
     pub fn prefix(&self) -> &str {
@@ -230,8 +244,26 @@ impl HotStore {
 
     /// Applies guarded writes in one pipeline. On failure the store turns dirty.
     pub async fn write(&mut self, writes: &[HotWrite]) -> bool {
-        if writes.is_empty() || self.dirty {
+        if writes.is_empty() {
             return !self.dirty;
+        }
+        self.pipeline(writes, None).await
+    }
+
+    /// Raises the published watermark (never lowers it).
+    pub async fn raise_watermark(&mut self, position: i64) -> bool {
+        self.pipeline(&[], Some(position)).await
+    }
+
+    /// A batch's guarded writes, then the watermark it reached, in one pipeline (one round
+    /// trip; Redis runs them in order, so a reader that sees the watermark sees the values).
+    pub async fn publish(&mut self, writes: &[HotWrite], watermark: i64) -> bool {
+        self.pipeline(writes, Some(watermark)).await
+    }
+
+    async fn pipeline(&mut self, writes: &[HotWrite], watermark: Option<i64>) -> bool {
+        if self.dirty {
+            return false;
         }
         let result = async {
             let mut connection = self.connection().await?;
@@ -250,24 +282,15 @@ impl HotStore {
                     .arg(args)
                     .ignore();
             }
+            if let Some(position) = watermark {
+                pipe.cmd("EVALSHA")
+                    .arg(redis::Script::new(SET_MAX).get_hash())
+                    .arg(1)
+                    .arg(keys::watermark(&self.prefix))
+                    .arg(position)
+                    .ignore();
+            }
             pipe.query_async::<()>(&mut connection).await
-        }
-        .await;
-        self.settle(result)
-    }
-
-    /// Raises the published watermark (never lowers it).
-    pub async fn raise_watermark(&mut self, position: i64) -> bool {
-        if self.dirty {
-            return false;
-        }
-        let result = async {
-            let mut connection = self.connection().await?;
-            redis::Script::new(SET_MAX)
-                .key(keys::watermark(&self.prefix))
-                .arg(position)
-                .invoke_async::<()>(&mut connection)
-                .await
         }
         .await;
         self.settle(result)
@@ -311,13 +334,7 @@ impl HotStore {
         let schema = crate::projection::checked_schema(schema)?;
         let mut connection = self.connection().await?;
         delete_keys(&mut connection, &self.prefix).await?;
-        for source in [GUARDED_HSET, SET_MAX] {
-            redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(source)
-                .query_async::<String>(&mut connection)
-                .await?;
-        }
+        self.load_scripts().await?;
         let writes = writes_from_read_models(pool, schema, &self.prefix).await?;
         let count = writes.len();
         self.dirty = false;

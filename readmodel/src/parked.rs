@@ -62,21 +62,30 @@ pub async fn project(
     schema: &str,
     events: Vec<RecordedEvent>,
 ) -> Result<Projected, ReadModelError> {
-    let decoded = events
+    project_decoded(conn, schema, decode_all(events), true).await
+}
+
+/// Each event with its decoded domain event (or why it does not decode).
+pub fn decode_all(
+    events: Vec<RecordedEvent>,
+) -> Vec<(RecordedEvent, Result<AnyEvent, ReadModelError>)> {
+    events
         .into_iter()
         .map(|event| {
             let domain = projection::decode(&event);
             (event, domain)
         })
-        .collect();
-    project_decoded(conn, schema, decoded).await
+        .collect()
 }
 
 /// [`project`] for events decoded already (a replay decodes the next page meanwhile).
+/// `maybe_parked`: false when the caller knows, inside this transaction, that `schema` has
+/// no parked event (the live projector reads that with its locks), which saves a query.
 pub async fn project_decoded(
     conn: &mut PgConnection,
     schema: &str,
     events: Vec<(RecordedEvent, Result<AnyEvent, ReadModelError>)>,
+    maybe_parked: bool,
 ) -> Result<Projected, ReadModelError> {
     let schema = checked_schema(schema)?;
     let mut done = Projected::default();
@@ -84,18 +93,21 @@ pub async fn project_decoded(
         return Ok(done);
     }
     // Aggregates with an event parked earlier: their events queue behind it.
-    let mut ids: Vec<Uuid> = events.iter().map(|(e, _)| e.stream_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut blocked: HashMap<Uuid, i64> = sqlx::query_as(&format!(
-        "SELECT aggregate_id, min(position) FROM {schema}.parked_events \
-         WHERE aggregate_id = ANY($1) GROUP BY aggregate_id"
-    ))
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .collect();
+    let mut blocked: HashMap<Uuid, i64> = HashMap::new();
+    if maybe_parked {
+        let mut ids: Vec<Uuid> = events.iter().map(|(e, _)| e.stream_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        blocked = sqlx::query_as(&format!(
+            "SELECT aggregate_id, min(position) FROM {schema}.parked_events \
+             WHERE aggregate_id = ANY($1) GROUP BY aggregate_id"
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+    }
 
     let mut decoded = Vec::with_capacity(events.len());
     for (event, domain) in events {

@@ -117,16 +117,12 @@ pub async fn apply_batch(
     batch: &[Decoded],
 ) -> Result<Applied, ReadModelError> {
     let schema = checked_schema(schema)?;
-    sqlx::query(&format!("SET LOCAL search_path TO {schema}"))
-        .execute(&mut *conn)
-        .await?;
-
     let mut ids: Vec<Uuid> = batch.iter().map(|(e, _)| e.stream_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
-        "SELECT aggregate_id, version FROM aggregate_versions WHERE aggregate_id = ANY($1)",
-    )
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(&format!(
+        "SELECT aggregate_id, version FROM {schema}.aggregate_versions WHERE aggregate_id = ANY($1)",
+    ))
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await?;
@@ -149,16 +145,16 @@ pub async fn apply_batch(
         );
         outcome.applied += 1;
     }
-    changes.write(conn).await?;
+    changes.write(conn, schema).await?;
 
     if !changed.is_empty() {
         let (ids, rest): (Vec<Uuid>, Vec<(&str, i64)>) = changed.into_iter().unzip();
         let (categories, versions): (Vec<&str>, Vec<i64>) = rest.into_iter().unzip();
-        sqlx::query(
-            "INSERT INTO aggregate_versions (aggregate_id, category, version) \
+        sqlx::query(&format!(
+            "INSERT INTO {schema}.aggregate_versions AS v (aggregate_id, category, version) \
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[]) \
-             ON CONFLICT (aggregate_id) DO UPDATE SET version = GREATEST(aggregate_versions.version, EXCLUDED.version)",
-        )
+             ON CONFLICT (aggregate_id) DO UPDATE SET version = GREATEST(v.version, EXCLUDED.version)",
+            ))
         .bind(&ids)
         .bind(&categories)
         .bind(&versions)
@@ -507,24 +503,28 @@ impl Changes {
     }
 
     /// Writes the folded rows: inserts first, then updates of rows that existed before.
-    async fn write(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        self.write_coupons(conn).await?;
-        self.write_points(conn).await?;
-        self.write_sales(conn).await
+    async fn write(self, conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+        self.write_coupons(conn, schema).await?;
+        self.write_points(conn, schema).await?;
+        self.write_sales(conn, schema).await
     }
 
-    async fn write_coupons(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    async fn write_coupons(
+        &self,
+        conn: &mut PgConnection,
+        schema: &str,
+    ) -> Result<(), sqlx::Error> {
         if !self.policies.is_empty() {
             let rows: Vec<(&Uuid, &PolicyRow)> = self.policies.iter().collect();
-            sqlx::query(
-                "INSERT INTO coupon_policies (policy_id, title, description, total_quantity, start_time, end_time, \
+            sqlx::query(&format!(
+                "INSERT INTO {schema}.coupon_policies (policy_id, title, description, total_quantity, start_time, end_time, \
                    discount_type, discount_value, minimum_order_amount, maximum_discount_amount, coupon_expires_at, \
                    issued_count, used_count, created_at, version) \
                  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[], \
                    $6::timestamptz[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::timestamptz[], \
                    $12::bigint[], $13::bigint[], $14::timestamptz[], $15::bigint[]) \
                  ON CONFLICT DO NOTHING",
-            )
+            ))
             .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, r)| r.title.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, r)| r.description.as_str()).collect::<Vec<_>>())
@@ -545,12 +545,12 @@ impl Changes {
         }
         if !self.policy_counts.is_empty() {
             let rows: Vec<(&Uuid, &PolicyCounts)> = self.policy_counts.iter().collect();
-            sqlx::query(
-                "UPDATE coupon_policies p SET issued_count = COALESCE(t.issued, p.issued_count), \
+            sqlx::query(&format!(
+                "UPDATE {schema}.coupon_policies p SET issued_count = COALESCE(t.issued, p.issued_count), \
                    used_count = COALESCE(t.used, p.used_count), version = t.version \
                  FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) AS t(id, issued, used, version) \
                  WHERE p.policy_id = t.id",
-            )
+            ))
             .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, c)| c.issued).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, c)| c.used).collect::<Vec<_>>())
@@ -560,13 +560,13 @@ impl Changes {
         }
         if !self.coupons.is_empty() {
             let rows: Vec<(&Uuid, &CouponRow)> = self.coupons.iter().collect();
-            sqlx::query(
-                "INSERT INTO coupons (coupon_id, policy_id, user_id, state, expires_at, order_id, order_amount, \
+            sqlx::query(&format!(
+                "INSERT INTO {schema}.coupons (coupon_id, policy_id, user_id, state, expires_at, order_id, order_amount, \
                    discount_amount, issued_at, used_at, updated_at) \
                  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::timestamptz[], $6::text[], \
                    $7::bigint[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[]) \
                  ON CONFLICT DO NOTHING",
-            )
+            ))
             .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, r)| r.policy_id).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, r)| r.user_id).collect::<Vec<_>>())
@@ -583,13 +583,13 @@ impl Changes {
         }
         if !self.coupon_uses.is_empty() {
             let rows: Vec<(&Uuid, &CouponUse)> = self.coupon_uses.iter().collect();
-            sqlx::query(
-                "UPDATE coupons c SET state = t.state, order_id = t.order_id, order_amount = t.order_amount, \
+            sqlx::query(&format!(
+                "UPDATE {schema}.coupons c SET state = t.state, order_id = t.order_id, order_amount = t.order_amount, \
                    discount_amount = t.discount_amount, used_at = t.used_at, updated_at = t.updated_at \
                  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::timestamptz[], \
                    $7::timestamptz[]) AS t(id, state, order_id, order_amount, discount_amount, used_at, updated_at) \
                  WHERE c.coupon_id = t.id",
-            )
+            ))
             .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, u)| u.state).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, u)| u.order_id.as_deref()).collect::<Vec<_>>())
@@ -603,16 +603,16 @@ impl Changes {
         Ok(())
     }
 
-    async fn write_points(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    async fn write_points(&self, conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
         if !self.history.is_empty() {
             let rows = &self.history;
-            sqlx::query(
-                "INSERT INTO point_history (transaction_id, user_id, version, type, amount, description, order_id, \
+            sqlx::query(&format!(
+                "INSERT INTO {schema}.point_history (transaction_id, user_id, version, type, amount, description, order_id, \
                    canceled_transaction_id, balance_after, occurred_at) \
                  SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], \
                    $7::text[], $8::uuid[], $9::bigint[], $10::timestamptz[]) \
                  ON CONFLICT DO NOTHING",
-            )
+            ))
             .bind(rows.iter().map(|r| r.transaction_id).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
@@ -628,12 +628,12 @@ impl Changes {
         }
         if !self.balances.is_empty() {
             let rows: Vec<_> = self.balances.iter().collect();
-            sqlx::query(
-                "INSERT INTO point_balances (user_id, balance, version, updated_at) \
+            sqlx::query(&format!(
+                "INSERT INTO {schema}.point_balances AS b (user_id, balance, version, updated_at) \
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[]) \
                  ON CONFLICT (user_id) DO UPDATE SET balance = EXCLUDED.balance, version = EXCLUDED.version, \
-                   updated_at = EXCLUDED.updated_at WHERE point_balances.version < EXCLUDED.version",
-            )
+                   updated_at = EXCLUDED.updated_at WHERE b.version < EXCLUDED.version",
+            ))
             .bind(rows.iter().map(|(u, _)| **u).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, b)| b.0).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, b)| b.1).collect::<Vec<_>>())
@@ -644,14 +644,14 @@ impl Changes {
         Ok(())
     }
 
-    async fn write_sales(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    async fn write_sales(&self, conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
         if !self.products.is_empty() {
             let rows = &self.products;
-            sqlx::query(
-                "INSERT INTO products (product_id, name, price, description, created_at) \
+            sqlx::query(&format!(
+                "INSERT INTO {schema}.products (product_id, name, price, description, created_at) \
                  SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[]) \
                  ON CONFLICT DO NOTHING",
-            )
+            ))
             .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
@@ -662,13 +662,13 @@ impl Changes {
         }
         if !self.sales.is_empty() {
             let rows: Vec<(&Uuid, &SaleRow)> = self.sales.iter().collect();
-            sqlx::query(
-                "INSERT INTO time_sales (time_sale_id, product_id, product_price, discount_price, quantity, remaining, \
+            sqlx::query(&format!(
+                "INSERT INTO {schema}.time_sales (time_sale_id, product_id, product_price, discount_price, quantity, remaining, \
                    start_at, end_at, per_user_limit, created_at, version) \
                  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
                    $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::timestamptz[], $11::bigint[]) \
                  ON CONFLICT DO NOTHING",
-            )
+            ))
             .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, r)| r.product_id).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, r)| r.product_price).collect::<Vec<_>>())
@@ -685,11 +685,11 @@ impl Changes {
         }
         if !self.stock.is_empty() {
             let rows: Vec<(&Uuid, &(i64, i64))> = self.stock.iter().collect();
-            sqlx::query(
-                "UPDATE time_sales s SET remaining = t.remaining, version = t.version \
+            sqlx::query(&format!(
+                "UPDATE {schema}.time_sales s SET remaining = t.remaining, version = t.version \
                  FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS t(id, remaining, version) \
                  WHERE s.time_sale_id = t.id",
-            )
+            ))
             .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, s)| s.0).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, s)| s.1).collect::<Vec<_>>())
@@ -698,14 +698,14 @@ impl Changes {
         }
         if !self.orders.is_empty() {
             let rows: Vec<(&Uuid, &OrderRow)> = self.orders.iter().collect();
-            sqlx::query(
-                "INSERT INTO orders (order_id, time_sale_id, user_id, quantity, unit_price, total_price, status, \
+            sqlx::query(&format!(
+                "INSERT INTO {schema}.orders (order_id, time_sale_id, user_id, quantity, unit_price, total_price, status, \
                    created_at, canceled_at) \
                  SELECT id, sale, usr, q, up, tp, CASE WHEN cat IS NULL THEN 'CREATED' ELSE 'CANCELED' END, ca, cat \
                  FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
                    $7::timestamptz[], $8::timestamptz[]) AS t(id, sale, usr, q, up, tp, ca, cat) \
                  ON CONFLICT DO NOTHING",
-            )
+            ))
             .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, r)| r.time_sale_id).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, r)| r.user_id).collect::<Vec<_>>())
@@ -720,10 +720,10 @@ impl Changes {
         if !self.cancels.is_empty() {
             let (ids, at): (Vec<Uuid>, Vec<DateTime<Utc>>) =
                 self.cancels.iter().map(|(id, at)| (*id, *at)).unzip();
-            sqlx::query(
-                "UPDATE orders o SET status = 'CANCELED', canceled_at = t.at \
+            sqlx::query(&format!(
+                "UPDATE {schema}.orders o SET status = 'CANCELED', canceled_at = t.at \
                  FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at) WHERE o.order_id = t.id",
-            )
+            ))
             .bind(&ids)
             .bind(&at)
             .execute(&mut *conn)

@@ -9,24 +9,16 @@ use sqlx::PgConnection;
 use crate::projection::checked_schema;
 use crate::ReadModelError;
 
-/// The watermark of `schema`.
-pub async fn read(pool: &sqlx::PgPool, schema: &str) -> Result<i64, ReadModelError> {
+/// The watermark of `schema`, read on a pool or a connection.
+pub async fn read<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    schema: &str,
+) -> Result<i64, ReadModelError> {
     let schema = checked_schema(schema)?;
     Ok(sqlx::query_scalar(&format!(
         "SELECT position FROM {schema}.projection_watermark"
     ))
-    .fetch_one(pool)
-    .await?)
-}
-
-/// The watermark of `schema`, locked until the caller's transaction ends (a batch that moves
-/// it, or a rebuild's switch).
-pub async fn read_for_update(conn: &mut PgConnection, schema: &str) -> Result<i64, ReadModelError> {
-    let schema = checked_schema(schema)?;
-    Ok(sqlx::query_scalar(&format!(
-        "SELECT position FROM {schema}.projection_watermark FOR UPDATE"
-    ))
-    .fetch_one(conn)
+    .fetch_one(executor)
     .await?)
 }
 

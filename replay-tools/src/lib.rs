@@ -339,7 +339,10 @@ pub async fn retry(target: &Target, positions: &[i64]) -> anyhow::Result<RetryRe
     let events = target.log().read_positions(&unparked).await?;
     let retried = events.len();
     let done = parked::project(&mut tx, &live.schema, events).await?;
-    let mut hot = HotStore::new(&target.redis_url, &live.prefix)?.assume_clean();
+    let mut hot = HotStore::new(&target.redis_url, &live.prefix)?
+        .assume_clean()
+        .await
+        .context("Redis is unavailable; nothing was retried")?;
     replay::write_hot(&mut hot, &done)
         .await
         .context("nothing was retried")?;

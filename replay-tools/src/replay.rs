@@ -132,7 +132,7 @@ pub(crate) async fn replay(
     while let Some(page) = pages.recv().await {
         let (batch, read, last) = page?;
         let mut tx = pool.begin().await?;
-        let projected = parked::project_decoded(&mut tx, schema, batch).await?;
+        let projected = parked::project_decoded(&mut tx, schema, batch, true).await?;
         tx.commit().await?;
         if let Some(hot) = hot.as_deref_mut() {
             write_hot(hot, &projected).await?;
@@ -160,7 +160,7 @@ pub(crate) async fn replay_in(
     };
     while let Some(page) = pages.recv().await {
         let (batch, read, last) = page?;
-        let projected = parked::project_decoded(conn, schema, batch).await?;
+        let projected = parked::project_decoded(conn, schema, batch, true).await?;
         write_hot(hot, &projected).await?;
         done.absorb(&Replayed::of(read, last, &projected));
     }
