@@ -264,8 +264,11 @@ impl Application {
         let relay = match self.kafka {
             Some(kafka) => Some(relay::spawn(
                 self.log.pool().connect_options().as_ref().clone(),
-                kafka.brokers,
-                kafka.topic_prefix,
+                relay::Kafka {
+                    brokers: kafka.brokers,
+                    topic_prefix: kafka.topic_prefix,
+                    max_request_bytes: kafka.max_request_bytes,
+                },
                 stopped,
             )?),
             None => None,

@@ -47,6 +47,15 @@ pub struct KafkaSettings {
     /// Prefix of the topic names (`promo.` → `promo.coupon`, …).
     #[serde(default = "default_topic_prefix")]
     pub topic_prefix: String,
+    /// The largest produce request the relay sends, in bytes. The default is what every Kafka
+    /// broker accepts out of the box; the local stack's broker takes 16 MB, so that one relay
+    /// round is one request (ADR 9).
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: u32,
+}
+
+fn default_max_request_bytes() -> u32 {
+    relay::DEFAULT_MAX_REQUEST_BYTES
 }
 
 fn default_topic_prefix() -> String {

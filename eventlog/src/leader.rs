@@ -4,53 +4,55 @@
 //! The lock lives as long as the session that took it, so it is taken on a connection of the
 //! leader's own — never a pooled one: a pooled connection goes back to the pool still holding
 //! the lock, and the process can then neither use it nor take it again (a relay stayed silent
-//! after a broker outage that way). Dropping the [`Leader`] closes the connection, which
-//! releases the lock; a process that dies releases it with its session.
+//! after a broker outage that way). What only the leader may do runs on that connection: a
+//! statement there can run only while its session, and so its lock, lives. Dropping the
+//! [`Leader`] closes the connection, which releases the lock; a process that dies releases it
+//! with its session, and the server's TCP keepalives (set below) find a vanished host within
+//! about 25 s.
 
 use std::time::Duration;
 
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::{ConnectOptions, PgConnection, PgPool};
 use tokio::sync::watch;
 
 /// How often a standby tries the lock again.
 const STANDBY_POLL: Duration = Duration::from_secs(1);
-
-/// A SQL condition true while this session holds an advisory lock (a leader's connection
-/// holds exactly one): guards a statement that only the leader may run.
-pub const HOLDS_LOCK: &str = "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
-                              AND pid = pg_backend_pid() AND granted)";
+/// Longest wait for a connection to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The holder of the advisory lock named `name`, with the connection holding it.
 #[derive(Debug)]
 pub struct Leader {
     connection: PgConnection,
-    name: String,
 }
 
 impl Leader {
     /// Takes the lock `name` if it is free; `None` if another session holds it.
     pub async fn try_acquire(pool: &PgPool, name: &str) -> Result<Option<Leader>, sqlx::Error> {
-        let connection = own_connection(pool).await?;
-        take(connection, name).await
+        let mut connection = own_connection(pool).await?;
+        Ok(take(&mut connection, name)
+            .await?
+            .then_some(Leader { connection }))
     }
 
     /// Waits, standing by, until this process holds the lock `name`; `None` once `stop` turns
-    /// true first. Standing by and taking over are logged once each.
+    /// true (or its sender is gone) first. Standing by and taking over are logged once each.
     pub async fn acquire(
         pool: &PgPool,
         name: &str,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<Option<Leader>, sqlx::Error> {
+        let mut connection = own_connection(pool).await?;
         let mut standing_by = false;
         loop {
             if *stop.borrow() {
                 return Ok(None);
             }
-            if let Some(leader) = Self::try_acquire(pool, name).await? {
+            if take(&mut connection, name).await? {
                 if standing_by {
                     tracing::info!(lock = name, "the other leader is gone; taking over");
                 }
-                return Ok(Some(leader));
+                return Ok(Some(Leader { connection }));
             }
             if !standing_by {
                 tracing::info!(lock = name, "another process leads; standing by");
@@ -58,7 +60,7 @@ impl Leader {
             }
             tokio::select! {
                 () = tokio::time::sleep(STANDBY_POLL) => {}
-                _ = stop.changed() => {}
+                changed = stop.changed() => if changed.is_err() { return Ok(None) },
             }
         }
     }
@@ -68,41 +70,41 @@ impl Leader {
         &mut self.connection
     }
 
-    /// Whether this session still holds the lock (and the database answers).
+    /// Whether this session still answers (and so still holds the lock).
     pub async fn holds(&mut self) -> bool {
-        sqlx::query_scalar::<_, bool>(&format!("SELECT {HOLDS_LOCK}"))
-            .fetch_one(&mut self.connection)
+        sqlx::query("SELECT 1")
+            .execute(&mut self.connection)
             .await
-            .unwrap_or(false)
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Gives the lock up now (dropping does too, closing the connection in the background).
-    pub async fn release(self) {
-        let _ = self.connection.close().await;
+            .is_ok()
     }
 }
 
-/// A connection with the pool's settings that is not the pool's.
+/// A connection with the pool's settings that is not the pool's, opened within
+/// [`CONNECT_TIMEOUT`]. The server probes it every few seconds once idle (a leader on a host
+/// that vanished loses its lock in ~25 s, not the OS default of two hours), and a lock wait or
+/// statement that hangs fails instead (the caller logs it and tries again).
 async fn own_connection(pool: &PgPool) -> Result<PgConnection, sqlx::Error> {
-    pool.connect_options().as_ref().clone().connect().await
+    let options = pool.connect_options().as_ref().clone().options([
+        ("tcp_keepalives_idle", "10"),
+        ("tcp_keepalives_interval", "5"),
+        ("tcp_keepalives_count", "3"),
+        ("lock_timeout", "30s"),
+        ("statement_timeout", "60s"),
+    ]);
+    tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+        .await
+        .map_err(|_| {
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connecting to the database timed out",
+            ))
+        })?
 }
 
-async fn take(mut connection: PgConnection, name: &str) -> Result<Option<Leader>, sqlx::Error> {
-    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+/// Tries the lock on `connection`.
+async fn take(connection: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
         .bind(name)
-        .fetch_one(&mut connection)
-        .await?;
-    if held {
-        Ok(Some(Leader {
-            connection,
-            name: name.to_owned(),
-        }))
-    } else {
-        let _ = connection.close().await;
-        Ok(None)
-    }
+        .fetch_one(connection)
+        .await
 }

@@ -23,7 +23,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use eventlog::appends::Appends;
-use eventlog::leader::{Leader, HOLDS_LOCK};
+use eventlog::leader::Leader;
 use eventlog::{EventLog, RecordedEvent};
 use readmodel::generation::{self, Generation};
 use readmodel::hot::{self, HotStore};
@@ -44,8 +44,6 @@ pub enum ProjectorError {
     Database(#[from] sqlx::Error),
     #[error("event log: {0}")]
     Store(#[from] eventlog::StoreError),
-    #[error("this process no longer holds the projector lock")]
-    LostLeadership,
 }
 
 /// Most events projected per transaction: a batch this size folds and writes in tens of
@@ -116,6 +114,10 @@ async fn lead(
             // Read right before applying, not ahead of time: an event committed while a batch
             // applies is in the next batch, so it waits at most about two batches.
             let events = read_page(&log, position).await?;
+            if *failures > 0 && events.is_empty() {
+                tracing::info!(failures = *failures, position, "projector recovered; the log is projected");
+                *failures = 0;
+            }
             let Some(last) = events.last().map(|(e, _)| e.position) else {
                 refresh_hot(&mut hot, pool, &live.schema, position).await;
                 appends.next(POLL).await;
@@ -128,13 +130,7 @@ async fn lead(
                     refresh_hot(&mut hot, pool, &live.schema, position).await;
                     hot.publish(&hot::hot_writes(hot.prefix(), &done.projected), last)
                         .await;
-                    for event in &done.parked {
-                        tracing::error!(
-                            position = event.position, event_type = %event.event_type,
-                            aggregate_id = %event.aggregate_id, error = %event.error,
-                            "event parked: the read model of its aggregate is faulted until `replay-tools retry`"
-                        );
-                    }
+                    report_parked(&done.parked);
                     tracing::debug!(
                         position = last, events = count, applied = done.applied, parked = done.parked.len(),
                         ms = started.elapsed().as_secs_f64() * 1e3, "batch projected"
@@ -208,6 +204,7 @@ async fn project_batch(
         .bind(base)
         .fetch_one(&mut *tx)
         .await?;
+    checked_schema(&schema)?;
     let locked = Generation {
         number,
         schema,
@@ -226,18 +223,32 @@ async fn project_batch(
         });
     }
     let done = parked::project_decoded(&mut tx, &live.schema, events, any_parked).await?;
-    let moved = sqlx::query(&format!(
-        "UPDATE {}.projection_watermark SET position = $1 WHERE {HOLDS_LOCK}",
-        live.schema
-    ))
-    .bind(last)
-    .execute(&mut *tx)
-    .await?;
-    if moved.rows_affected() == 0 {
-        return Err(ProjectorError::LostLeadership);
-    }
+    watermark::set(&mut tx, &live.schema, last).await?;
     tx.commit().await?;
     Ok(Step::Projected(done))
+}
+
+/// Logs what a batch parked: each event that failed on its own, and how many queued behind
+/// one (a hot aggregate may queue thousands: one line per batch for those).
+fn report_parked(parked: &[readmodel::parked::Parked]) {
+    let mut behind = 0;
+    for event in parked {
+        if event.attempts == 0 {
+            behind += 1;
+            continue;
+        }
+        tracing::error!(
+            position = event.position, event_type = %event.event_type,
+            aggregate_id = %event.aggregate_id, error = %event.error,
+            "event parked: the read model of its aggregate is faulted until `replay-tools retry`"
+        );
+    }
+    if behind > 0 {
+        tracing::warn!(
+            events = behind,
+            "events parked behind an earlier parked event of their aggregate"
+        );
+    }
 }
 
 /// After a Redis failure, once Redis answers: rewrite its values from the read models, then

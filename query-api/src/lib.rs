@@ -135,8 +135,10 @@ pub struct AppState {
     pub hot: Hot,
     /// The read-model generation queries go to (ADR 7), refreshed by [`follow_generation`].
     live: Arc<RwLock<Arc<Generation>>>,
-    /// The live generation's parked events, refreshed with the generation.
+    /// The live generation's faulted aggregates, refreshed with the generation.
     faults: Arc<RwLock<Arc<Faults>>>,
+    /// Held while the faults are re-read for a read-your-writes read.
+    faults_refresh: Arc<tokio::sync::Mutex<()>>,
     pub consistency_wait: Duration,
     sales: SaleCache,
 }
@@ -188,8 +190,8 @@ impl AppState {
             Ok(faults) => faults,
             Err(poisoned) => poisoned.into_inner(),
         };
-        // A read-your-writes refresh may have stored a later snapshot meanwhile.
-        if next.as_of < faults.as_of {
+        // A read-your-writes refresh may have stored a later snapshot of this generation.
+        if next.generation == faults.generation && next.as_of < faults.as_of {
             return;
         }
         if faults.is_empty() != next.is_empty() {
@@ -202,13 +204,29 @@ impl AppState {
         *faults = Arc::new(next);
     }
 
-    /// Re-reads the faults (when a read must see every fault up to a position).
-    async fn refresh_faults(&self) -> Result<Arc<Faults>, QueryError> {
-        let faults = Faults::load(&self.pool, &self.live().schema)
+    /// Re-reads the faults of the live generation.
+    async fn refresh_faults(&self) -> Result<(), QueryError> {
+        let faults = Faults::load(&self.pool, &self.live())
             .await
             .map_err(|e| QueryError::Unavailable(e.to_string()))?;
         self.set_faults(faults);
-        Ok(self.faults())
+        Ok(())
+    }
+
+    /// Makes sure the faults reads are checked against hold every event up to `wanted` in the
+    /// live generation. Concurrent reads share one refresh: the one that waited for the lock
+    /// finds the fresh snapshot another one stored.
+    async fn faults_up_to(&self, wanted: i64) -> Result<(), QueryError> {
+        let fresh =
+            |faults: &Faults| faults.generation == self.live().number && faults.as_of >= wanted;
+        if fresh(&self.faults()) {
+            return Ok(());
+        }
+        let _one_at_a_time = self.faults_refresh.lock().await;
+        if fresh(&self.faults()) {
+            return Ok(());
+        }
+        self.refresh_faults().await
     }
 
     /// 503 `PROJECTION_FAULTED` when `what` (aggregate `id`) has a parked event.
@@ -219,24 +237,47 @@ impl AppState {
         }
     }
 
-    /// As [`AppState::check_aggregate`], for a coupon or an order by its own id.
-    pub fn check_entity(&self, id: uuid::Uuid, what: &'static str) -> Result<(), QueryError> {
-        match self.faults().entity(id) {
-            Some(position) => Err(QueryError::Faulted { what, position }),
-            None => Ok(()),
+    /// The point account of `user`, as [`AppState::check_aggregate`].
+    pub fn check_account(&self, user: i64) -> Result<(), QueryError> {
+        match domain::values::UserId::parse(user, "userId") {
+            Ok(user) => {
+                self.check_aggregate(domain::points::point_account_id(user), "point account")
+            }
+            Err(_) => Ok(()),
         }
     }
 
-    /// As [`AppState::check_aggregate`], for a user's events of `category`.
-    pub fn check_user(
+    /// For a coupon or order the read models do not have: 503 if the aggregate it was created
+    /// in is faulted (its creating event may be the parked one), else nothing.
+    pub async fn check_missing_entity(
+        &self,
+        id: uuid::Uuid,
+        category: &str,
+        what: &'static str,
+    ) -> Result<(), QueryError> {
+        let faults = self.faults();
+        match readmodel::parked::entity_fault(&self.pool, &faults, id, category).await {
+            Ok(Some(position)) => Err(QueryError::Faulted { what, position }),
+            Ok(None) => Ok(()),
+            Err(e) => Err(QueryError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// As [`AppState::check_aggregate`], for a user's list of `category` (an event about the
+    /// user, as its data names the user, is parked).
+    pub async fn check_user(
         &self,
         category: &str,
         user: i64,
         what: &'static str,
     ) -> Result<(), QueryError> {
-        match self.faults().user(category, user) {
-            Some(position) => Err(QueryError::Faulted { what, position }),
-            None => Ok(()),
+        let faults = self.faults();
+        let live = self.live();
+        match readmodel::parked::user_fault(&self.pool, &faults, &live.schema, category, user).await
+        {
+            Ok(Some(position)) => Err(QueryError::Faulted { what, position }),
+            Ok(None) => Ok(()),
+            Err(e) => Err(QueryError::Unavailable(e.to_string())),
         }
     }
 
@@ -312,10 +353,8 @@ async fn consistency(State(state): State<AppState>, request: Request, next: Next
         }
     };
     // The faults this read is checked against must include every event up to `wanted`.
-    if state.faults().as_of < wanted {
-        if let Err(e) = state.refresh_faults().await {
-            return e.into_response();
-        }
+    if let Err(e) = state.faults_up_to(wanted).await {
+        return e.into_response();
     }
     let mut response = next.run(request).await;
     if let Ok(value) = HeaderValue::from_str(&reached.to_string()) {
@@ -373,6 +412,7 @@ impl Application {
             hot,
             live: Arc::new(RwLock::new(Arc::new(live))),
             faults: Default::default(),
+            faults_refresh: Default::default(),
             consistency_wait: Duration::from_millis(settings.consistency_wait_ms),
             sales: SaleCache::default(),
         };

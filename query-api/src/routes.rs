@@ -243,16 +243,18 @@ async fn coupon(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
-    state.check_entity(id, "coupon")?;
     let live = state.live();
     let s = &live.schema;
-    let row: CouponRow = sqlx::query_as(&format!(
+    let row: Option<CouponRow> = sqlx::query_as(&format!(
         "SELECT {COUPON_COLUMNS} FROM {s}.coupons WHERE coupon_id = $1"
     ))
     .bind(id)
     .fetch_optional(&state.pool)
-    .await?
-    .ok_or(QueryError::NotFound("coupon"))?;
+    .await?;
+    let Some(row) = row else {
+        state.check_missing_entity(id, "coupon", "coupon").await?;
+        return Err(QueryError::NotFound("coupon"));
+    };
     state.check_aggregate(row.policy_id, "coupon")?;
     Ok(Json(row.json(Utc::now())))
 }
@@ -263,7 +265,9 @@ async fn user_coupons(
     Query(q): Query<Page>,
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
-    state.check_user("coupon", user_id, "user's coupons")?;
+    state
+        .check_user("coupon", user_id, "user's coupons")
+        .await?;
     let (page, limit, offset) = q.bounds()?;
     let filter = match q.status.as_deref() {
         None => "",
@@ -316,7 +320,6 @@ async fn quote(
             field: "orderAmount",
         })?;
     let acting = q.user_id.map(user).transpose()?;
-    state.check_entity(id, "coupon")?;
     let live = state.live();
     let s = &live.schema;
     let row: Option<CouponRow> = sqlx::query_as(&format!(
@@ -325,8 +328,9 @@ async fn quote(
     .bind(id)
     .fetch_optional(&state.pool)
     .await?;
-    if let Some(row) = &row {
-        state.check_aggregate(row.policy_id, "coupon")?;
+    match &row {
+        Some(row) => state.check_aggregate(row.policy_id, "coupon")?,
+        None => state.check_missing_entity(id, "coupon", "coupon").await?,
     }
     let policy: Option<(String, i64, i64, i64)> = match &row {
         Some(row) => {
@@ -378,7 +382,7 @@ async fn balance(
     Path(user_id): Path<i64>,
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
-    state.check_user("point", user_id, "point account")?;
+    state.check_account(user_id)?;
     let key = keys::balance(&state.live().prefix, user_id);
     let balance = match state.hot.field(&key, "balance").await {
         Some(balance) => balance,
@@ -415,7 +419,7 @@ async fn history(
     Query(q): Query<Page>,
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
-    state.check_user("point", user_id, "point account")?;
+    state.check_account(user_id)?;
     let (page, limit, offset) = q.bounds()?;
     let (rows, total): (Vec<HistoryRow>, i64) = fetch_page(
         &state,
@@ -589,16 +593,18 @@ async fn order(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
-    state.check_entity(id, "order")?;
     let live = state.live();
     let s = &live.schema;
-    let row: OrderRow = sqlx::query_as(&format!(
+    let row: Option<OrderRow> = sqlx::query_as(&format!(
         "SELECT {ORDER_COLUMNS} FROM {s}.orders WHERE order_id = $1"
     ))
     .bind(id)
     .fetch_optional(&state.pool)
-    .await?
-    .ok_or(QueryError::NotFound("order"))?;
+    .await?;
+    let Some(row) = row else {
+        state.check_missing_entity(id, "timesale", "order").await?;
+        return Err(QueryError::NotFound("order"));
+    };
     state.check_aggregate(row.time_sale_id, "order")?;
     Ok(Json(row.json()))
 }
@@ -609,7 +615,9 @@ async fn user_orders(
     Query(q): Query<Page>,
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
-    state.check_user("timesale", user_id, "user's orders")?;
+    state
+        .check_user("timesale", user_id, "user's orders")
+        .await?;
     let (page, limit, offset) = q.bounds()?;
     let (rows, total): (Vec<OrderRow>, i64) = fetch_page(
         &state,

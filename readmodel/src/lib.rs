@@ -37,9 +37,7 @@ impl ReadModelError {
     /// missing table), which is retried: parking would drop events that are fine.
     pub fn is_event_fault(&self) -> bool {
         match self {
-            ReadModelError::Undecodable(_)
-            | ReadModelError::UnknownCategory(_)
-            | ReadModelError::Behind(_) => true,
+            ReadModelError::Undecodable(_) | ReadModelError::UnknownCategory(_) => true,
             ReadModelError::Database(sqlx::Error::Database(e)) => e
                 .code()
                 .is_some_and(|code| ["22", "23", "54"].iter().any(|c| code.starts_with(c))),

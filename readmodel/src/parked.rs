@@ -24,8 +24,9 @@ use crate::ReadModelError;
 /// always deterministic (a value out of range, a constraint); the retries cover a refusal
 /// that is not (a deferred-constraint race, say) at a cost of a few milliseconds.
 pub const ATTEMPTS: u32 = 3;
-/// Pause between those tries.
-const RETRY_PAUSE: Duration = Duration::from_millis(10);
+/// Pause between those tries: short, since a whole batch refused (a schema change gone
+/// wrong) is tried event by event while the batch holds the generation pointer.
+const RETRY_PAUSE: Duration = Duration::from_millis(2);
 
 /// A parked event, as `replay-tools parked` lists it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -285,70 +286,68 @@ pub async fn list(pool: &sqlx::PgPool, schema: &str) -> Result<Vec<Parked>, Read
     .await?)
 }
 
-/// Takes the parked events of `aggregates` (every parked event when `None`) out of `schema`,
-/// inside the caller's transaction; returns their positions in log order. A retry projects
-/// them again through [`project`], which parks again what still fails.
+/// Takes the first `limit` parked events (in log order) of `aggregates` — of every aggregate
+/// when `None` — out of `schema`, inside the caller's transaction; returns their positions in
+/// log order. A retry projects them again through [`project`], which parks again what still
+/// fails.
 pub async fn unpark(
     conn: &mut PgConnection,
     schema: &str,
     aggregates: Option<&HashSet<Uuid>>,
+    limit: i64,
 ) -> Result<Vec<i64>, ReadModelError> {
     let schema = checked_schema(schema)?;
     let ids: Option<Vec<Uuid>> = aggregates.map(|a| a.iter().copied().collect());
     let mut positions: Vec<i64> = sqlx::query_scalar(&format!(
-        "DELETE FROM {schema}.parked_events WHERE $1::uuid[] IS NULL OR aggregate_id = ANY($1) \
+        "DELETE FROM {schema}.parked_events WHERE position IN \
+           (SELECT position FROM {schema}.parked_events \
+            WHERE $1::uuid[] IS NULL OR aggregate_id = ANY($1) ORDER BY position LIMIT $2) \
          RETURNING position"
     ))
     .bind(ids)
+    .bind(limit)
     .fetch_all(conn)
     .await?;
     positions.sort_unstable();
     Ok(positions)
 }
 
-/// Where the read models are faulted, as the query API checks it on every read: by aggregate,
-/// by entity (coupon, order) and by (category, user), each with its first parked position.
+/// Which aggregates of a generation are faulted, as the query API checks on every read: each
+/// with its first parked position. Small (one entry per faulted aggregate, however many of
+/// its events queue behind); reads by a coupon, an order or a user look further only when it
+/// is not empty ([`entity_fault`], [`user_fault`]).
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
-    /// The watermark these faults were read with: every event parked at or below it is here.
+    /// The generation these faults belong to.
+    pub generation: i64,
+    /// The watermark they were read with: every event parked at or below it is here.
     pub as_of: i64,
     aggregates: HashMap<Uuid, i64>,
-    entities: HashMap<Uuid, i64>,
-    users: HashMap<(String, i64), i64>,
 }
 
 impl Faults {
-    /// The parked events of `schema` and its watermark, read in one statement (one snapshot).
-    pub async fn load(pool: &sqlx::PgPool, schema: &str) -> Result<Faults, ReadModelError> {
-        type Row = (
-            i64,
-            Option<i64>,
-            Option<Uuid>,
-            Option<String>,
-            Option<Uuid>,
-            Option<i64>,
-        );
-        let schema = checked_schema(schema)?;
-        let rows: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT w.position, p.position, p.aggregate_id, p.category, p.entity_id, p.user_id \
-             FROM {schema}.projection_watermark w LEFT JOIN {schema}.parked_events p ON true"
+    /// The faulted aggregates of `live` and its watermark, read in one statement (one
+    /// snapshot).
+    pub async fn load(
+        pool: &sqlx::PgPool,
+        live: &crate::generation::Generation,
+    ) -> Result<Faults, ReadModelError> {
+        let schema = checked_schema(&live.schema)?;
+        let rows: Vec<(i64, Option<Uuid>, Option<i64>)> = sqlx::query_as(&format!(
+            "SELECT w.position, p.aggregate_id, p.first FROM {schema}.projection_watermark w \
+             LEFT JOIN (SELECT aggregate_id, min(position) AS first FROM {schema}.parked_events \
+                        GROUP BY aggregate_id) p ON true"
         ))
         .fetch_all(pool)
         .await?;
-        let mut faults = Faults::default();
-        for (as_of, position, aggregate, category, entity, user) in rows {
+        let mut faults = Faults {
+            generation: live.number,
+            ..Faults::default()
+        };
+        for (as_of, aggregate, first) in rows {
             faults.as_of = as_of;
-            let (Some(position), Some(aggregate), Some(category)) = (position, aggregate, category)
-            else {
-                continue;
-            };
-            let first = |slot: &mut i64| *slot = (*slot).min(position);
-            first(faults.aggregates.entry(aggregate).or_insert(position));
-            if let Some(entity) = entity {
-                first(faults.entities.entry(entity).or_insert(position));
-            }
-            if let Some(user) = user {
-                first(faults.users.entry((category, user)).or_insert(position));
+            if let (Some(aggregate), Some(first)) = (aggregate, first) {
+                faults.aggregates.insert(aggregate, first);
             }
         }
         Ok(faults)
@@ -359,20 +358,51 @@ impl Faults {
         self.aggregates.get(&id).copied()
     }
 
-    /// The first parked position of an event about this coupon or order.
-    pub fn entity(&self, id: Uuid) -> Option<i64> {
-        self.entities.get(&id).copied()
-    }
-
-    /// The first parked position of an event of `category` about `user`.
-    pub fn user(&self, category: &str, user: i64) -> Option<i64> {
-        if self.users.is_empty() {
-            return None;
-        }
-        self.users.get(&(category.to_owned(), user)).copied()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.aggregates.is_empty()
     }
+}
+
+/// The first parked position of the aggregate a coupon or an order lives in, found through
+/// the log's own entity index (the read models may lack the entity: its creating event is the
+/// one parked).
+pub async fn entity_fault(
+    pool: &sqlx::PgPool,
+    faults: &Faults,
+    entity: Uuid,
+    category: &str,
+) -> Result<Option<i64>, ReadModelError> {
+    if faults.is_empty() {
+        return Ok(None);
+    }
+    let stream: Option<Uuid> = sqlx::query_scalar(
+        "SELECT stream_id FROM public.entity_streams WHERE entity_id = $1 AND category = $2",
+    )
+    .bind(entity)
+    .bind(category)
+    .fetch_optional(pool)
+    .await?;
+    Ok(stream.and_then(|s| faults.aggregate(s)))
+}
+
+/// The first parked position of an event of `category` about `user` (as its data names it),
+/// for the lists of a user's coupons or orders.
+pub async fn user_fault(
+    pool: &sqlx::PgPool,
+    faults: &Faults,
+    schema: &str,
+    category: &str,
+    user: i64,
+) -> Result<Option<i64>, ReadModelError> {
+    if faults.is_empty() {
+        return Ok(None);
+    }
+    let schema = checked_schema(schema)?;
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT min(position) FROM {schema}.parked_events WHERE category = $1 AND user_id = $2"
+    ))
+    .bind(category)
+    .bind(user)
+    .fetch_one(pool)
+    .await?)
 }

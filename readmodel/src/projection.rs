@@ -106,8 +106,8 @@ pub fn decode(event: &RecordedEvent) -> Result<AnyEvent, ReadModelError> {
 /// What one batch did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
+    /// Events that changed the read models (the others were there already).
     pub applied: usize,
-    pub skipped: usize,
 }
 
 /// Applies a batch (in log order) on `conn`, inside the caller's transaction, into `schema`.
@@ -134,7 +134,6 @@ pub async fn apply_batch(
     for (recorded, event) in batch {
         let current = versions.get(&recorded.stream_id).copied().unwrap_or(0);
         if recorded.version <= current {
-            outcome.skipped += 1;
             continue;
         }
         changes.fold(recorded, event);

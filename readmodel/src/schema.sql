@@ -96,8 +96,8 @@ INSERT INTO projection_watermark (position) VALUES (0) ON CONFLICT DO NOTHING;
 -- Events the projection could not apply (undecodable, or refused by PostgreSQL), with every
 -- later event of the same aggregate held behind them; the rest of the log goes on. Reads of
 -- such an aggregate answer 503 PROJECTION_FAULTED until `replay-tools retry` applies them.
--- `entity_id` and `user_id` are read from the event's data when it has them, so reads of a
--- coupon, an order or a user's list find the fault too.
+-- `entity_id` and `user_id` are read from the event's data when it has them (for the
+-- operator, and so a user's lists find the fault too).
 CREATE TABLE IF NOT EXISTS parked_events (
     position     bigint PRIMARY KEY,
     aggregate_id uuid        NOT NULL,
@@ -111,3 +111,4 @@ CREATE TABLE IF NOT EXISTS parked_events (
     parked_at    timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS parked_events_aggregate ON parked_events (aggregate_id, position);
+CREATE INDEX IF NOT EXISTS parked_events_user ON parked_events (category, user_id);

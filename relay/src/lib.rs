@@ -15,7 +15,7 @@ use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use eventlog::appends::Appends;
-use eventlog::leader::{Leader, HOLDS_LOCK};
+use eventlog::leader::Leader;
 use eventlog::{EventLog, RecordedEvent};
 use messaging::envelope::{Envelope, ENVELOPE_VERSION};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -45,12 +45,10 @@ pub enum RelayError {
     Store(#[from] eventlog::StoreError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("this process no longer holds the relay lock")]
-    LostLeadership,
 }
 
 /// The envelope of a recorded event.
-pub fn envelope(event: &RecordedEvent) -> Envelope {
+fn envelope(event: &RecordedEvent) -> Envelope {
     Envelope {
         envelope_version: ENVELOPE_VERSION,
         event_id: event.event_id,
@@ -64,6 +62,19 @@ pub fn envelope(event: &RecordedEvent) -> Envelope {
         data: event.data.clone(),
         metadata: event.metadata.clone(),
     }
+}
+
+pub use messaging::DEFAULT_MAX_REQUEST_BYTES;
+
+/// Where and how the relay publishes.
+#[derive(Debug, Clone)]
+pub struct Kafka {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Prefix of the topic names (`promo.` → `promo.coupon`, …).
+    pub topic_prefix: String,
+    /// The largest produce request (see [`messaging::producer_config`]).
+    pub max_request_bytes: u32,
 }
 
 /// A relay running on a thread of its own ([`spawn`]).
@@ -85,8 +96,7 @@ impl Relay {
 /// with the relay on, measured 2026-12-01). Runs until `stop` turns true.
 pub fn spawn(
     database: PgConnectOptions,
-    brokers: String,
-    prefix: String,
+    kafka: Kafka,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<Relay> {
     let (finished, done) = tokio::sync::oneshot::channel();
@@ -103,7 +113,7 @@ pub fn spawn(
                     .max_connections(3)
                     .acquire_timeout(Duration::from_secs(3))
                     .connect_lazy_with(database);
-                run(EventLog::from_pool(pool), brokers, prefix, stop).await;
+                run(EventLog::from_pool(pool), kafka, stop).await;
             });
             let _ = finished.send(());
         })?;
@@ -130,8 +140,17 @@ fn background_priority() {
 }
 
 /// Runs the relay until `stop` turns true: stand by until leader, then publish, retrying
-/// from the checkpoint after any failure.
-pub async fn run(log: EventLog, brokers: String, prefix: String, mut stop: watch::Receiver<bool>) {
+/// from the checkpoint after any failure. Stops at once, whatever it is doing: the checkpoint
+/// moves only after an acknowledgement, so an interrupted round is published again.
+pub async fn run(log: EventLog, kafka: Kafka, stop: watch::Receiver<bool>) {
+    let mut signal = stop.clone();
+    tokio::select! {
+        () = relay(log, kafka, stop) => {}
+        _ = signal.wait_for(|stopped| *stopped) => {}
+    }
+}
+
+async fn relay(log: EventLog, kafka: Kafka, mut stop: watch::Receiver<bool>) {
     let appends = Appends::listen(log.pool().clone());
     let mut failures: u32 = 0;
     loop {
@@ -141,23 +160,16 @@ pub async fn run(log: EventLog, brokers: String, prefix: String, mut stop: watch
             Err(e) => {
                 failures += 1;
                 tracing::warn!(error = %e, failures, "relay cannot take its lock; retrying");
-                if pause(&mut stop, failures).await {
-                    return;
-                }
+                pause(failures).await;
                 continue;
             }
         };
         tracing::info!("relay is the leader; publishing");
         loop {
-            let error = tokio::select! {
-                error = lead(&log, &brokers, &prefix, &mut leader, &appends, &mut failures) => error,
-                _ = stopped(&mut stop) => return,
-            };
+            let error = lead(&log, &kafka, &mut leader, &appends, &mut failures).await;
             failures += 1;
             tracing::warn!(error = %error, failures, "relay round failed; retrying from the checkpoint");
-            if pause(&mut stop, failures).await {
-                return;
-            }
+            pause(failures).await;
             if !leader.holds().await {
                 tracing::warn!("relay lost its lock (its connection dropped); taking it again");
                 break;
@@ -166,35 +178,25 @@ pub async fn run(log: EventLog, brokers: String, prefix: String, mut stop: watch
     }
 }
 
-/// Waits before the next try after `failures` failed rounds in a row; true if `stop` turned
-/// true meanwhile.
-async fn pause(stop: &mut watch::Receiver<bool>, failures: u32) -> bool {
+/// Waits before the next try after `failures` failed rounds in a row.
+async fn pause(failures: u32) {
     let delay = RETRY_FIRST
         .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
         .min(RETRY_MAX);
-    tokio::select! {
-        () = tokio::time::sleep(delay) => *stop.borrow(),
-        _ = stopped(stop) => true,
-    }
-}
-
-/// Completes once `stop` turns true (the guard `wait_for` returns is dropped here: it is not
-/// `Send`).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
+    tokio::time::sleep(delay).await;
 }
 
 /// Publishes from the checkpoint on as leader until something fails; returns the failure.
 async fn lead(
     log: &EventLog,
-    brokers: &str,
-    prefix: &str,
+    kafka: &Kafka,
     leader: &mut Leader,
     appends: &Appends,
     failures: &mut u32,
 ) -> RelayError {
     let publishing: Result<Infallible, RelayError> = async {
-        let producer: FutureProducer = messaging::producer_config(brokers).create()?;
+        let producer: FutureProducer =
+            messaging::producer_config(&kafka.brokers, kafka.max_request_bytes).create()?;
         let mut checkpoint: i64 =
             sqlx::query_scalar("SELECT position FROM relay_checkpoint WHERE name = 'kafka'")
                 .fetch_one(leader.connection())
@@ -206,17 +208,13 @@ async fn lead(
                 appends.next(POLL).await;
                 continue;
             };
-            publish(&producer, prefix, None, &events).await?;
-            // Through the leader's own connection, and only while it holds the lock.
-            let moved = sqlx::query(&format!(
-                "UPDATE relay_checkpoint SET position = $1 WHERE name = 'kafka' AND {HOLDS_LOCK}"
-            ))
-            .bind(last)
-            .execute(leader.connection())
-            .await?;
-            if moved.rows_affected() == 0 {
-                return Err(RelayError::LostLeadership);
-            }
+            publish(&producer, &kafka.topic_prefix, None, &events).await?;
+            // Through the leader's own connection: it runs only while the session holding the
+            // lock lives.
+            sqlx::query("UPDATE relay_checkpoint SET position = $1 WHERE name = 'kafka'")
+                .bind(last)
+                .execute(leader.connection())
+                .await?;
             checkpoint = last;
             if *failures > 0 {
                 tracing::info!(

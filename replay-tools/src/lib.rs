@@ -307,19 +307,25 @@ pub struct RetryReport {
     pub still_parked: Vec<Parked>,
 }
 
+/// Parked events projected again per transaction: the projector waits for each page (the
+/// pointer is locked), so a page stays short.
+const RETRY_PAGE: i64 = 1_000;
+
 /// Projects the parked events again — all of them, or those of the aggregates of the parked
-/// events at `positions` — with the projector's code, in log order, while the projector
-/// waits (the generation pointer is locked, as for a switch). What still fails is parked
-/// again. The Redis values are written before the commit: the moment the aggregate is no
-/// longer faulted, they are there.
+/// events at `positions` — with the projector's code, in log order, a page per transaction
+/// while the projector waits (the generation pointer is locked, as for a switch). What still
+/// fails is parked again, and the retry stops there. Each page's Redis values are written
+/// before its commit: the moment the aggregate is no longer faulted, they are there.
 pub async fn retry(target: &Target, positions: &[i64]) -> anyhow::Result<RetryReport> {
     let pool = &target.pool;
     let base = projection::checked_schema(&target.base)?;
     generation::ensure(pool, base, &target.prefix).await?;
     let _exclusive = exclusive(pool, base).await?;
-    let mut tx = pool.begin().await?;
-    let live = generation::current_locked(&mut tx, base, generation::Lock::Update).await?;
-    projection::checked_schema(&live.schema)?;
+    let live = generation::current(pool, base).await?;
+    let mut hot = HotStore::new(&target.redis_url, &live.prefix)?
+        .assume_clean()
+        .await
+        .context("Redis is unavailable; nothing was retried")?;
     let aggregates: Option<HashSet<Uuid>> = if positions.is_empty() {
         None
     } else {
@@ -328,30 +334,48 @@ pub async fn retry(target: &Target, positions: &[i64]) -> anyhow::Result<RetryRe
             live.schema
         ))
         .bind(positions)
-        .fetch_all(&mut *tx)
+        .fetch_all(pool)
         .await?;
         if found.is_empty() {
             bail!("no parked event at {positions:?}");
         }
         Some(found.into_iter().collect())
     };
-    let unparked = parked::unpark(&mut tx, &live.schema, aggregates.as_ref()).await?;
-    let events = target.log().read_positions(&unparked).await?;
-    let retried = events.len();
-    let done = parked::project(&mut tx, &live.schema, events).await?;
-    let mut hot = HotStore::new(&target.redis_url, &live.prefix)?
-        .assume_clean()
-        .await
-        .context("Redis is unavailable; nothing was retried")?;
-    replay::write_hot(&mut hot, &done)
-        .await
-        .context("nothing was retried")?;
-    tx.commit().await?;
-    Ok(RetryReport {
-        retried,
-        applied: done.applied,
-        still_parked: done.parked,
-    })
+    let mut report = RetryReport::default();
+    loop {
+        let mut tx = pool.begin().await?;
+        let locked = generation::current_locked(&mut tx, base, generation::Lock::Update).await?;
+        if locked != live {
+            bail!("the live generation switched during the retry; run it again");
+        }
+        let unparked =
+            parked::unpark(&mut tx, &live.schema, aggregates.as_ref(), RETRY_PAGE).await?;
+        if unparked.is_empty() {
+            break;
+        }
+        let events = target.log().read_positions(&unparked).await?;
+        report.retried += events.len();
+        let done = parked::project(&mut tx, &live.schema, events).await?;
+        replay::write_hot(&mut hot, &done)
+            .await
+            .context("the page being retried was not")?;
+        tx.commit().await?;
+        report.applied += done.applied;
+        // What failed again is first in line now: the next page would only fail it again.
+        if !done.parked.is_empty() {
+            break;
+        }
+    }
+    report.still_parked = parked::list(pool, &live.schema)
+        .await?
+        .into_iter()
+        .filter(|p| {
+            aggregates
+                .as_ref()
+                .is_none_or(|a| a.contains(&p.aggregate_id))
+        })
+        .collect();
+    Ok(report)
 }
 
 /// Re-sends the log's events with positions in `from..=to` to Kafka — with the same
@@ -366,9 +390,10 @@ pub async fn republish(
     topic: Option<&str>,
     bar: &ProgressBar,
 ) -> anyhow::Result<u64> {
-    let producer: rdkafka::producer::FutureProducer = messaging::producer_config(brokers)
-        .create()
-        .context("creating the Kafka producer")?;
+    let producer: rdkafka::producer::FutureProducer =
+        messaging::producer_config(brokers, messaging::DEFAULT_MAX_REQUEST_BYTES)
+            .create()
+            .context("creating the Kafka producer")?;
     let to = match to {
         Some(to) => to,
         None => log.head().await?,
