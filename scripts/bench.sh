@@ -97,6 +97,14 @@ system_down promo_bench_system
 system_up promo_bench_system
 bench "${system[@]}" --concurrency "$C" --rate "$RATE" flash-sale --stock "$N"
 system_down promo_bench_system
+# The same closed loop with the command API alone (no relay, no read side), same minute: what
+# the rest of the system costs the write path.
+db_url=$(fresh_db promo_bench_alone)
+start "command-api" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8180 APP_DATABASE__URL="$db_url"
+ready 8180
+bench --command http://127.0.0.1:8180 --label write-path-alone --write-only --concurrency 256 flash-sale --stock "$N"
+stop_all
+drop_db promo_bench_alone
 fi
 if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = read ]; then
 echo "## reads and the mixed load (the whole system)"
