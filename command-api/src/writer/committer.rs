@@ -1,0 +1,110 @@
+//! Group commit: appends the batches of many aggregate writers in one transaction each round.
+
+use std::collections::HashMap;
+
+use eventlog::{AppendBatch, Appended, EventLog};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommitError {
+    /// Another writer won a stream, key or entity: decide again on fresh state.
+    Race,
+    Unavailable(String),
+}
+
+pub(super) struct CommitJob {
+    batch: AppendBatch,
+    reply: oneshot::Sender<Result<Vec<Appended>, CommitError>>,
+}
+
+/// Appends the batches of many aggregate writers in one transaction each round.
+#[derive(Debug, Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<CommitJob>,
+}
+
+impl Committer {
+    pub fn start(log: EventLog, max_commit_batch: usize) -> Self {
+        // Each writer has at most one batch in flight, so this bound is never the limit that
+        // matters; the writers' own queues are.
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(run_committer(log, rx, max_commit_batch));
+        Self { tx }
+    }
+
+    pub async fn commit(&self, batch: AppendBatch) -> Result<Vec<Appended>, CommitError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(CommitJob { batch, reply })
+            .await
+            .map_err(|_| CommitError::Unavailable("committer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| CommitError::Unavailable("committer stopped".into()))?
+    }
+}
+
+pub(super) fn classify(e: eventlog::StoreError) -> CommitError {
+    if e.is_race() {
+        CommitError::Race
+    } else {
+        CommitError::Unavailable(e.to_string())
+    }
+}
+
+pub(super) async fn run_committer(log: EventLog, mut rx: mpsc::Receiver<CommitJob>, max: usize) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < max {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        if jobs.len() == 1 {
+            let job = jobs.remove(0);
+            let _ = job
+                .reply
+                .send(log.append(&job.batch).await.map_err(classify));
+            continue;
+        }
+        let mut merged = AppendBatch::default();
+        for job in &jobs {
+            merged.streams.extend(job.batch.streams.iter().cloned());
+            merged
+                .idempotency
+                .extend(job.batch.idempotency.iter().cloned());
+            merged.links.extend(job.batch.links.iter().cloned());
+        }
+        match log.append(&merged).await {
+            Ok(appended) => {
+                let by_stream: HashMap<Uuid, Appended> =
+                    appended.into_iter().map(|a| (a.stream_id, a)).collect();
+                for job in jobs {
+                    let own = job
+                        .batch
+                        .streams
+                        .iter()
+                        .filter_map(|s| by_stream.get(&s.stream_id).copied())
+                        .collect();
+                    let _ = job.reply.send(Ok(own));
+                }
+            }
+            // One batch lost a race: retry each alone so only the loser has to decide again.
+            Err(e) if e.is_race() => {
+                for job in jobs {
+                    let _ = job
+                        .reply
+                        .send(log.append(&job.batch).await.map_err(classify));
+                }
+            }
+            Err(e) => {
+                let error = CommitError::Unavailable(e.to_string());
+                for job in jobs {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}

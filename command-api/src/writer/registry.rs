@@ -1,0 +1,148 @@
+//! The writers of one aggregate type: one task per aggregate, started on first use and
+//! dropped when idle.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use domain::Decide;
+use eventlog::EventLog;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::loader::Loader;
+use super::task::Writer;
+use super::*;
+use crate::settings::{WriterMode, WriterSettings};
+
+/// The writers of one aggregate type, created on first use and dropped when idle.
+pub struct Aggregates<A: Decide> {
+    pub(super) inner: Arc<Inner<A>>,
+}
+
+impl<A: Decide> std::fmt::Debug for Aggregates<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aggregates")
+            .field("category", &A::CATEGORY)
+            .finish()
+    }
+}
+
+impl<A: Decide> std::fmt::Debug for Request<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("key", &self.key)
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
+impl<A: Decide> Clone for Aggregates<A> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+pub(super) struct Inner<A: Decide> {
+    pub(super) log: EventLog,
+    pub(super) committer: Committer,
+    pub(super) loader: Loader,
+    pub(super) settings: WriterSettings,
+    writers: Registry<A>,
+    generation: AtomicU64,
+    /// Naive mode only: the last state seen per aggregate, caught up from the log's tail.
+    pub(super) naive: Mutex<HashMap<Uuid, (i64, Arc<A>)>>,
+}
+
+impl<A> Aggregates<A>
+where
+    A: Decide + Serialize + DeserializeOwned,
+    A::Command: Clone,
+{
+    pub fn new(log: EventLog, committer: Committer, settings: WriterSettings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                loader: Loader::start(log.clone()),
+                log,
+                committer,
+                settings,
+                writers: Mutex::new(HashMap::new()),
+                generation: AtomicU64::new(0),
+                naive: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Decides and appends a command on aggregate `id`.
+    pub async fn execute(&self, id: Uuid, request: Request<A>) -> Result<Committed, WriteError> {
+        if self.inner.settings.mode == WriterMode::Naive {
+            return self.execute_naive(id, request).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(id, Job::Command(Box::new(request), reply))?;
+        answer
+            .await
+            .map_err(|_| WriteError::Unavailable("aggregate writer stopped".into()))?
+    }
+
+    /// Reads from aggregate `id`'s committed state, in its writer (so it sees every command
+    /// answered before).
+    pub async fn read<R: Send + 'static>(
+        &self,
+        id: Uuid,
+        f: impl FnOnce(&A) -> R + Send + 'static,
+    ) -> Result<R, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let job: Read<A> = Box::new(move |state| {
+            let _ = reply.send(state.map(f));
+        });
+        self.send(id, Job::Read(job))?;
+        answer
+            .await
+            .map_err(|_| WriteError::Unavailable("aggregate writer stopped".into()))?
+    }
+
+    fn send(&self, id: Uuid, mut job: Job<A>) -> Result<(), WriteError> {
+        // A writer that went idle closes its queue; the next command starts a new one.
+        for _ in 0..3 {
+            let (generation, sender) = self.writer_for(id);
+            match sender.try_send(job) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => return Err(WriteError::Overloaded),
+                Err(mpsc::error::TrySendError::Closed(returned)) => {
+                    self.inner.forget(id, generation);
+                    job = returned;
+                }
+            }
+        }
+        Err(WriteError::Unavailable(
+            "aggregate writer restarting".into(),
+        ))
+    }
+
+    fn writer_for(&self, id: Uuid) -> (u64, mpsc::Sender<Job<A>>) {
+        let mut writers = self.inner.writers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((generation, sender)) = writers.get(&id) {
+            return (*generation, sender.clone());
+        }
+        let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = mpsc::channel(self.inner.settings.queue_capacity);
+        writers.insert(id, (generation, sender.clone()));
+        let writer = Writer::<A>::new(id, self.inner.clone());
+        tokio::spawn(writer.run(generation, receiver));
+        (generation, sender)
+    }
+}
+
+impl<A: Decide> Inner<A> {
+    pub(super) fn forget(&self, id: Uuid, generation: u64) {
+        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+        if writers.get(&id).is_some_and(|(g, _)| *g == generation) {
+            writers.remove(&id);
+        }
+    }
+}
