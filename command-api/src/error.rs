@@ -27,6 +27,16 @@ pub enum ApiError {
     /// Queues are full: back-pressure.
     #[error("the service is busy")]
     Overloaded,
+    /// The body is larger than the server takes.
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// An aggregate a command names (a policy, a time sale, a product) does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The answer stored under the request's idempotency key (a refusal), sent again as it
+    /// was first sent.
+    #[error("stored answer")]
+    Stored { status: StatusCode, body: Value },
     /// A dependency (the database) failed; the cause is logged, not sent.
     #[error("a dependency is unavailable")]
     Unavailable(String),
@@ -55,7 +65,11 @@ impl ApiError {
                 };
                 (status, e.code(), e.field().map(str::to_owned))
             }
-            ApiError::UnknownEntity(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", None),
+            ApiError::UnknownEntity(_) | ApiError::NotFound(_) => {
+                (StatusCode::NOT_FOUND, "NOT_FOUND", None)
+            }
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", None),
+            ApiError::Stored { status, body } => return (*status, body.clone()),
             ApiError::IdempotencyKeyReused => (
                 StatusCode::CONFLICT,
                 "IDEMPOTENCY_KEY_REUSED",
@@ -75,17 +89,12 @@ impl ApiError {
     }
 }
 
-/// Builds a problem-details response from a status and body.
-pub fn problem_response(status: StatusCode, body: Value) -> Response {
-    problem::response(status, body)
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Unavailable(cause) = &self {
             tracing::error!(%cause, "command failed on a dependency");
         }
         let (status, body) = self.problem();
-        problem_response(status, body)
+        problem::response(status, body)
     }
 }

@@ -11,6 +11,10 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 
+/// The body limit in force (for the 413's detail), set by [`crate::app`].
+pub(crate) static MAX_BODY_BYTES: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
 /// A JSON body of type `T`, and the SHA-256 of its canonical form (keys sorted, no white
 /// space), so a retry with the same content but other formatting counts as the same request.
 #[derive(Debug)]
@@ -24,9 +28,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let path = req.uri().path().to_owned();
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::bad_request(format!("unreadable body: {e}"), None))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(MAX_BODY_BYTES.load(std::sync::atomic::Ordering::Relaxed))
+            } else {
+                ApiError::bad_request(format!("unreadable body: {e}"), None)
+            }
+        })?;
         let raw: Value = if bytes.is_empty() {
             Value::Object(Default::default())
         } else {

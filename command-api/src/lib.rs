@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
-use crate::error::{problem_response, ApiError};
+use crate::error::ApiError;
 use crate::extract::IdempotencyKey;
 use crate::settings::Settings;
 use crate::writer::{Aggregates, Committed, Committer, Keyed, Request, WriteError};
@@ -54,6 +54,8 @@ pub struct AppState {
     pub products: Aggregates<Product>,
     pub time_sales: Aggregates<TimeSale>,
     entities: Arc<Mutex<HashMap<Uuid, (Uuid, String)>>>,
+    /// Streams known to exist, with their category (they never stop existing).
+    streams: Arc<Mutex<HashMap<Uuid, String>>>,
 }
 
 impl AppState {
@@ -75,7 +77,33 @@ impl AppState {
             products,
             time_sales,
             entities: Default::default(),
+            streams: Default::default(),
         }
+    }
+
+    /// Whether aggregate `id` exists and is of `category` — asked before a command names an
+    /// aggregate it does not create (an issue names a policy, an order a sale), so a made-up
+    /// id is answered from the log's index without starting a writer for it.
+    pub async fn exists(&self, id: Uuid, category: &str) -> Result<bool, ApiError> {
+        let cached = self.streams.lock().ok().and_then(|c| c.get(&id).cloned());
+        let found = match cached {
+            Some(found) => Some(found),
+            None => {
+                let found = self
+                    .log
+                    .stream_category(id)
+                    .await
+                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                if let (Some(found), Ok(mut cache)) = (&found, self.streams.lock()) {
+                    if cache.len() >= ENTITY_CACHE_LIMIT {
+                        cache.clear();
+                    }
+                    cache.insert(id, found.clone());
+                }
+                found
+            }
+        };
+        Ok(found.is_some_and(|c| c == category))
     }
 
     /// The stream holding a coupon or an order, if it is one of `category`.
@@ -123,14 +151,32 @@ pub struct CommandContext {
 
 impl CommandContext {
     /// Metadata stored with every event: correlation id (from `X-Correlation-Id`, or new),
-    /// causation id (this request), and the actor.
-    pub fn new(headers: &HeaderMap, key: IdempotencyKey, hash: Vec<u8>, command: &str) -> Self {
+    /// causation id (this request), and the actor. A correlation id is 1 to 128 visible ASCII
+    /// characters: it is copied into every event and Kafka header, so it is bounded here.
+    pub fn new(
+        headers: &HeaderMap,
+        key: IdempotencyKey,
+        hash: Vec<u8>,
+        command: &str,
+    ) -> Result<Self, ApiError> {
         let principal = "anonymous".to_owned();
         let request_id = Uuid::now_v7().to_string();
-        let correlation = headers
-            .get("x-correlation-id")
-            .and_then(|v| v.to_str().ok())
-            .map_or_else(|| request_id.clone(), str::to_owned);
+        let correlation = match headers.get("x-correlation-id") {
+            None => request_id.clone(),
+            Some(value) => value
+                .to_str()
+                .ok()
+                .filter(|v| {
+                    !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
+                })
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "X-Correlation-Id must be 1 to 128 visible ASCII characters",
+                        Some("X-Correlation-Id".into()),
+                    )
+                })?
+                .to_owned(),
+        };
         let metadata = json!({
             "correlationId": correlation,
             "causationId": request_id,
@@ -142,7 +188,7 @@ impl CommandContext {
             key,
             hash,
         });
-        Self { key, metadata }
+        Ok(Self { key, metadata })
     }
 
     pub fn request<A: Decide>(
@@ -177,21 +223,27 @@ pub fn respond(result: Result<Committed, WriteError>) -> Response {
             }
             response
         }
-        Err(WriteError::StoredRefusal { status, body }) => problem_response(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
-            body,
-        ),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
 
 /// The whole router.
-pub fn app(state: AppState) -> Router {
+/// The whole router, with the server's limits: body size (413 past it), requests in flight
+/// and a deadline per request (503 past them).
+pub fn app(state: AppState, server: &settings::ServerSettings) -> Router {
+    extract::MAX_BODY_BYTES.store(server.max_body_bytes, std::sync::atomic::Ordering::Relaxed);
+    let limits = problem::Limits::new(
+        server.max_in_flight,
+        std::time::Duration::from_millis(server.request_timeout_ms),
+    );
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .merge(routes::router())
         .fallback(not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(server.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(limits, problem::limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -219,6 +271,7 @@ pub struct Application {
     router: Router,
     log: EventLog,
     kafka: Option<settings::KafkaSettings>,
+    idempotency: settings::IdempotencySettings,
 }
 
 impl Application {
@@ -237,12 +290,13 @@ impl Application {
         log.migrate().await?;
         let listener =
             TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?;
-        let router = app(AppState::new(log.clone(), &settings));
+        let router = app(AppState::new(log.clone(), &settings), &settings.server);
         Ok(Self {
             listener,
             router,
             log,
             kafka: settings.kafka,
+            idempotency: settings.idempotency,
         })
     }
 
@@ -273,6 +327,11 @@ impl Application {
             )?),
             None => None,
         };
+        let cleanup = tokio::spawn(expire_idempotency_keys(
+            self.log.clone(),
+            self.idempotency.clone(),
+            stop.subscribe(),
+        ));
         let (signalled, mut signal) = tokio::sync::watch::channel(false);
         let serve = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move {
@@ -296,6 +355,7 @@ impl Application {
             }
         };
         let _ = stop.send(true);
+        let _ = cleanup.await;
         if let Some(relay) = relay {
             if tokio::time::timeout(RELAY_GRACE, relay.stopped())
                 .await
@@ -305,5 +365,55 @@ impl Application {
             }
         }
         served
+    }
+}
+
+/// Deletes stored answers of idempotency keys past their retention, every
+/// `cleanup_every_seconds`, a thousand at a time until none is left; a failure is logged and
+/// tried again at the next round. Stops at once when `stop` turns true.
+async fn expire_idempotency_keys(
+    log: EventLog,
+    settings: settings::IdempotencySettings,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    const BATCH: i64 = 1_000;
+    let retention = std::time::Duration::from_secs(settings.retention_hours.saturating_mul(3600));
+    let every = std::time::Duration::from_secs(settings.cleanup_every_seconds.max(1));
+    let mut failing = false;
+    loop {
+        let round = async {
+            let mut total = 0;
+            loop {
+                let deleted = log.delete_expired_keys(retention, BATCH).await?;
+                total += deleted;
+                if deleted < BATCH as u64 {
+                    return Ok::<u64, eventlog::StoreError>(total);
+                }
+                // Between batches, a pause: appends go first.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = round => outcome,
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
+        match outcome {
+            Ok(deleted) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("idempotency keys expire again");
+                }
+                if deleted > 0 {
+                    tracing::info!(deleted, "expired idempotency keys deleted");
+                }
+            }
+            Err(e) => {
+                failing = true;
+                tracing::warn!(error = %e, "expiring idempotency keys failed; trying again later");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
     }
 }

@@ -11,6 +11,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     #[serde(default)]
     pub writer: WriterSettings,
+    #[serde(default)]
+    pub idempotency: IdempotencySettings,
     /// Where the relay publishes events. Without it no relay runs in this process.
     #[serde(default)]
     pub kafka: Option<KafkaSettings>,
@@ -24,6 +26,46 @@ pub struct ServerSettings {
     pub host: String,
     /// Port to bind; 0 picks a free one (tests).
     pub port: u16,
+    /// Largest request body, in bytes; a larger one answers 413. A command is a few hundred
+    /// bytes; 64 KiB leaves room for the longest texts.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Longest time, in milliseconds, a request may take before it answers 503 `TIMEOUT`.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Requests served at once; past it a new one answers 503 `OVERLOADED` at once.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+fn default_max_body_bytes() -> usize {
+    64 * 1024
+}
+fn default_request_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_in_flight() -> usize {
+    4_096
+}
+
+/// How long a stored answer to an `Idempotency-Key` is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct IdempotencySettings {
+    /// Hours after which a key's stored answer is deleted; a retry after that counts as a new
+    /// request.
+    pub retention_hours: u64,
+    /// Seconds between two cleanups.
+    pub cleanup_every_seconds: u64,
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        Self {
+            retention_hours: 24,
+            cleanup_every_seconds: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +129,9 @@ pub struct WriterSettings {
     pub idle_seconds: u64,
     /// How often a batch is decided again after losing a race to another writer.
     pub max_attempts: u32,
+    /// Writers (aggregates in memory) of one aggregate type at most; past it, a command for
+    /// an aggregate not in memory answers 503 until idle writers leave.
+    pub max_writers: usize,
 }
 
 impl Default for WriterSettings {
@@ -98,6 +143,7 @@ impl Default for WriterSettings {
             max_commit_batch: 256,
             idle_seconds: 60,
             max_attempts: 8,
+            max_writers: 100_000,
         }
     }
 }

@@ -220,3 +220,100 @@ async fn two_instances_racing_on_one_policy_still_issue_exactly_the_total(pool: 
         .count();
     assert_eq!(issued, 150);
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_refusal_is_never_answered_from_state_another_instance_has_moved_on_from(pool: PgPool) {
+    let first = spawn(pool.clone()).await;
+    let second = spawn(pool).await;
+    let earn = |amount: i64| json!({ "userId": 1, "amount": amount, "description": "earn" });
+    let spend = json!({ "userId": 1, "amount": 150, "description": "spend" });
+
+    // The first instance holds the account in memory at 100 points.
+    assert_eq!(
+        first.post("/api/v1/points/earn", earn(100)).await.status,
+        StatusCode::CREATED
+    );
+    let refused = first.post("/api/v1/points/use", spend.clone()).await;
+    assert_eq!(refused.body["code"], "INSUFFICIENT_BALANCE");
+    // The second instance earns 100 more; the first must not refuse from its 100.
+    assert_eq!(
+        second.post("/api/v1/points/earn", earn(100)).await.status,
+        StatusCode::CREATED
+    );
+    let spent = first.post("/api/v1/points/use", spend.clone()).await;
+    assert_eq!(
+        (spent.status, spent.body["balance"].as_i64()),
+        (StatusCode::CREATED, Some(50)),
+        "{}",
+        spent.body
+    );
+    // With a key the refusal would be stored for good: the same, through the stored path.
+    assert_eq!(
+        second.post("/api/v1/points/earn", earn(200)).await.status,
+        StatusCode::CREATED
+    );
+    let keyed = first
+        .post_keyed("/api/v1/points/use", spend, "spend-once")
+        .await;
+    assert_eq!(
+        (keyed.status, keyed.body["balance"].as_i64()),
+        (StatusCode::CREATED, Some(100)),
+        "{}",
+        keyed.body
+    );
+
+    // A sale of one unit, sold out in the first instance's memory; the second cancels.
+    let sale = first.sale(1, None).await;
+    let order = |user: i64| json!({ "timeSaleId": sale, "userId": user, "quantity": 1 });
+    let bought = first.post("/api/v1/orders", order(1)).await;
+    assert_eq!(bought.status, StatusCode::CREATED);
+    assert_eq!(
+        first.post("/api/v1/orders", order(2)).await.body["code"],
+        "SOLD_OUT"
+    );
+    let order_id = bought.body["orderId"].as_str().unwrap().to_owned();
+    let canceled = second
+        .post(&format!("/api/v1/orders/{order_id}/cancel"), json!({}))
+        .await;
+    assert_eq!(canceled.status, StatusCode::OK, "{}", canceled.body);
+    let again = first
+        .post_keyed("/api/v1/orders", order(2), "buy-after-cancel")
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_batch_the_database_refuses_fails_alone_and_the_rest_of_its_merged_commit_goes_through(
+    pool: PgPool,
+) {
+    use command_api::writer::{CommitError, Committer};
+    use eventlog::{AppendBatch, EventLog, NewEvent, StreamAppend};
+    let log = EventLog::from_pool(pool);
+    log.migrate().await.unwrap();
+    let committer = Committer::start(log.clone(), 64);
+    let batch = |data: serde_json::Value| AppendBatch {
+        streams: vec![StreamAppend {
+            stream_id: uuid::Uuid::new_v4(),
+            category: "test".into(),
+            expected_version: 0,
+            events: vec![NewEvent {
+                event_id: uuid::Uuid::new_v4(),
+                event_type: "test.happened".into(),
+                schema_version: 1,
+                data,
+                metadata: json!({}),
+            }],
+        }],
+        ..Default::default()
+    };
+    // PostgreSQL cannot store a NUL in jsonb: that batch is refused. Sent together, the three
+    // are merged into one transaction by the committer.
+    let (good, bad, also_good) = tokio::join!(
+        committer.commit(batch(json!({ "n": 1 }))),
+        committer.commit(batch(json!({ "text": "a\u{0}b" }))),
+        committer.commit(batch(json!({ "n": 3 }))),
+    );
+    assert!(good.is_ok() && also_good.is_ok(), "{good:?} {also_good:?}");
+    assert!(matches!(bad, Err(CommitError::Unavailable(_))), "{bad:?}");
+    assert_eq!(log.head().await.unwrap(), 2);
+}

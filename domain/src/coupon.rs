@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::values::{Money, Quantity, Text, UserId};
+use crate::values::{checked_time, Money, Quantity, Text, UserId};
 use crate::DomainError;
 
 /// How long an issued coupon stays usable after its policy's issuance window closes.
@@ -114,6 +114,8 @@ impl PolicySpec {
         end_time: DateTime<Utc>,
         terms: DiscountTerms,
     ) -> Result<Self, DomainError> {
+        let start_time = checked_time(start_time, "startTime")?;
+        let end_time = checked_time(end_time, "endTime")?;
         if start_time >= end_time {
             return Err(DomainError::invalid("endTime", "must be after startTime"));
         }
@@ -148,7 +150,10 @@ impl PolicySpec {
 
     /// When coupons issued under this policy stop being usable.
     pub fn coupon_expiry(&self) -> DateTime<Utc> {
-        self.end_time + Duration::days(COUPON_VALIDITY_AFTER_END_DAYS)
+        // The end is before 9999-01-01 (checked_time), so this cannot overflow; saturate anyway.
+        self.end_time
+            .checked_add_signed(Duration::days(COUPON_VALIDITY_AFTER_END_DAYS))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::values::{Money, Quantity, UserId};
+use crate::values::{checked_time, Money, Quantity, UserId};
 use crate::DomainError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +46,8 @@ impl TimeSaleSpec {
                 "must be below the product's price",
             ));
         }
+        let start_at = checked_time(start_at, "startAt")?;
+        let end_at = checked_time(end_at, "endAt")?;
         if start_at >= end_at {
             return Err(DomainError::invalid("endAt", "must be after startAt"));
         }

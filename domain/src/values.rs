@@ -2,9 +2,40 @@
 
 use std::fmt;
 
+use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
+
+/// The earliest time a campaign or a sale may name: 1970-01-01T00:00:00Z.
+pub fn earliest_time() -> DateTime<Utc> {
+    DateTime::UNIX_EPOCH
+}
+
+/// The first time a campaign or a sale may *not* name: 9999-01-01T00:00:00Z. Every later time
+/// the system derives (a coupon's expiry, 30 days after its campaign) keeps a four-digit year,
+/// as RFC 3339 — and so the event schemas and every consumer — requires; PostgreSQL's own
+/// range is far wider.
+pub fn end_of_times() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(9999, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// A time from a command, checked to lie in [`earliest_time`]..[`end_of_times`].
+pub fn checked_time(
+    value: DateTime<Utc>,
+    field: &'static str,
+) -> Result<DateTime<Utc>, DomainError> {
+    if (earliest_time()..end_of_times()).contains(&value) {
+        Ok(value)
+    } else {
+        Err(DomainError::invalid(
+            field,
+            "must be between 1970-01-01T00:00:00Z and 9999-01-01T00:00:00Z",
+        ))
+    }
+}
 
 /// A shop user: a positive 64-bit integer issued by the shop. Kept within `i64` so it fits a
 /// PostgreSQL `bigint` without a sign trick.
@@ -168,7 +199,9 @@ impl From<Points> for i64 {
     }
 }
 
-/// Non-empty, trimmed text of bounded length (titles, names, descriptions).
+/// Non-empty, trimmed text of bounded length (titles, names, descriptions), without control
+/// characters (tab and line breaks aside): PostgreSQL cannot store a NUL, and the others have
+/// no business in a promotion's text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Text(String);
@@ -186,6 +219,9 @@ impl Text {
         Self::parse_optional(trimmed, field)
     }
 
+    /// Longest reference to something of the shop's (an order id), in characters.
+    pub const MAX_REFERENCE_CHARS: usize = 128;
+
     /// Parses text that may be empty (descriptions).
     pub fn parse_optional(value: &str, field: &'static str) -> Result<Self, DomainError> {
         let trimmed = value.trim();
@@ -195,7 +231,35 @@ impl Text {
                 "must be at most 1000 characters",
             ));
         }
+        if trimmed
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            return Err(DomainError::invalid(
+                field,
+                "must not contain control characters",
+            ));
+        }
         Ok(Self(trimmed.to_owned()))
+    }
+
+    /// Parses a reference the shop made (an order id): not blank, at most
+    /// [`Text::MAX_REFERENCE_CHARS`] characters, and no control characters at all.
+    pub fn parse_reference(value: &str, field: &'static str) -> Result<Self, DomainError> {
+        let text = Self::parse(value, field)?;
+        if text.0.chars().count() > Self::MAX_REFERENCE_CHARS {
+            return Err(DomainError::invalid(
+                field,
+                "must be at most 128 characters",
+            ));
+        }
+        if text.0.chars().any(char::is_control) {
+            return Err(DomainError::invalid(
+                field,
+                "must not contain control characters",
+            ));
+        }
+        Ok(text)
     }
 
     pub fn as_str(&self) -> &str {
@@ -250,6 +314,28 @@ mod tests {
         );
         assert!(Text::parse_optional("", "description").is_ok());
         assert!(Text::parse(&"x".repeat(1001), "title").is_err());
+    }
+
+    #[test]
+    fn text_refuses_control_characters_but_keeps_line_breaks_in_descriptions() {
+        assert!(Text::parse("a\u{0}b", "description").is_err());
+        assert!(Text::parse("a\u{1b}[31mb", "title").is_err());
+        assert!(Text::parse_optional("line one\nline two\tend", "description").is_ok());
+        assert!(Text::parse_reference("O-1\n", "orderId").is_ok(), "trimmed");
+        assert!(Text::parse_reference("O-1\nO-2", "orderId").is_err());
+        assert!(Text::parse_reference(&"o".repeat(129), "orderId").is_err());
+        assert!(Text::parse_reference(&"o".repeat(128), "orderId").is_ok());
+    }
+
+    #[test]
+    fn times_stay_within_four_digit_years() {
+        use chrono::Duration;
+        assert!(checked_time(earliest_time(), "startTime").is_ok());
+        assert!(checked_time(earliest_time() - Duration::seconds(1), "startTime").is_err());
+        assert!(checked_time(end_of_times() - Duration::seconds(1), "endTime").is_ok());
+        assert!(checked_time(end_of_times(), "endTime").is_err());
+        let far = DateTime::parse_from_rfc3339("+262142-12-31T23:59:59Z");
+        assert!(far.is_err() || checked_time(far.unwrap().into(), "endTime").is_err());
     }
 
     #[test]

@@ -39,6 +39,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True when PostgreSQL answered and refused the statement (the data of the batch, not
+    /// the connection): another batch may well go through.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(_)))
+    }
+
     /// True when deciding again against fresh state may succeed (the three write races).
     pub fn is_race(&self) -> bool {
         matches!(
@@ -95,6 +101,10 @@ pub struct AppendBatch {
     pub streams: Vec<StreamAppend>,
     pub idempotency: Vec<IdempotencyRecord>,
     pub links: Vec<EntityLink>,
+    /// Streams that must still be at these versions (0: not existing) for the batch to
+    /// commit, though it appends nothing to them: refusals decided on them and stored under
+    /// idempotency keys. One that moved is a [`StoreError::Conflict`].
+    pub guards: Vec<(Uuid, i64)>,
 }
 
 /// Where a stream's appended events landed.
@@ -304,6 +314,48 @@ impl EventLog {
         Ok(answers)
     }
 
+    /// Deletes at most `limit` stored answers of idempotency keys older than `retention`
+    /// (oldest first); returns how many. A small batch per call: rows are locked only for the
+    /// moment of their own delete, so it never holds up an append.
+    pub async fn delete_expired_keys(
+        &self,
+        retention: std::time::Duration,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let seconds = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        let deleted = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE (principal, key) IN \
+               (SELECT principal, key FROM idempotency_keys \
+                WHERE created_at < now() - make_interval(secs => $1) \
+                ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(seconds as f64)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(deleted.rows_affected())
+    }
+
+    /// The category of a stream, if it exists.
+    pub async fn stream_category(&self, stream_id: Uuid) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT category FROM streams WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The version of a stream (0 when it does not exist).
+    pub async fn stream_version(&self, stream_id: Uuid) -> Result<i64, StoreError> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(version.unwrap_or(0))
+    }
+
     /// The latest snapshot of a stream in `state_format`, if any.
     pub async fn load_snapshot(
         &self,
@@ -416,6 +468,7 @@ pub async fn append_in(
     batch: &AppendBatch,
 ) -> Result<Vec<Appended>, StoreError> {
     let conn: &mut PgConnection = tx;
+    check_guards(conn, &batch.guards).await?;
     move_stream_versions(conn, &batch.streams).await?;
     record_idempotency(conn, &batch.idempotency).await?;
     record_links(conn, &batch.links).await?;
@@ -488,8 +541,48 @@ pub async fn append_in(
     .bind(&data)
     .bind(&metadata)
     .execute(&mut *conn)
-    .await?;
+    .await
+    .map_err(translate)?;
     Ok(appended)
+}
+
+/// A driver error of the events insert in the store's own terms: a version of a stream taken
+/// already (another writer got there first, past the streams table's check) is a
+/// [`StoreError::Conflict`] — a race to decide again on — not a database failure.
+fn translate(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() && db.constraint() == Some("events_stream_id_version_key") {
+            // "Key (stream_id, version)=(<uuid>, <n>) already exists."
+            let stream_id = db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|pg| pg.detail())
+                .and_then(|detail| detail.split(['(', ',']).nth(3))
+                .and_then(|id| id.trim().parse().ok())
+                .unwrap_or_default();
+            return StoreError::Conflict { stream_id };
+        }
+    }
+    StoreError::Database(e)
+}
+
+async fn check_guards(conn: &mut PgConnection, guards: &[(Uuid, i64)]) -> Result<(), StoreError> {
+    if guards.is_empty() {
+        return Ok(());
+    }
+    let (ids, versions): (Vec<Uuid>, Vec<i64>) = guards.iter().copied().unzip();
+    let moved: Option<Uuid> = sqlx::query_scalar(
+        "SELECT g.id FROM unnest($1::uuid[], $2::bigint[]) AS g(id, version) \
+         LEFT JOIN streams s ON s.stream_id = g.id \
+         WHERE COALESCE(s.version, 0) <> g.version LIMIT 1",
+    )
+    .bind(&ids)
+    .bind(&versions)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match moved {
+        Some(stream_id) => Err(StoreError::Conflict { stream_id }),
+        None => Ok(()),
+    }
 }
 
 async fn move_stream_versions(

@@ -450,3 +450,85 @@ async fn a_tailing_reader_sees_every_event_once_in_order_under_interleaved_commi
     );
     assert_eq!(seen, committed, "the reader missed or invented events");
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_version_taken_past_the_streams_check_is_a_conflict_not_a_database_failure(pool: PgPool) {
+    let log = EventLog::from_pool(pool.clone());
+    let id = Uuid::new_v4();
+    // An event at version 1 with no streams row (as a writer that raced past the check would
+    // leave it): the append's own insert of version 1 collides.
+    sqlx::query(
+        "INSERT INTO events (position, event_id, stream_id, category, version, event_type, \
+           schema_version, data, metadata) VALUES (1000, $1, $2, 'test', 1, 't', 1, '{}', '{}')",
+    )
+    .bind(Uuid::new_v4())
+    .bind(id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let error = log.append(&one(stream(id, 0, 1))).await.unwrap_err();
+    assert!(error.is_race(), "{error:?}");
+    assert!(
+        matches!(error, StoreError::Conflict { stream_id } if stream_id == id),
+        "{error:?}"
+    );
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn a_guard_fails_the_batch_when_its_stream_moved(pool: PgPool) {
+    let log = EventLog::from_pool(pool);
+    let (moved, other) = (Uuid::new_v4(), Uuid::new_v4());
+    log.append(&one(stream(moved, 0, 2))).await.unwrap();
+    let keyed = |guard: i64| AppendBatch {
+        streams: vec![stream(other, 0, 1)],
+        guards: vec![(moved, guard)],
+        ..Default::default()
+    };
+    let error = log.append(&keyed(1)).await.unwrap_err();
+    assert!(matches!(error, StoreError::Conflict { stream_id } if stream_id == moved));
+    assert_eq!(
+        log.head().await.unwrap(),
+        2,
+        "nothing of the batch was appended"
+    );
+    log.append(&keyed(2)).await.unwrap();
+    assert_eq!(log.head().await.unwrap(), 3);
+}
+
+#[sqlx::test(migrations = "./migrations")]
+async fn idempotency_keys_past_their_retention_are_deleted_and_recent_ones_kept(pool: PgPool) {
+    let log = EventLog::from_pool(pool.clone());
+    let record = |key: &str| IdempotencyRecord {
+        principal: "p".into(),
+        key: key.into(),
+        request_hash: vec![1],
+        status: 422,
+        body: json!({}),
+        stream: None,
+    };
+    let batch = AppendBatch {
+        idempotency: (0..5)
+            .map(|n| record(&format!("old-{n}")))
+            .chain([record("new")])
+            .collect(),
+        ..Default::default()
+    };
+    log.append(&batch).await.unwrap();
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key LIKE 'old-%'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let day = Duration::from_secs(24 * 3600);
+    assert_eq!(
+        log.delete_expired_keys(day, 3).await.unwrap(),
+        3,
+        "a batch at a time"
+    );
+    assert_eq!(log.delete_expired_keys(day, 3).await.unwrap(), 2);
+    assert_eq!(log.delete_expired_keys(day, 3).await.unwrap(), 0);
+    let left: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec!["new".to_owned()]);
+}

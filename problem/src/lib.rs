@@ -40,3 +40,199 @@ pub fn response(status: StatusCode, body: Value) -> Response {
     }
     response
 }
+
+/// A 400 problem naming `field`.
+pub fn bad_request(detail: &str, field: Option<&str>) -> Response {
+    let status = StatusCode::BAD_REQUEST;
+    response(status, body(status, "INVALID_REQUEST", detail, field))
+}
+
+/// The answer to a known path with a method it does not take.
+pub async fn method_not_allowed() -> Response {
+    let status = StatusCode::METHOD_NOT_ALLOWED;
+    response(
+        status,
+        body(
+            status,
+            "METHOD_NOT_ALLOWED",
+            "this path does not take this method",
+            None,
+        ),
+    )
+}
+
+/// `snake_case` → `camelCase`, the way the APIs name fields.
+fn camel(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Axum's `Path`, with a rejection in problem details naming the path parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct Path<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Path<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Response> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => {
+                let named = match &rejection {
+                    PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                        ErrorKind::ParseErrorAtKey { key, .. }
+                        | ErrorKind::InvalidUtf8InPathParam { key }
+                        | ErrorKind::DeserializeError { key, .. } => Some(key.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                // A route with one parameter names it in its path (`{id}`).
+                let field = match named {
+                    Some(key) => Some(key),
+                    None => axum::extract::RawPathParams::from_request_parts(parts, state)
+                        .await
+                        .ok()
+                        .and_then(|params| {
+                            let mut keys = params.iter().map(|(k, _)| k.to_owned());
+                            let first = keys.next();
+                            first.filter(|_| keys.next().is_none())
+                        }),
+                };
+                let field = field.map(|f| camel(&f));
+                let detail = match &field {
+                    Some(field) => format!("the path parameter {field} is not valid"),
+                    None => "the path is not valid".to_owned(),
+                };
+                Err(bad_request(&detail, field.as_deref()))
+            }
+        }
+    }
+}
+
+/// A query string of type `T`, with a rejection in problem details naming the parameter at
+/// fault (missing, unknown, or not of its type).
+#[derive(Debug, Clone, Copy)]
+pub struct Query<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Query<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Response> {
+        let query = parts.uri.query().unwrap_or_default();
+        let pairs = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
+        serde_path_to_error::deserialize(pairs)
+            .map(Query)
+            .map_err(|e| {
+                let path = bounded(&e.path().to_string(), 64);
+                let message = bounded(&e.inner().to_string(), 200);
+                // serde names a missing or unknown field in backquotes, at the root.
+                let field = if path != "." {
+                    Some(path)
+                } else {
+                    message.split('`').nth(1).map(|f| bounded(f, 64))
+                };
+                let detail = match &field {
+                    Some(field) => format!("the query parameter {field} is not valid: {message}"),
+                    None => format!("the query string is not valid: {message}"),
+                };
+                bad_request(&detail, field.as_deref())
+            })
+    }
+}
+
+/// At most `max` characters of `text` (an echo of client input stays short).
+fn bounded(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+fn form_urlencoded_parse(query: &str) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(query.as_bytes())
+}
+
+/// Load shedding and a deadline for every request: past `max_in_flight` requests at once a
+/// new one answers 503 `OVERLOADED` at once (it would only queue behind the others), and one
+/// that takes longer than `timeout` answers 503 `TIMEOUT`; both with `Retry-After`. A command
+/// cut off this way may still commit: the client retries with its `Idempotency-Key`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+    timeout: std::time::Duration,
+}
+
+impl Limits {
+    pub fn new(max_in_flight: usize, timeout: std::time::Duration) -> Self {
+        Self {
+            in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1))),
+            timeout,
+        }
+    }
+}
+
+/// The middleware of [`Limits`] (`axum::middleware::from_fn_with_state`).
+pub async fn limit(
+    axum::extract::State(limits): axum::extract::State<Limits>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    let Ok(_slot) = limits.in_flight.clone().try_acquire_owned() else {
+        return response(
+            status,
+            body(
+                status,
+                "OVERLOADED",
+                "too many requests at once; retry shortly",
+                None,
+            ),
+        );
+    };
+    match tokio::time::timeout(limits.timeout, next.run(request)).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = limits.timeout.as_millis() as u64,
+                "request timed out"
+            );
+            response(
+                status,
+                body(
+                    status,
+                    "TIMEOUT",
+                    "the request took too long; retry shortly",
+                    None,
+                ),
+            )
+        }
+    }
+}

@@ -365,7 +365,12 @@ async fn consistency(State(state): State<AppState>, request: Request, next: Next
     response
 }
 
-pub fn app(state: AppState) -> Router {
+/// The whole router, with the server's limits on requests in flight and their duration.
+pub fn app(state: AppState, server: &settings::Server) -> Router {
+    let limits = problem::Limits::new(
+        server.max_in_flight,
+        Duration::from_millis(server.request_timeout_ms),
+    );
     Router::new()
         .merge(routes::router())
         .layer(axum::middleware::from_fn_with_state(
@@ -375,6 +380,8 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/ready", get(ready))
         .fallback(|| async { QueryError::NotFound("resource") })
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(limits, problem::limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -425,7 +432,7 @@ impl Application {
             TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?;
         Ok(Self {
             listener,
-            router: app(state),
+            router: app(state, &settings.server),
         })
     }
 

@@ -1,7 +1,7 @@
 //! The read endpoints of SPEC §4. Every query reads the read-model schema; hot values
 //! (balances, remaining stock, issued/used counts) come from Redis when it has them.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -10,6 +10,7 @@ use domain::coupon::{
 };
 use domain::time_sale::TimeSaleStatus;
 use domain::values::{Money, Text, UserId};
+use problem::{Path, Query};
 use readmodel::hot::keys;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -32,6 +33,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/orders/{id}", get(order))
         .route("/api/v1/orders/user/{user_id}", get(user_orders))
 }
+
+/// The last page a list answers: past 100,000 pages of 100 a list is not browsed, it is
+/// scanned, and the offset would make PostgreSQL read every row before it.
+const MAX_PAGE: i64 = 100_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +61,12 @@ impl Page {
             return Err(QueryError::BadRequest {
                 detail: "limit must be between 1 and 100".into(),
                 field: "limit",
+            });
+        }
+        if page > MAX_PAGE {
+            return Err(QueryError::BadRequest {
+                detail: format!("page must be at most {MAX_PAGE}"),
+                field: "page",
             });
         }
         Ok((page, limit, (page - 1) * limit))

@@ -27,6 +27,20 @@ pub struct Settings {
 pub struct Server {
     pub host: String,
     pub port: u16,
+    /// Longest time, in milliseconds, a request may take before it answers 503 `TIMEOUT`
+    /// (longer than the read-your-writes wait).
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Requests served at once; past it a new one answers 503 `OVERLOADED` at once.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+fn default_request_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_in_flight() -> usize {
+    4_096
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,6 +1,6 @@
 //! Coupon policies and coupons: create a policy, issue, use, cancel use, revoke.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
@@ -10,6 +10,8 @@ use domain::coupon::{
     CouponCommand, CouponEvent, CouponPolicy, CouponStatus, DiscountTerms, DiscountType, PolicySpec,
 };
 use domain::values::{Money, Quantity, Text, UserId};
+use domain::DomainError;
+use problem::Path;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -66,7 +68,7 @@ async fn create_policy(
         terms,
     )?;
     let policy_id = Uuid::new_v4();
-    let request = CommandContext::new(&headers, key, body.hash, "CreateCouponPolicy").request(
+    let request = CommandContext::new(&headers, key, body.hash, "CreateCouponPolicy")?.request(
         CouponCommand::CreatePolicy { spec },
         StatusCode::CREATED,
         move |_: &CouponPolicy, _| json!({ "policyId": policy_id }),
@@ -89,12 +91,15 @@ async fn issue(
 ) -> Result<Response, ApiError> {
     let user_id = UserId::parse(body.value.user_id, "userId")?;
     let policy_id = body.value.policy_id;
+    if !app.exists(policy_id, "coupon").await? {
+        return Err(DomainError::PolicyNotFound.into());
+    }
     let command = CouponCommand::IssueCoupon {
         coupon_id: Uuid::new_v4(),
         user_id,
         now: Utc::now(),
     };
-    let request = CommandContext::new(&headers, key, body.hash, "IssueCoupon").request(
+    let request = CommandContext::new(&headers, key, body.hash, "IssueCoupon")?.request(
         command,
         StatusCode::CREATED,
         move |_: &CouponPolicy, events| match events {
@@ -130,12 +135,12 @@ async fn use_coupon(
     let command = CouponCommand::UseCoupon {
         coupon_id,
         acting_user: None,
-        order_id: Text::parse(&body.value.order_id, "orderId")?,
+        order_id: Text::parse_reference(&body.value.order_id, "orderId")?,
         order_amount: Money::parse(body.value.order_amount, "orderAmount")?,
         now: Utc::now(),
     };
     let policy_id = app.stream_of(coupon_id, "coupon", "coupon").await?;
-    let request = CommandContext::new(&headers, key, body.hash, "UseCoupon").request(
+    let request = CommandContext::new(&headers, key, body.hash, "UseCoupon")?.request(
         command,
         StatusCode::OK,
         move |_: &CouponPolicy, events| match events {
@@ -167,7 +172,7 @@ async fn cancel_use(
 ) -> Result<Response, ApiError> {
     let policy_id = app.stream_of(coupon_id, "coupon", "coupon").await?;
     let now = Utc::now();
-    let request = CommandContext::new(&headers, key, body.hash, "CancelCouponUse").request(
+    let request = CommandContext::new(&headers, key, body.hash, "CancelCouponUse")?.request(
         CouponCommand::CancelCouponUse {
             coupon_id,
             acting_user: None,
@@ -192,7 +197,7 @@ async fn revoke(
     body: JsonBody<Empty>,
 ) -> Result<Response, ApiError> {
     let policy_id = app.stream_of(coupon_id, "coupon", "coupon").await?;
-    let request = CommandContext::new(&headers, key, body.hash, "RevokeCoupon").request(
+    let request = CommandContext::new(&headers, key, body.hash, "RevokeCoupon")?.request(
         CouponCommand::RevokeCoupon { coupon_id, now: Utc::now() },
         StatusCode::OK,
         move |_: &CouponPolicy, _| json!({ "couponId": coupon_id, "policyId": policy_id, "status": "CANCELED" }),

@@ -75,7 +75,7 @@ async fn earn(
         description: Text::parse(&b.description, "description")?,
         now: Utc::now(),
     };
-    let request = CommandContext::new(&headers, key, body.hash, "EarnPoints").request(
+    let request = CommandContext::new(&headers, key, body.hash, "EarnPoints")?.request(
         command,
         StatusCode::CREATED,
         |_: &PointAccount, events| entry(events),
@@ -101,11 +101,11 @@ async fn spend(
         order_id: b
             .order_id
             .as_deref()
-            .map(|o| Text::parse(o, "orderId"))
+            .map(|o| Text::parse_reference(o, "orderId"))
             .transpose()?,
         now: Utc::now(),
     };
-    let request = CommandContext::new(&headers, key, body.hash, "UsePoints").request(
+    let request = CommandContext::new(&headers, key, body.hash, "UsePoints")?.request(
         command,
         StatusCode::CREATED,
         |_: &PointAccount, events| entry(events),
@@ -135,7 +135,7 @@ async fn cancel(
         canceled_transaction_id: body.value.transaction_id,
         now: Utc::now(),
     };
-    let request = CommandContext::new(&headers, key, body.hash, "CancelPointTransaction").request(
+    let request = CommandContext::new(&headers, key, body.hash, "CancelPointTransaction")?.request(
         command,
         StatusCode::CREATED,
         |_: &PointAccount, events| entry(events),

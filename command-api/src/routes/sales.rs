@@ -1,6 +1,6 @@
 //! Products, time sales and orders.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
@@ -10,6 +10,7 @@ use domain::product::{Product, ProductCommand, ProductSpec};
 use domain::time_sale::{TimeSale, TimeSaleCommand, TimeSaleEvent, TimeSaleSpec};
 use domain::values::{Money, Quantity, Text, UserId};
 use domain::DomainError;
+use problem::Path;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -48,7 +49,7 @@ async fn create_product(
         Text::parse_optional(&b.description, "description")?,
     )?;
     let product_id = Uuid::new_v4();
-    let request = CommandContext::new(&headers, key, body.hash, "CreateProduct").request(
+    let request = CommandContext::new(&headers, key, body.hash, "CreateProduct")?.request(
         ProductCommand::CreateProduct {
             spec,
             now: Utc::now(),
@@ -84,6 +85,9 @@ async fn create_time_sale(
         .per_user_limit
         .map(|l| Quantity::parse(l, "perUserLimit"))
         .transpose()?;
+    if !app.exists(b.product_id, "product").await? {
+        return Err(DomainError::ProductNotFound.into());
+    }
     // The product's price goes into the command: the time sale never reads another aggregate.
     let price = app
         .products
@@ -101,7 +105,7 @@ async fn create_time_sale(
         per_user_limit,
     )?;
     let time_sale_id = Uuid::new_v4();
-    let request = CommandContext::new(&headers, key, body.hash, "CreateTimeSale").request(
+    let request = CommandContext::new(&headers, key, body.hash, "CreateTimeSale")?.request(
         TimeSaleCommand::CreateTimeSale {
             spec,
             now: Utc::now(),
@@ -127,6 +131,9 @@ async fn place_order(
     body: JsonBody<PlaceOrder>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
+    if !app.exists(b.time_sale_id, "timesale").await? {
+        return Err(DomainError::TimeSaleNotFound.into());
+    }
     let command = TimeSaleCommand::PlaceOrder {
         order_id: Uuid::new_v4(),
         user_id: UserId::parse(b.user_id, "userId")?,
@@ -134,7 +141,7 @@ async fn place_order(
         now: Utc::now(),
     };
     let time_sale_id = b.time_sale_id;
-    let request = CommandContext::new(&headers, key, body.hash, "PlaceOrder").request(
+    let request = CommandContext::new(&headers, key, body.hash, "PlaceOrder")?.request(
         command,
         StatusCode::CREATED,
         move |_: &TimeSale, events| match events {
@@ -168,7 +175,7 @@ async fn cancel_order(
     body: JsonBody<Empty>,
 ) -> Result<Response, ApiError> {
     let time_sale_id = app.stream_of(order_id, "timesale", "order").await?;
-    let request = CommandContext::new(&headers, key, body.hash, "CancelOrder").request(
+    let request = CommandContext::new(&headers, key, body.hash, "CancelOrder")?.request(
         TimeSaleCommand::CancelOrder { order_id, acting_user: None, now: Utc::now() },
         StatusCode::OK,
         move |_: &TimeSale, _| json!({ "orderId": order_id, "timeSaleId": time_sale_id, "status": "CANCELED" }),

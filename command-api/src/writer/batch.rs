@@ -14,6 +14,21 @@ pub(super) enum Decided {
     Refused(DomainError),
 }
 
+/// Debug builds (every test) check each event against its published schema before it is
+/// appended: an input that passes the edge but makes an event the contract refuses is a bug,
+/// and fails loudly here rather than in an outside consumer.
+#[cfg(debug_assertions)]
+fn check_contract(wire: &WireEvent) {
+    static CONTRACT: std::sync::OnceLock<schemas::ContractValidator> = std::sync::OnceLock::new();
+    let contract = CONTRACT.get_or_init(|| {
+        schemas::ContractValidator::new().unwrap_or_else(|e| panic!("the schemas: {e}"))
+    });
+    let event = serde_json::to_value(wire).unwrap_or_default();
+    if let Err(e) = contract.validate(&event) {
+        panic!("an event breaks its published schema: {e}; event: {event}");
+    }
+}
+
 /// Decides `requests` in order against `aggregate` (applying each accepted command's events
 /// before the next) and builds the batch that appends them: events, entity links, and the
 /// idempotency record of every keyed request (refusals included). Shared by both write modes.
@@ -40,6 +55,8 @@ where
             Ok(events) => {
                 for event in &events {
                     let wire = event.to_wire();
+                    #[cfg(debug_assertions)]
+                    check_contract(&wire);
                     if let Some(entity_id) = A::created_entity(event) {
                         batch.links.push(EntityLink {
                             entity_id,

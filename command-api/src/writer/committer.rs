@@ -76,6 +76,7 @@ pub(super) async fn run_committer(log: EventLog, mut rx: mpsc::Receiver<CommitJo
                 .idempotency
                 .extend(job.batch.idempotency.iter().cloned());
             merged.links.extend(job.batch.links.iter().cloned());
+            merged.guards.extend(job.batch.guards.iter().copied());
         }
         match log.append(&merged).await {
             Ok(appended) => {
@@ -91,14 +92,17 @@ pub(super) async fn run_committer(log: EventLog, mut rx: mpsc::Receiver<CommitJo
                     let _ = job.reply.send(Ok(own));
                 }
             }
-            // One batch lost a race: retry each alone so only the loser has to decide again.
-            Err(e) if e.is_race() => {
+            // One batch lost a race, or PostgreSQL refused it (its own data): retry each alone,
+            // so only that one is refused or decides again and the others go through.
+            Err(e) if e.is_race() || e.is_refusal() => {
+                tracing::debug!(error = %e, jobs = jobs.len(), "a merged commit failed; committing its batches one by one");
                 for job in jobs {
                     let _ = job
                         .reply
                         .send(log.append(&job.batch).await.map_err(classify));
                 }
             }
+            // The database is unreachable: every batch alike, at once.
             Err(e) => {
                 let error = CommitError::Unavailable(e.to_string());
                 for job in jobs {

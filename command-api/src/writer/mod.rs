@@ -88,9 +88,11 @@ impl From<WriteError> for ApiError {
             WriteError::KeyReused => ApiError::IdempotencyKeyReused,
             WriteError::Overloaded => ApiError::Overloaded,
             WriteError::Unavailable(cause) => ApiError::Unavailable(cause),
-            WriteError::StoredRefusal { .. } => {
-                ApiError::Unavailable("stored refusal not rendered".into())
-            }
+            WriteError::StoredRefusal { status, body } => ApiError::Stored {
+                status: axum::http::StatusCode::from_u16(status)
+                    .unwrap_or(axum::http::StatusCode::UNPROCESSABLE_ENTITY),
+                body,
+            },
         }
     }
 }

@@ -109,7 +109,7 @@ where
     fn send(&self, id: Uuid, mut job: Job<A>) -> Result<(), WriteError> {
         // A writer that went idle closes its queue; the next command starts a new one.
         for _ in 0..3 {
-            let (generation, sender) = self.writer_for(id);
+            let (generation, sender) = self.writer_for(id)?;
             match sender.try_send(job) {
                 Ok(()) => return Ok(()),
                 Err(mpsc::error::TrySendError::Full(_)) => return Err(WriteError::Overloaded),
@@ -124,17 +124,23 @@ where
         ))
     }
 
-    fn writer_for(&self, id: Uuid) -> (u64, mpsc::Sender<Job<A>>) {
+    /// The queue of `id`'s writer, started if need be — unless `max_writers` are in memory
+    /// already: then 503, until idle writers leave (a flood of commands for made-up
+    /// aggregates cannot grow memory without bound).
+    fn writer_for(&self, id: Uuid) -> Result<(u64, mpsc::Sender<Job<A>>), WriteError> {
         let mut writers = self.inner.writers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((generation, sender)) = writers.get(&id) {
-            return (*generation, sender.clone());
+            return Ok((*generation, sender.clone()));
+        }
+        if writers.len() >= self.inner.settings.max_writers {
+            return Err(WriteError::Overloaded);
         }
         let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = mpsc::channel(self.inner.settings.queue_capacity);
         writers.insert(id, (generation, sender.clone()));
         let writer = Writer::<A>::new(id, self.inner.clone());
         tokio::spawn(writer.run(generation, receiver));
-        (generation, sender)
+        Ok((generation, sender))
     }
 }
 

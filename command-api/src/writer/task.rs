@@ -75,6 +75,20 @@ where
                 }
             }
             self.process(jobs).await;
+            // An aggregate that does not exist (every command for it refused: points used
+            // by a user who never earned, say) is not kept in memory for the idle time.
+            if self.state.as_ref().is_some_and(|s| s.version == 0) && rx.is_empty() {
+                rx.close();
+                let mut rest = vec![];
+                while let Ok(job) = rx.try_recv() {
+                    rest.push(job);
+                }
+                if rest.is_empty() {
+                    break;
+                }
+                self.process(rest).await;
+                break;
+            }
         }
         self.inner.forget(self.id, generation);
         if let Some(state) = &self.state {
@@ -123,11 +137,32 @@ where
             if pending.is_empty() {
                 return;
             }
-            let (batch, decided) = self.decide(&pending);
-            if batch.streams.iter().all(|s| s.events.is_empty()) && batch.idempotency.is_empty() {
+            let (mut batch, decided) = self.decide(&pending);
+            let refusing = decided.iter().any(|d| matches!(d, Decided::Refused(_)));
+            let appending = batch.streams.iter().any(|s| !s.events.is_empty());
+            // A refusal must not come from state another instance has moved on from (an earn
+            // elsewhere, a cancelled order freeing stock): when nothing is appended — whose
+            // version check would catch it — the stream must still be at this writer's version.
+            let decided_at = self.state.as_ref().map_or(0, |s| s.version);
+            let outcome = if refusing && !appending && batch.idempotency.is_empty() {
+                match self.inner.log.stream_version(self.id).await {
+                    Ok(stored) if stored == decided_at => {
+                        return reply_all(pending, decided, 0, 0);
+                    }
+                    Ok(_) => Err(CommitError::Race),
+                    Err(e) => Err(CommitError::Unavailable(e.to_string())),
+                }
+            } else if !appending && batch.idempotency.is_empty() {
                 return reply_all(pending, decided, 0, 0);
-            }
-            match self.inner.committer.commit(batch).await {
+            } else {
+                if refusing && !appending {
+                    // Keyed refusals are stored: only if the stream is still where they were
+                    // decided, in the same transaction.
+                    batch.guards.push((self.id, decided_at));
+                }
+                self.inner.committer.commit(batch).await
+            };
+            match outcome {
                 Ok(appended) => {
                     let state = self.state.as_mut().expect("loaded");
                     let base = state.version;
