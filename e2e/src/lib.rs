@@ -92,10 +92,22 @@ impl System {
         brokers: Option<String>,
         extra_env: &[(&str, &str)],
     ) -> System {
-        let admin_url = env_or(
-            "DATABASE_URL",
-            "postgres://promo:promo@127.0.0.1:55432/promo",
-        );
+        Self::start_over(None, redis_url, brokers, extra_env).await
+    }
+
+    /// As [`System::start_on`]; `database` (an admin URL) overrides the stack's PostgreSQL.
+    pub async fn start_over(
+        database: Option<String>,
+        redis_url: Option<String>,
+        brokers: Option<String>,
+        extra_env: &[(&str, &str)],
+    ) -> System {
+        let admin_url = database.unwrap_or_else(|| {
+            env_or(
+                "DATABASE_URL",
+                "postgres://promo:promo@127.0.0.1:55432/promo",
+            )
+        });
         let brokers = brokers.unwrap_or_else(|| env_or("APP_KAFKA__BROKERS", "127.0.0.1:59092"));
         let redis_url =
             redis_url.unwrap_or_else(|| env_or("APP_REDIS__URL", "redis://127.0.0.1:56379/"));
@@ -207,6 +219,11 @@ impl System {
     /// Path of a workspace binary built next to the test executable.
     pub fn binary(name: &str) -> PathBuf {
         bin_dir().join(name)
+    }
+
+    /// The process id of a running service.
+    pub fn pid(&self, name: &'static str) -> Option<u32> {
+        self.processes.get(name).map(Child::id)
     }
 
     /// SIGKILL: no shutdown code runs.
