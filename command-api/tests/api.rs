@@ -1,4 +1,4 @@
-//! Every command path of SPEC §4 and every error class of SPEC §5, through HTTP against the
+//! Every command path of docs/product.md and every error class of docs/product.md, through HTTP against the
 //! real command API and a fresh PostgreSQL database per test.
 #![allow(clippy::unwrap_used)]
 
@@ -324,7 +324,7 @@ async fn ordering_outside_the_sale_window_is_refused(pool: PgPool) {
     assert_eq!(early.body["code"], "TIME_SALE_NOT_STARTED");
 }
 
-// ---- SPEC §5 error classes ----
+// ---- the error classes (docs/product.md, "Errors") ----
 
 #[sqlx::test(migrations = false)]
 async fn malformed_json_is_a_400_problem(pool: PgPool) {

@@ -1,4 +1,4 @@
-//! Races through HTTP (SPEC "correct under any concurrency"): many concurrent requests on one
+//! Races through HTTP ("correct under any concurrency", docs/product.md): many concurrent requests on one
 //! hot aggregate, each outcome checked against the answers and against the event log.
 #![allow(clippy::unwrap_used)]
 

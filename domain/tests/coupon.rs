@@ -1,4 +1,4 @@
-//! Given / when / then for coupon policies and their coupons (SPEC §1).
+//! Given / when / then for coupon policies and their coupons (docs/product.md, "Coupons").
 #![allow(clippy::unwrap_used)] // fixtures and samples panic on bad test data, by design
 
 mod common;

@@ -1,4 +1,4 @@
-//! Given / when / then for point accounts (SPEC §2).
+//! Given / when / then for point accounts (docs/product.md, "Loyalty points").
 #![allow(clippy::unwrap_used)] // fixtures and samples panic on bad test data, by design
 
 mod common;

@@ -1,4 +1,4 @@
-//! Given / when / then for products, time sales and orders (SPEC §3).
+//! Given / when / then for products, time sales and orders (docs/product.md, "Time sales").
 #![allow(clippy::unwrap_used)] // fixtures and samples panic on bad test data, by design
 
 mod common;

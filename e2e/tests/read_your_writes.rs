@@ -1,4 +1,4 @@
-//! Each SPEC §4 command through the real command API, then the queries that should reflect
+//! Each docs/product.md command through the real command API, then the queries that should reflect
 //! it through the real query API, passing the command's position as `X-Min-Position`: no
 //! sleeps, the token alone makes the read see the write.
 #![allow(clippy::unwrap_used)]

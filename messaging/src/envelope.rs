@@ -1,4 +1,4 @@
-//! The Kafka message: a JSON envelope around one event of the log (SPEC §4), keyed by the
+//! The Kafka message: a JSON envelope around one event of the log (docs/product.md, "Events for other services"), keyed by the
 //! aggregate id. `schemas/envelope.v1.json` is its contract; the `type`, `schemaVersion` and
 //! `data` inside validate against the event's own schema.
 

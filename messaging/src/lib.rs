@@ -1,7 +1,7 @@
 //! Kafka plumbing shared by the relay, the projector and the tools: one topic per aggregate
 //! category (derived from the domain's event catalogue), client settings, and topic admin.
 //! Topics are always created explicitly: the broker used here (tansu) loses messages on
-//! auto-created topics (see DESIGN.md). Nothing here deletes topics: tansu 0.6.0's delete
+//! auto-created topics (ADR 4). Nothing here deletes topics: tansu 0.6.0's delete
 //! removes *every* topic of the cluster (docs/adr/0004-local-stack.md).
 
 pub mod envelope;

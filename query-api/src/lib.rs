@@ -1,4 +1,4 @@
-//! The query API: every read endpoint of SPEC §4, served only from the read models — Redis
+//! The query API: every read endpoint of docs/product.md, served only from the read models — Redis
 //! first for hot values (balances, stock, counts), PostgreSQL for the rest and whenever Redis
 //! is down or misses. A client may send the `position` a command returned as `X-Min-Position`:
 //! the answer then waits (bounded) until the projections have reached it. A read of an

@@ -1,4 +1,4 @@
-//! The read endpoints of SPEC §4. Every query reads the read-model schema; hot values
+//! The read endpoints of docs/product.md. Every query reads the read-model schema; hot values
 //! (balances, remaining stock, issued/used counts) come from Redis when it has them.
 
 use axum::extract::State;

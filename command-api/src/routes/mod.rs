@@ -1,4 +1,4 @@
-//! The write endpoints of SPEC §4, one module per capability.
+//! The write endpoints of docs/product.md, one module per capability.
 
 mod coupons;
 mod points;

@@ -1,4 +1,4 @@
-//! One writer per aggregate, and group commit across aggregates (DESIGN.md "Hot aggregates").
+//! One writer per aggregate, and group commit across aggregates (ADR 5).
 //!
 //! Commands for one aggregate queue to one task that keeps the aggregate in memory, decides
 //! the queued commands in order, and hands the whole batch to the [`Committer`], which appends
