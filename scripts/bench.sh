@@ -11,9 +11,13 @@
 #            scenario against the single-writer command API and, in the same run, against a
 #            naive one (one transaction per command, optimistic concurrency, retries); then
 #            flash sale and coupon race open loop at a fixed rate. Checked against the log.
+#   auth:    the whole-system closed-loop flash sale with authentication and rate limits on,
+#            with tokens but no limits (APP_RATE_LIMIT__ENABLED=false), and with neither
+#            (APP_AUTH__ENABLED=false too), twice each, alternating, in one run: what signing in
+#            costs a sale.
 #   rebuild: a fresh database filled through the command API with ~1,000,000 events (flash
 #            sale, coupon race, points), then `replay-tools rebuild` and `verify` over it.
-# PHASE=system, PHASE=read, PHASE=write or PHASE=rebuild runs one phase.
+# PHASE=system, PHASE=read, PHASE=write, PHASE=auth or PHASE=rebuild runs one phase.
 # Starts the release services it needs and stops exactly those. Loopback only; every load is
 # bounded in requests.  SCALE=small scripts/bench.sh for a quick run.
 # Each run works in databases of its own (dropped at the end), topics of its own
@@ -25,6 +29,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/stack.sh up >/dev/null 2>&1
 # shellcheck source=/dev/null
 source .stack/env
+# The development secret of config/*.toml: the services started with APP_CONFIG=/nonexistent
+# verify with it, and promo-bench mints its tokens with it.
+export APP_AUTH__SECRET=dev-only-secret-do-not-use-in-production-0000
 cargo build -q --release --bins
 target=${CARGO_TARGET_DIR:-target}/release
 run=.stack/bench
@@ -52,12 +59,12 @@ if [ "${SCALE:-full}" = small ]; then N=5000; C=200; NAIVE=1000; RATE=2000; else
 echo "# $(date -u +%FT%TZ)  $(nproc) cores  $(free -g | awk '/Mem/{print $2}') GiB  scale=${SCALE:-full}"
 
 # The whole system on a fresh database and topics of its own (the services as ./dev run
-# starts them, on other ports).
+# starts them, on other ports). Settings after the database name apply to all three.
 system_up() {
-  db_url=$(fresh_db "$1")
+  db_url=$(fresh_db "$1"); shift
   topics=bench-$(date +%s%N).
   "$target/promo-topics" --prefix "$topics" create >/dev/null
-  shared=(APP_DATABASE__URL="$db_url" APP_KAFKA__TOPIC_PREFIX="$topics" APP_REDIS__PREFIX=bench:)
+  shared=(APP_DATABASE__URL="$db_url" APP_KAFKA__TOPIC_PREFIX="$topics" APP_REDIS__PREFIX=bench: "$@")
   start "command-api" APP_CONFIG=config/command-api APP_SERVER__PORT=8180 "${shared[@]}"
   start "projector" APP_CONFIG=config/projector "${shared[@]}"
   start "query-api" APP_CONFIG=config/query-api APP_SERVER__PORT=8181 "${shared[@]}"
@@ -147,6 +154,19 @@ done_with_db
 on_fresh_db
 bench "${single[@]}" --concurrency "$C" --rate "$RATE" coupon-race --total "$N"
 done_with_db
+fi
+if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = auth ]; then
+echo "## authentication and rate limits on vs off (the whole system, closed loop, alternating)"
+tokens_only=(APP_RATE_LIMIT__ENABLED=false)
+off=(APP_AUTH__ENABLED=false APP_RATE_LIMIT__ENABLED=false)
+for round in 1 2; do
+  for variant in on tokens_only off; do
+    case $variant in on) settings=() ;; tokens_only) settings=("${tokens_only[@]}") ;; off) settings=("${off[@]}") ;; esac
+    system_up promo_bench_auth "${settings[@]}"
+    bench --command http://127.0.0.1:8180 --label "auth-$variant-$round" --concurrency 256 flash-sale --stock "$N"
+    system_down promo_bench_auth
+  done
+done
 fi
 if [ "${PHASE:-all}" = rebuild ] || [ "${PHASE:-all}" = all ]; then
 echo "## rebuild (replay-tools, fresh database)"

@@ -3,6 +3,11 @@
 //! (`--rate`: requests on a fixed schedule, at most `--concurrency` in flight) — then checks
 //! the outcome against the event log and the query API. Stops by itself after `--requests`.
 //! Prints throughput, latency percentiles, answers by status, and the correctness verdicts.
+//!
+//! It signs in as the shop would (ADR 11): buyers order, claim coupons and spend points with
+//! tokens of their own (so each of those requests is also counted by the rate limiter); the
+//! checkout service earns points and the storefront's back end reads, with service tokens;
+//! setup is an admin's. Tokens are minted before the load with the services' HS256 secret.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,8 +59,60 @@ struct Cli {
     /// when the load ended and how long Kafka took to hold every event.
     #[arg(long)]
     relay: bool,
+    /// The HS256 secret the services verify tokens with.
+    #[arg(
+        long,
+        env = "APP_AUTH__SECRET",
+        default_value = "dev-only-secret-do-not-use-in-production-0000",
+        hide_env_values = true
+    )]
+    auth_secret: String,
     #[command(subcommand)]
     scenario: Scenario,
+}
+
+/// Bearer tokens minted before the load, so that signing costs the measured window nothing.
+struct Tokens {
+    minter: auth::Minter,
+    /// `Bearer …` of users `first..first + users.len()`.
+    first: i64,
+    users: Vec<String>,
+}
+
+impl Tokens {
+    fn new(secret: &str) -> anyhow::Result<Self> {
+        let minter = auth::Minter::new(&auth::AuthSettings {
+            secret: Some(secret.into()),
+            ..auth::AuthSettings::default()
+        })?;
+        Ok(Self {
+            minter,
+            first: 1,
+            users: Vec::new(),
+        })
+    }
+
+    fn bearer(&self, role: auth::Role, sub: &str) -> anyhow::Result<String> {
+        Ok(format!(
+            "Bearer {}",
+            self.minter
+                .mint(sub, role, Duration::from_secs(6 * 3_600))?
+        ))
+    }
+
+    /// Mints a token for each of users `first..first + count`.
+    fn for_users(mut self, first: i64, count: usize) -> anyhow::Result<Self> {
+        self.first = first;
+        self.users = (0..count as i64)
+            .map(|n| self.bearer(auth::Role::User, &(first + n).to_string()))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(self)
+    }
+
+    /// User `id`'s `Bearer …` (minted by [`Tokens::for_users`]).
+    fn user(&self, id: i64) -> &str {
+        &self.users[(id - self.first) as usize]
+    }
 }
 
 #[derive(Subcommand, Clone)]
@@ -585,8 +642,17 @@ async fn check_points(run: &Run, pool: &sqlx::PgPool, users: i64) -> anyhow::Res
 async fn main() -> anyhow::Result<()> {
     let cli = Arc::new(Cli::parse());
     let _ = TIMELINE.set(cli.timeline);
+    let tokens = Tokens::new(&cli.auth_secret)?;
+    let service = tokens.bearer(auth::Role::Service, "bench-checkout")?;
+    // Setup, checks and the freshness sampler: an admin.
+    let mut admin = reqwest::header::HeaderMap::new();
+    admin.insert(
+        reqwest::header::AUTHORIZATION,
+        tokens.bearer(auth::Role::Admin, "bench")?.parse()?,
+    );
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(cli.concurrency)
+        .default_headers(admin)
         .build()?;
     let run = Arc::new(Run {
         client: client.clone(),
@@ -605,9 +671,12 @@ async fn main() -> anyhow::Result<()> {
             let base = format!("{}/api/v1/orders", cli.command);
             let id = sale_id.clone();
             let http = client.clone();
+            let buyers = Arc::new(tokens.for_users(1, requests)?);
             let make = Arc::new(move |n: usize| {
+                let user = n as i64 + 1;
                 http.post(&base)
-                    .json(&json!({ "timeSaleId": id, "userId": n + 1, "quantity": 1 }))
+                    .header("authorization", buyers.user(user))
+                    .json(&json!({ "timeSaleId": id, "userId": user, "quantity": 1 }))
             });
             let latest = Arc::new(Mutex::new(None));
             let stop = Arc::new(AtomicUsize::new(0));
@@ -643,9 +712,12 @@ async fn main() -> anyhow::Result<()> {
             let base = format!("{}/api/v1/coupons/issue", cli.command);
             let id = policy_id.clone();
             let http = client.clone();
+            let claimants = Arc::new(tokens.for_users(1, requests)?);
             let make = Arc::new(move |n: usize| {
+                let user = n as i64 + 1;
                 http.post(&base)
-                    .json(&json!({ "policyId": id, "userId": n + 1 }))
+                    .header("authorization", claimants.user(user))
+                    .json(&json!({ "policyId": id, "userId": user }))
             });
             let (mut record, elapsed) = run.drive_as_told(requests, make, |s| s == 201, None).await;
             report(&label, "coupon-race", &mut record, elapsed, 201);
@@ -669,19 +741,7 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         Scenario::Points { users, requests } => {
-            let base = cli.command.clone();
-            let http = client.clone();
-            let make = Arc::new(move |_n: usize| {
-                let mut rng = rand::rng();
-                let user = rng.random_range(1..=users);
-                if rng.random_bool(0.6) {
-                    http.post(format!("{base}/api/v1/points/earn"))
-                        .json(&json!({ "userId": user, "amount": rng.random_range(10..=100), "description": "bench earn" }))
-                } else {
-                    http.post(format!("{base}/api/v1/points/use"))
-                        .json(&json!({ "userId": user, "amount": rng.random_range(1..=50), "description": "bench use" }))
-                }
-            });
+            let make = points_mix(&client, &cli.command, users, tokens, &service, "bench")?;
             let (mut record, elapsed) = run.drive_as_told(requests, make, |s| s == 201, None).await;
             report(&label, "points", &mut record, elapsed, 201);
             all_ok &= check_points(&run, &pool, users).await?;
@@ -699,23 +759,22 @@ async fn main() -> anyhow::Result<()> {
             let third = cli.rate.map(|rate| rate / 3.0);
             let (command, query) = (cli.command.clone(), cli.query.clone());
             let (http, id) = (client.clone(), sale_id.clone());
+            let buyers = Arc::new(Tokens::new(&cli.auth_secret)?.for_users(1_000_000, requests)?);
             let orders = Arc::new(move |n: usize| {
+                let user = 1_000_000 + n as i64;
                 http.post(format!("{command}/api/v1/orders"))
-                    .json(&json!({ "timeSaleId": id, "userId": 1_000_000 + n, "quantity": 1 }))
+                    .header("authorization", buyers.user(user))
+                    .json(&json!({ "timeSaleId": id, "userId": user, "quantity": 1 }))
             });
-            let (http, command) = (client.clone(), cli.command.clone());
-            let points = Arc::new(move |_n: usize| {
-                let mut rng = rand::rng();
-                let user = rng.random_range(1..=users);
-                if rng.random_bool(0.6) {
-                    http.post(format!("{command}/api/v1/points/earn"))
-                        .json(&json!({ "userId": user, "amount": rng.random_range(10..=100), "description": "mixed earn" }))
-                } else {
-                    http.post(format!("{command}/api/v1/points/use"))
-                        .json(&json!({ "userId": user, "amount": rng.random_range(1..=50), "description": "mixed use" }))
-                }
-            });
-            let (http, id) = (client.clone(), sale_id.clone());
+            let points = points_mix(
+                &client,
+                &cli.command,
+                users,
+                Tokens::new(&cli.auth_secret)?,
+                &service,
+                "mixed",
+            )?;
+            let (http, id, storefront) = (client.clone(), sale_id.clone(), service.clone());
             let reads = Arc::new(move |n: usize| {
                 if n.is_multiple_of(2) {
                     http.get(format!(
@@ -725,6 +784,7 @@ async fn main() -> anyhow::Result<()> {
                 } else {
                     http.get(format!("{query}/api/v1/time-sales/{id}"))
                 }
+                .header("authorization", &storefront)
             });
             let ((mut sold, sold_time), (mut moved, moved_time), (mut read, read_time)) = tokio::join!(
                 run.drive(share, requests, third, orders, |s| s == 201, None),
@@ -767,7 +827,7 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             let query = cli.query.clone();
             let sale_id = sale["timeSaleId"].as_str().context("sale id")?.to_owned();
-            let http = client.clone();
+            let (http, storefront) = (client.clone(), service.clone());
             let make = Arc::new(move |n: usize| {
                 if n.is_multiple_of(2) {
                     http.get(format!(
@@ -777,6 +837,7 @@ async fn main() -> anyhow::Result<()> {
                 } else {
                     http.get(format!("{query}/api/v1/time-sales/{sale_id}"))
                 }
+                .header("authorization", &storefront)
             });
             let (mut record, elapsed) = run.drive_as_told(requests, make, |_| false, None).await;
             report(&label, "reads", &mut record, elapsed, 200);
@@ -794,6 +855,32 @@ async fn main() -> anyhow::Result<()> {
         bail!("a correctness check failed");
     }
     Ok(())
+}
+
+/// Earn (60 %, by the checkout service) and use (40 %, by the user) over `users` random users.
+fn points_mix(
+    client: &reqwest::Client,
+    command: &str,
+    users: i64,
+    tokens: Tokens,
+    service: &str,
+    description: &'static str,
+) -> anyhow::Result<Arc<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>> {
+    let (http, command, service) = (client.clone(), command.to_owned(), service.to_owned());
+    let spenders = tokens.for_users(1, users as usize)?;
+    Ok(Arc::new(move |_n: usize| {
+        let mut rng = rand::rng();
+        let user = rng.random_range(1..=users);
+        if rng.random_bool(0.6) {
+            http.post(format!("{command}/api/v1/points/earn"))
+                .header("authorization", &service)
+                .json(&json!({ "userId": user, "amount": rng.random_range(10..=100), "description": description }))
+        } else {
+            http.post(format!("{command}/api/v1/points/use"))
+                .header("authorization", spenders.user(user))
+                .json(&json!({ "userId": user, "amount": rng.random_range(1..=50), "description": description }))
+        }
+    }))
 }
 
 /// How far the relay was behind the log when the load ended, and how long after that the

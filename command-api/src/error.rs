@@ -27,6 +27,9 @@ pub enum ApiError {
     /// Queues are full: back-pressure.
     #[error("the service is busy")]
     Overloaded,
+    /// The caller's role may not do this, or the data is another user's.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// The body is larger than the server takes.
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
@@ -62,12 +65,14 @@ impl ApiError {
                     RefusalKind::NotFound => StatusCode::NOT_FOUND,
                     RefusalKind::AlreadyExists => StatusCode::CONFLICT,
                     RefusalKind::RuleViolated => StatusCode::UNPROCESSABLE_ENTITY,
+                    RefusalKind::NotOwner => StatusCode::FORBIDDEN,
                 };
                 (status, e.code(), e.field().map(str::to_owned))
             }
             ApiError::UnknownEntity(_) | ApiError::NotFound(_) => {
                 (StatusCode::NOT_FOUND, "NOT_FOUND", None)
             }
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN", None),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", None),
             ApiError::Stored { status, body } => return (*status, body.clone()),
             ApiError::IdempotencyKeyReused => (
@@ -86,6 +91,12 @@ impl ApiError {
             status,
             problem::body(status, code, &detail, field.as_deref()),
         )
+    }
+}
+
+impl From<auth::Forbidden> for ApiError {
+    fn from(e: auth::Forbidden) -> Self {
+        ApiError::Forbidden(e.0)
     }
 }
 

@@ -39,6 +39,8 @@ pub enum StartupError {
     Store(#[from] eventlog::StoreError),
     #[error("binding the listener: {0}")]
     Io(#[from] std::io::Error),
+    #[error("authentication: {0}")]
+    Auth(auth::AuthError),
 }
 
 /// Entity id → (stream id, category). Immutable facts, so they are cached; bounded by
@@ -56,10 +58,71 @@ pub struct AppState {
     entities: Arc<Mutex<HashMap<Uuid, (Uuid, String)>>>,
     /// Streams known to exist, with their category (they never stop existing).
     streams: Arc<Mutex<HashMap<Uuid, String>>>,
+    /// Tokens, roles and rate limits.
+    pub access: Access,
+}
+
+/// Who may call, and how often (ADR 11).
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub gate: auth::http::Gate,
+    /// Signs the tokens the login endpoint issues (`None`: the settings cannot sign).
+    pub minter: Option<Arc<auth::Minter>>,
+    pub limiter: Option<auth::limit::RateLimiter>,
+    pub login_ttl_seconds: u64,
+    pub logins_per_account: u64,
+    pub logins_per_address: u64,
+    /// What a login for an unknown email is verified against, so it costs what a wrong
+    /// password does.
+    pub dummy_hash: Arc<String>,
+}
+
+impl Access {
+    pub async fn from_settings(settings: &Settings) -> Result<Self, StartupError> {
+        let auth = &settings.auth;
+        let authenticator = if auth.enabled {
+            Some(Arc::new(
+                auth::Authenticator::new(auth).map_err(StartupError::Auth)?,
+            ))
+        } else {
+            tracing::warn!("authentication is OFF: every caller is trusted (benchmarks only)");
+            None
+        };
+        let minter = if auth.enabled {
+            auth::Minter::new(auth).ok().map(Arc::new)
+        } else {
+            None
+        };
+        let limiter = match &settings.redis {
+            Some(redis) => Some(
+                auth::limit::RateLimiter::new(settings.rate_limit.clone(), &redis.url)
+                    .map_err(|e| StartupError::Auth(auth::AuthError::Settings(e.to_string())))?,
+            ),
+            None => {
+                tracing::warn!("no [redis]: rate limits are not counted");
+                None
+            }
+        };
+        let dummy_hash = routes::accounts::hash("not a password of anyone".into())
+            .await
+            .map_err(|e| StartupError::Auth(auth::AuthError::Settings(e.to_string())))?;
+        Ok(Self {
+            gate: auth::http::Gate {
+                authenticator,
+                limiter: limiter.clone(),
+            },
+            minter,
+            limiter,
+            login_ttl_seconds: auth.login_ttl_seconds,
+            logins_per_account: settings.rate_limit.logins_per_account,
+            logins_per_address: settings.rate_limit.logins_per_address,
+            dummy_hash: Arc::new(dummy_hash),
+        })
+    }
 }
 
 impl AppState {
-    pub fn new(log: EventLog, settings: &Settings) -> Self {
+    pub fn new(log: EventLog, settings: &Settings, access: Access) -> Self {
         let committer = Committer::start(log.clone(), settings.writer.max_commit_batch);
         let writers = |c: &Committer| (log.clone(), c.clone(), settings.writer.clone());
         let (l, c, w) = writers(&committer);
@@ -78,6 +141,7 @@ impl AppState {
             time_sales,
             entities: Default::default(),
             streams: Default::default(),
+            access,
         }
     }
 
@@ -154,12 +218,15 @@ impl CommandContext {
     /// causation id (this request), and the actor. A correlation id is 1 to 128 visible ASCII
     /// characters: it is copied into every event and Kafka header, so it is bounded here.
     pub fn new(
+        caller: &auth::Principal,
         headers: &HeaderMap,
         key: IdempotencyKey,
         hash: Vec<u8>,
         command: &str,
     ) -> Result<Self, ApiError> {
-        let principal = "anonymous".to_owned();
+        // The actor of every event, and whose idempotency keys these are: one caller's key
+        // never answers another's request.
+        let principal = caller.actor();
         let request_id = Uuid::now_v7().to_string();
         let correlation = match headers.get("x-correlation-id") {
             None => request_id.clone(),
@@ -207,6 +274,14 @@ impl CommandContext {
     }
 }
 
+/// The user a command acts as when the domain checks ownership (a coupon's use, an order's
+/// cancellation): a user principal; services and admins act for anyone.
+pub fn acting(caller: &auth::Principal) -> Option<domain::values::UserId> {
+    caller
+        .acting_user()
+        .and_then(|id| domain::values::UserId::parse(id, "userId").ok())
+}
+
 /// Turns a writer's answer into the HTTP response: the body plus `version` and `position`.
 pub fn respond(result: Result<Committed, WriteError>) -> Response {
     match result {
@@ -236,10 +311,12 @@ pub fn app(state: AppState, server: &settings::ServerSettings) -> Router {
         server.max_in_flight,
         std::time::Duration::from_millis(server.request_timeout_ms),
     );
+    let gate = axum::middleware::from_fn_with_state(state.access.gate.clone(), auth::http::gate);
     Router::new()
+        .merge(routes::router().route_layer(gate))
+        .merge(routes::accounts::open_router())
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .merge(routes::router())
         .fallback(not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(server.max_body_bytes))
@@ -290,7 +367,11 @@ impl Application {
         log.migrate().await?;
         let listener =
             TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?;
-        let router = app(AppState::new(log.clone(), &settings), &settings.server);
+        let access = Access::from_settings(&settings).await?;
+        let router = app(
+            AppState::new(log.clone(), &settings, access),
+            &settings.server,
+        );
         Ok(Self {
             listener,
             router,
@@ -333,12 +414,16 @@ impl Application {
             stop.subscribe(),
         ));
         let (signalled, mut signal) = tokio::sync::watch::channel(false);
-        let serve = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = signalled.send(true);
-            })
-            .into_future();
+        let serve = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = signalled.send(true);
+        })
+        .into_future();
         let grace_over = async move {
             while !*signal.borrow_and_update() {
                 if signal.changed().await.is_err() {

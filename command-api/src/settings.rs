@@ -13,6 +13,15 @@ pub struct Settings {
     pub writer: WriterSettings,
     #[serde(default)]
     pub idempotency: IdempotencySettings,
+    /// Bearer tokens (ADR 11).
+    #[serde(default)]
+    pub auth: auth::AuthSettings,
+    /// Rate limits, counted in Redis.
+    #[serde(default)]
+    pub rate_limit: auth::limit::LimitSettings,
+    /// The Redis the rate limits are counted in; without it nothing is limited.
+    #[serde(default)]
+    pub redis: Option<RedisSettings>,
     /// Where the relay publishes events. Without it no relay runs in this process.
     #[serde(default)]
     pub kafka: Option<KafkaSettings>,
@@ -46,6 +55,11 @@ fn default_request_timeout_ms() -> u64 {
 }
 fn default_max_in_flight() -> usize {
     4_096
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    pub url: String,
 }
 
 /// How long a stored answer to an `Idempotency-Key` is kept.

@@ -18,6 +18,7 @@ async fn the_binary_starts_on_port_0_serves_commands_and_stops_on_sigterm(pool: 
         .env("APP_SERVER__PORT", "0")
         .env("APP_DATABASE__URL", url_of(&pool))
         .env("APP_LOG__FORMAT", "json")
+        .env("APP_AUTH__SECRET", common::SECRET)
         .env_remove("RUST_LOG")
         // No relay: these tests own no topics, and must never publish into the dev
         // deployment's (`./dev test` exports the stack's broker).
@@ -40,6 +41,7 @@ async fn the_binary_starts_on_port_0_serves_commands_and_stops_on_sigterm(pool: 
     let client = reqwest::Client::new();
     let answer = client
         .post(format!("http://127.0.0.1:{port}/api/v1/points/earn"))
+        .bearer_auth(common::token(auth::Role::Service, "checkout"))
         .json(&json!({ "userId": 1, "amount": 10, "description": "black box" }))
         .send()
         .await

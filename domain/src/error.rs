@@ -15,6 +15,8 @@ pub enum RefusalKind {
     AlreadyExists,
     /// A business rule said no.
     RuleViolated,
+    /// The coupon or order is another user's.
+    NotOwner,
 }
 
 /// Every reason a command can be refused. `code()` is the stable, machine-readable name.
@@ -159,6 +161,7 @@ impl DomainError {
             | ProductAlreadyExists
             | TimeSaleAlreadyExists
             | OrderIdTaken => RefusalKind::AlreadyExists,
+            NotCouponOwner | NotOrderOwner => RefusalKind::NotOwner,
             _ => RefusalKind::RuleViolated,
         }
     }

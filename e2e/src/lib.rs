@@ -21,6 +21,35 @@ pub const COMMAND_API: &str = "command-api";
 pub const PROJECTOR: &str = "projector";
 pub const QUERY_API: &str = "query-api";
 
+/// The HS256 secret the services are started with (`APP_AUTH__SECRET`).
+pub const SECRET: &str = "e2e-tests-secret-0123456789abcdef-0123";
+
+/// A token signed with [`SECRET`] for `sub` as `role`, valid for a day.
+pub fn token(role: auth::Role, sub: &str) -> String {
+    auth::Minter::new(&auth::AuthSettings {
+        secret: Some(SECRET.into()),
+        ..auth::AuthSettings::default()
+    })
+    .unwrap()
+    .mint(sub, role, Duration::from_secs(86_400))
+    .unwrap()
+}
+
+/// A client that sends an admin's token with every request.
+pub fn admin_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", token(auth::Role::Admin, "e2e"))
+            .parse()
+            .unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_owned())
 }
@@ -35,6 +64,7 @@ fn bin_dir() -> PathBuf {
 }
 
 pub struct System {
+    /// Sends an admin's token (see [`token`] for others).
     pub client: reqwest::Client,
     pub command: String,
     pub query: String,
@@ -136,6 +166,8 @@ impl System {
             ("APP_KAFKA__BROKERS".into(), brokers.clone()),
             ("APP_KAFKA__TOPIC_PREFIX".into(), topic_prefix.clone()),
             ("APP_LOG__FORMAT".into(), "json".into()),
+            ("APP_AUTH__SECRET".into(), SECRET.into()),
+            ("APP_RATE_LIMIT__PREFIX".into(), format!("e2e:{id}:rl:")),
             (
                 "RUST_LOG".into(),
                 "warn,command_api=info,query_api=info,projector=info,relay=info".into(),
@@ -148,7 +180,7 @@ impl System {
         );
         let pool = PgPool::connect(&db_url).await.unwrap();
         let mut system = System {
-            client: reqwest::Client::new(),
+            client: admin_client(),
             command: String::new(),
             query: String::new(),
             pool,

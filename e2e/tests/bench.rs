@@ -14,6 +14,8 @@ async fn bench(system: &System, args: &[&str]) -> String {
             &system.query,
             "--database-url",
             &system.database_url(),
+            "--auth-secret",
+            e2e::SECRET,
         ])
         .args(args)
         .output()

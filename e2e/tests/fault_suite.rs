@@ -78,8 +78,17 @@ async fn client(
     calm: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) {
+    // The shop's checkout, acting for its users (services are not rate limited).
+    let mut service = reqwest::header::HeaderMap::new();
+    service.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", e2e::token(auth::Role::Service, "checkout"))
+            .parse()
+            .unwrap(),
+    );
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
+        .default_headers(service)
         .build()
         .unwrap();
     while !stop.load(Ordering::Relaxed) {
@@ -393,6 +402,62 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
         format!("/api/v1/orders/{order}"),
         vec![("x-min-position", "9".repeat(5_000))],
     ));
+    // Credentials: missing, malformed, forged, oversized; on both APIs.
+    let forged = {
+        let header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
+        format!("Bearer {header}.eyJzdWIiOiIxIiwicm9sZSI6ImFkbWluIn0.")
+    };
+    for authorization in [
+        String::new(),
+        "Bearer".into(),
+        "Bearer ".into(),
+        "Basic dXNlcjpwYXNz".into(),
+        "Bearer not.a.jwt".into(),
+        forged,
+        format!("Bearer {}", "a".repeat(9_000)),
+        format!("Bearer {}x", e2e::token(auth::Role::Admin, "e2e")),
+    ] {
+        let mut case = command(
+            "/api/v1/points/earn",
+            br#"{"userId":1,"amount":1,"description":"d"}"#,
+        );
+        case.headers.push(("authorization", authorization.clone()));
+        all.push(case);
+        all.push(query(
+            "/api/v1/points/users/1/balance".into(),
+            vec![("authorization", authorization)],
+        ));
+    }
+    // Another user's data and an admin's command, as user 2.
+    let user = format!("Bearer {}", e2e::token(auth::Role::User, "2"));
+    let mut admins = command("/api/v1/products", br#"{"name":"P","price":1}"#);
+    admins.headers.push(("authorization", user.clone()));
+    all.push(admins);
+    all.push(query(
+        "/api/v1/points/users/1/balance".into(),
+        vec![("authorization", user.clone())],
+    ));
+    all.push(query(
+        format!("/api/v1/orders/{order}"),
+        vec![("authorization", user)],
+    ));
+    for (path, body) in [
+        (
+            "/api/v1/auth/login",
+            &br#"{"email":"x","password":"y"}"#[..],
+        ),
+        ("/api/v1/auth/login", b"{}"),
+        (
+            "/api/v1/auth/register",
+            br#"{"email":"a@b.c","password":""}"#,
+        ),
+        (
+            "/api/v1/auth/register",
+            br#"{"email":"not an email","password":"long enough pass"}"#,
+        ),
+    ] {
+        all.push(command(path, body));
+    }
     let delete = |query: bool, path: String| Hostile {
         query,
         method: Method::DELETE,
@@ -408,7 +473,8 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
 /// Sends every hostile request (with a marker the log would carry if one got through);
 /// returns how many answered other than a 4xx problem+json, with what.
 async fn send_hostile(system: &System, command: &str, catalogue: &[Hostile]) -> Vec<String> {
-    let http = reqwest::Client::new();
+    // An admin's token unless the case sends its own Authorization.
+    let http = e2e::admin_client();
     let mut wrong = Vec::new();
     for (n, case) in catalogue.iter().enumerate() {
         let base = if case.query {
@@ -426,7 +492,21 @@ async fn send_hostile(system: &System, command: &str, catalogue: &[Hostile]) -> 
         for (header, value) in &case.headers {
             request = request.header(*header, value);
         }
-        let response = request.send().await.unwrap();
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                let headers: Vec<String> = case
+                    .headers
+                    .iter()
+                    .map(|(h, v)| format!("{h}: {}", v.chars().take(60).collect::<String>()))
+                    .collect();
+                wrong.push(format!(
+                    "{} {} {headers:?} → no answer: {e:?}",
+                    case.method, case.path
+                ));
+                continue;
+            }
+        };
         let status = response.status();
         let problem = response
             .headers()

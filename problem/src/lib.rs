@@ -205,9 +205,10 @@ pub async fn limit(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let large_body = large_body(request.headers());
     let status = StatusCode::SERVICE_UNAVAILABLE;
-    let Ok(_slot) = limits.in_flight.clone().try_acquire_owned() else {
-        return response(
+    let mut answer = match limits.in_flight.clone().try_acquire_owned() {
+        Err(_) => response(
             status,
             body(
                 status,
@@ -215,24 +216,47 @@ pub async fn limit(
                 "too many requests at once; retry shortly",
                 None,
             ),
-        );
-    };
-    match tokio::time::timeout(limits.timeout, next.run(request)).await {
-        Ok(answer) => answer,
-        Err(_) => {
-            tracing::warn!(
-                timeout_ms = limits.timeout.as_millis() as u64,
-                "request timed out"
-            );
-            response(
-                status,
-                body(
+        ),
+        Ok(_slot) => match tokio::time::timeout(limits.timeout, next.run(request)).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::warn!(
+                    timeout_ms = limits.timeout.as_millis() as u64,
+                    "request timed out"
+                );
+                response(
                     status,
-                    "TIMEOUT",
-                    "the request took too long; retry shortly",
-                    None,
-                ),
-            )
-        }
+                    body(
+                        status,
+                        "TIMEOUT",
+                        "the request took too long; retry shortly",
+                        None,
+                    ),
+                )
+            }
+        },
+    };
+    // A refusal may leave the body unread; the server then closes the connection after the
+    // answer, and a client told nothing would send its next request down a closing
+    // connection. Say so (RFC 9112 §9.6).
+    let refused = answer.status().is_client_error() || answer.status().is_server_error();
+    if answer.status() == StatusCode::PAYLOAD_TOO_LARGE || (refused && large_body) {
+        answer
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    answer
+}
+
+/// More body than arrives with the head (over 8 KiB declared, or a chunked one): what a
+/// refusal may leave unread.
+fn large_body(headers: &axum::http::HeaderMap) -> bool {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) => length > 8 * 1024,
+        None => headers.contains_key(header::TRANSFER_ENCODING),
     }
 }

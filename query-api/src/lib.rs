@@ -45,6 +45,15 @@ pub enum QueryError {
     Faulted { what: &'static str, position: i64 },
     #[error("a dependency is unavailable")]
     Unavailable(String),
+    /// The caller may not read this (another user's data).
+    #[error("{0}")]
+    Forbidden(&'static str),
+}
+
+impl From<auth::Forbidden> for QueryError {
+    fn from(e: auth::Forbidden) -> Self {
+        QueryError::Forbidden(e.0)
+    }
 }
 
 impl From<sqlx::Error> for QueryError {
@@ -63,6 +72,7 @@ impl IntoResponse for QueryError {
             QueryError::NotYetConsistent(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "NOT_YET_CONSISTENT", None)
             }
+            QueryError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN", None),
             QueryError::Faulted { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "PROJECTION_FAULTED", None)
             }
@@ -141,6 +151,8 @@ pub struct AppState {
     faults_refresh: Arc<tokio::sync::Mutex<()>>,
     pub consistency_wait: Duration,
     sales: SaleCache,
+    /// Tokens and rate limits.
+    gate: auth::http::Gate,
 }
 
 /// Time-sale rows by (generation, id). Every column but the stock is fixed once a sale
@@ -371,12 +383,11 @@ pub fn app(state: AppState, server: &settings::Server) -> Router {
         server.max_in_flight,
         Duration::from_millis(server.request_timeout_ms),
     );
+    let gate = axum::middleware::from_fn_with_state(state.gate.clone(), auth::http::gate);
+    // The gate first (outermost): an unauthenticated request never waits for consistency.
+    let consistency = axum::middleware::from_fn_with_state(state.clone(), consistency);
     Router::new()
-        .merge(routes::router())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            consistency,
-        ))
+        .merge(routes::router().route_layer(consistency).route_layer(gate))
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/ready", get(ready))
         .fallback(|| async { QueryError::NotFound("resource") })
@@ -422,6 +433,20 @@ impl Application {
             faults_refresh: Default::default(),
             consistency_wait: Duration::from_millis(settings.consistency_wait_ms),
             sales: SaleCache::default(),
+            gate: auth::http::Gate {
+                authenticator: if settings.auth.enabled {
+                    Some(Arc::new(auth::Authenticator::new(&settings.auth)?))
+                } else {
+                    tracing::warn!(
+                        "authentication is OFF: every caller is trusted (benchmarks only)"
+                    );
+                    None
+                },
+                limiter: Some(auth::limit::RateLimiter::new(
+                    settings.rate_limit.clone(),
+                    &settings.redis.url,
+                )?),
+            },
         };
         tokio::spawn(follow_generation(
             state.clone(),
@@ -444,8 +469,12 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }

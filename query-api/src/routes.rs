@@ -16,6 +16,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use auth::http::Caller;
+
 use crate::{AppState, QueryError};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -252,6 +254,7 @@ impl CouponRow {
 
 async fn coupon(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
     let live = state.live();
@@ -266,16 +269,19 @@ async fn coupon(
         state.check_missing_entity(id, "coupon", "coupon").await?;
         return Err(QueryError::NotFound("coupon"));
     };
+    caller.require_user(row.user_id)?;
     state.check_aggregate(row.policy_id, "coupon")?;
     Ok(Json(row.json(Utc::now())))
 }
 
 async fn user_coupons(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(user_id): Path<i64>,
     Query(q): Query<Page>,
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
+    caller.require_user(user_id)?;
     state
         .check_user("coupon", user_id, "user's coupons")
         .await?;
@@ -322,6 +328,7 @@ struct QuoteQuery {
 /// (`check_applicable`, the one `use` runs) over the read model. Changes nothing.
 async fn quote(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<Uuid>,
     Query(q): Query<QuoteQuery>,
 ) -> Result<Json<Value>, QueryError> {
@@ -331,6 +338,16 @@ async fn quote(
             field: "orderAmount",
         })?;
     let acting = q.user_id.map(user).transpose()?;
+    // A user quotes as itself: someone else's coupon is NOT_OWNER, as using it would be.
+    let acting = match caller.user_id() {
+        Some(own) => {
+            if acting.is_some_and(|a| a.get() != own) {
+                return Err(auth::Forbidden("a user quotes as itself").into());
+            }
+            Some(user(own)?)
+        }
+        None => acting,
+    };
     let live = state.live();
     let s = &live.schema;
     let row: Option<CouponRow> = sqlx::query_as(&format!(
@@ -390,9 +407,11 @@ async fn quote(
 
 async fn balance(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(user_id): Path<i64>,
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
+    caller.require_user(user_id)?;
     state.check_account(user_id)?;
     let key = keys::balance(&state.live().prefix, user_id);
     let balance = match state.hot.field(&key, "balance").await {
@@ -426,10 +445,12 @@ struct HistoryRow {
 
 async fn history(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(user_id): Path<i64>,
     Query(q): Query<Page>,
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
+    caller.require_user(user_id)?;
     state.check_account(user_id)?;
     let (page, limit, offset) = q.bounds()?;
     let (rows, total): (Vec<HistoryRow>, i64) = fetch_page(
@@ -602,6 +623,7 @@ impl OrderRow {
 
 async fn order(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
     let live = state.live();
@@ -616,16 +638,19 @@ async fn order(
         state.check_missing_entity(id, "timesale", "order").await?;
         return Err(QueryError::NotFound("order"));
     };
+    caller.require_user(row.user_id)?;
     state.check_aggregate(row.time_sale_id, "order")?;
     Ok(Json(row.json()))
 }
 
 async fn user_orders(
     State(state): State<AppState>,
+    Caller(caller): Caller,
     Path(user_id): Path<i64>,
     Query(q): Query<Page>,
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
+    caller.require_user(user_id)?;
     state
         .check_user("timesale", user_id, "user's orders")
         .await?;

@@ -19,6 +19,12 @@ pub struct Settings {
     /// Longest wait, in milliseconds, for `X-Min-Position` before answering 503.
     #[serde(default = "default_wait")]
     pub consistency_wait_ms: u64,
+    /// Bearer tokens (ADR 11).
+    #[serde(default)]
+    pub auth: auth::AuthSettings,
+    /// Rate limits, counted in the Redis above.
+    #[serde(default)]
+    pub rate_limit: auth::limit::LimitSettings,
     #[serde(default)]
     pub log: service::LogSettings,
 }

@@ -16,9 +16,11 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use auth::http::Caller;
+
 use crate::error::ApiError;
 use crate::extract::{IdempotencyKey, JsonBody};
-use crate::{respond, AppState, CommandContext};
+use crate::{acting, respond, AppState, CommandContext};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -48,10 +50,12 @@ struct CreatePolicy {
 
 async fn create_policy(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     key: IdempotencyKey,
     body: JsonBody<CreatePolicy>,
 ) -> Result<Response, ApiError> {
+    caller.require_admin()?;
     let b = body.value;
     let terms = DiscountTerms::new(
         b.discount_type,
@@ -68,11 +72,12 @@ async fn create_policy(
         terms,
     )?;
     let policy_id = Uuid::new_v4();
-    let request = CommandContext::new(&headers, key, body.hash, "CreateCouponPolicy")?.request(
-        CouponCommand::CreatePolicy { spec },
-        StatusCode::CREATED,
-        move |_: &CouponPolicy, _| json!({ "policyId": policy_id }),
-    );
+    let request = CommandContext::new(&caller, &headers, key, body.hash, "CreateCouponPolicy")?
+        .request(
+            CouponCommand::CreatePolicy { spec },
+            StatusCode::CREATED,
+            move |_: &CouponPolicy, _| json!({ "policyId": policy_id }),
+        );
     Ok(respond(app.coupons.execute(policy_id, request).await))
 }
 
@@ -85,11 +90,13 @@ struct Issue {
 
 async fn issue(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     key: IdempotencyKey,
     body: JsonBody<Issue>,
 ) -> Result<Response, ApiError> {
     let user_id = UserId::parse(body.value.user_id, "userId")?;
+    caller.require_user(user_id.get())?;
     let policy_id = body.value.policy_id;
     if !app.exists(policy_id, "coupon").await? {
         return Err(DomainError::PolicyNotFound.into());
@@ -99,7 +106,7 @@ async fn issue(
         user_id,
         now: Utc::now(),
     };
-    let request = CommandContext::new(&headers, key, body.hash, "IssueCoupon")?.request(
+    let request = CommandContext::new(&caller, &headers, key, body.hash, "IssueCoupon")?.request(
         command,
         StatusCode::CREATED,
         move |_: &CouponPolicy, events| match events {
@@ -127,6 +134,7 @@ struct Use {
 
 async fn use_coupon(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     Path(coupon_id): Path<Uuid>,
     headers: HeaderMap,
     key: IdempotencyKey,
@@ -134,13 +142,13 @@ async fn use_coupon(
 ) -> Result<Response, ApiError> {
     let command = CouponCommand::UseCoupon {
         coupon_id,
-        acting_user: None,
+        acting_user: acting(&caller),
         order_id: Text::parse_reference(&body.value.order_id, "orderId")?,
         order_amount: Money::parse(body.value.order_amount, "orderAmount")?,
         now: Utc::now(),
     };
     let policy_id = app.stream_of(coupon_id, "coupon", "coupon").await?;
-    let request = CommandContext::new(&headers, key, body.hash, "UseCoupon")?.request(
+    let request = CommandContext::new(&caller, &headers, key, body.hash, "UseCoupon")?.request(
         command,
         StatusCode::OK,
         move |_: &CouponPolicy, events| match events {
@@ -165,6 +173,7 @@ struct Empty {}
 
 async fn cancel_use(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     Path(coupon_id): Path<Uuid>,
     headers: HeaderMap,
     key: IdempotencyKey,
@@ -172,32 +181,35 @@ async fn cancel_use(
 ) -> Result<Response, ApiError> {
     let policy_id = app.stream_of(coupon_id, "coupon", "coupon").await?;
     let now = Utc::now();
-    let request = CommandContext::new(&headers, key, body.hash, "CancelCouponUse")?.request(
-        CouponCommand::CancelCouponUse {
-            coupon_id,
-            acting_user: None,
-            now,
-        },
-        StatusCode::OK,
-        move |policy: &CouponPolicy, _| {
-            let status = policy
-                .coupon(&coupon_id)
-                .map(|c| CouponStatus::at(&c.state, c.expires_at, now));
-            json!({ "couponId": coupon_id, "policyId": policy_id, "status": status })
-        },
-    );
+    let request = CommandContext::new(&caller, &headers, key, body.hash, "CancelCouponUse")?
+        .request(
+            CouponCommand::CancelCouponUse {
+                coupon_id,
+                acting_user: acting(&caller),
+                now,
+            },
+            StatusCode::OK,
+            move |policy: &CouponPolicy, _| {
+                let status = policy
+                    .coupon(&coupon_id)
+                    .map(|c| CouponStatus::at(&c.state, c.expires_at, now));
+                json!({ "couponId": coupon_id, "policyId": policy_id, "status": status })
+            },
+        );
     Ok(respond(app.coupons.execute(policy_id, request).await))
 }
 
 async fn revoke(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     Path(coupon_id): Path<Uuid>,
     headers: HeaderMap,
     key: IdempotencyKey,
     body: JsonBody<Empty>,
 ) -> Result<Response, ApiError> {
+    caller.require_admin()?;
     let policy_id = app.stream_of(coupon_id, "coupon", "coupon").await?;
-    let request = CommandContext::new(&headers, key, body.hash, "RevokeCoupon")?.request(
+    let request = CommandContext::new(&caller, &headers, key, body.hash, "RevokeCoupon")?.request(
         CouponCommand::RevokeCoupon { coupon_id, now: Utc::now() },
         StatusCode::OK,
         move |_: &CouponPolicy, _| json!({ "couponId": coupon_id, "policyId": policy_id, "status": "CANCELED" }),

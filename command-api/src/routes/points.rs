@@ -12,6 +12,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use auth::http::Caller;
+
 use crate::error::ApiError;
 use crate::extract::{IdempotencyKey, JsonBody};
 use crate::{respond, AppState, CommandContext};
@@ -56,6 +58,7 @@ fn entry(events: &[PointEvent]) -> Value {
 
 async fn earn(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     key: IdempotencyKey,
     body: JsonBody<Movement>,
@@ -68,6 +71,8 @@ async fn earn(
         ));
     }
     let user_id = UserId::parse(b.user_id, "userId")?;
+    // Points are the shop's to grant: a user earning for itself would mint money.
+    caller.require_service()?;
     let command = PointCommand::Earn {
         user_id,
         transaction_id: Uuid::new_v4(),
@@ -75,7 +80,7 @@ async fn earn(
         description: Text::parse(&b.description, "description")?,
         now: Utc::now(),
     };
-    let request = CommandContext::new(&headers, key, body.hash, "EarnPoints")?.request(
+    let request = CommandContext::new(&caller, &headers, key, body.hash, "EarnPoints")?.request(
         command,
         StatusCode::CREATED,
         |_: &PointAccount, events| entry(events),
@@ -87,12 +92,14 @@ async fn earn(
 
 async fn spend(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     key: IdempotencyKey,
     body: JsonBody<Movement>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
     let user_id = UserId::parse(b.user_id, "userId")?;
+    caller.require_user(user_id.get())?;
     let command = PointCommand::Use {
         user_id,
         transaction_id: Uuid::new_v4(),
@@ -105,7 +112,7 @@ async fn spend(
             .transpose()?,
         now: Utc::now(),
     };
-    let request = CommandContext::new(&headers, key, body.hash, "UsePoints")?.request(
+    let request = CommandContext::new(&caller, &headers, key, body.hash, "UsePoints")?.request(
         command,
         StatusCode::CREATED,
         |_: &PointAccount, events| entry(events),
@@ -124,22 +131,23 @@ struct Cancel {
 
 async fn cancel(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     key: IdempotencyKey,
     body: JsonBody<Cancel>,
 ) -> Result<Response, ApiError> {
     let user_id = UserId::parse(body.value.user_id, "userId")?;
+    caller.require_user(user_id.get())?;
     let command = PointCommand::Cancel {
         user_id,
         transaction_id: Uuid::new_v4(),
         canceled_transaction_id: body.value.transaction_id,
         now: Utc::now(),
     };
-    let request = CommandContext::new(&headers, key, body.hash, "CancelPointTransaction")?.request(
-        command,
-        StatusCode::CREATED,
-        |_: &PointAccount, events| entry(events),
-    );
+    let request = CommandContext::new(&caller, &headers, key, body.hash, "CancelPointTransaction")?
+        .request(command, StatusCode::CREATED, |_: &PointAccount, events| {
+            entry(events)
+        });
     Ok(respond(
         app.points.execute(point_account_id(user_id), request).await,
     ))

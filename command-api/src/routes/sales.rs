@@ -15,9 +15,11 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use auth::http::Caller;
+
 use crate::error::ApiError;
 use crate::extract::{IdempotencyKey, JsonBody};
-use crate::{respond, AppState, CommandContext};
+use crate::{acting, respond, AppState, CommandContext};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -38,10 +40,12 @@ struct CreateProduct {
 
 async fn create_product(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     key: IdempotencyKey,
     body: JsonBody<CreateProduct>,
 ) -> Result<Response, ApiError> {
+    caller.require_admin()?;
     let b = body.value;
     let spec = ProductSpec::new(
         Text::parse(&b.name, "name")?,
@@ -49,7 +53,7 @@ async fn create_product(
         Text::parse_optional(&b.description, "description")?,
     )?;
     let product_id = Uuid::new_v4();
-    let request = CommandContext::new(&headers, key, body.hash, "CreateProduct")?.request(
+    let request = CommandContext::new(&caller, &headers, key, body.hash, "CreateProduct")?.request(
         ProductCommand::CreateProduct {
             spec,
             now: Utc::now(),
@@ -74,10 +78,12 @@ struct CreateTimeSale {
 
 async fn create_time_sale(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     key: IdempotencyKey,
     body: JsonBody<CreateTimeSale>,
 ) -> Result<Response, ApiError> {
+    caller.require_admin()?;
     let b = body.value;
     let discount_price = Money::parse(b.discount_price, "discountPrice")?;
     let quantity = Quantity::parse(b.quantity, "quantity")?;
@@ -105,14 +111,15 @@ async fn create_time_sale(
         per_user_limit,
     )?;
     let time_sale_id = Uuid::new_v4();
-    let request = CommandContext::new(&headers, key, body.hash, "CreateTimeSale")?.request(
-        TimeSaleCommand::CreateTimeSale {
-            spec,
-            now: Utc::now(),
-        },
-        StatusCode::CREATED,
-        move |_: &TimeSale, _| json!({ "timeSaleId": time_sale_id, "productId": b.product_id }),
-    );
+    let request = CommandContext::new(&caller, &headers, key, body.hash, "CreateTimeSale")?
+        .request(
+            TimeSaleCommand::CreateTimeSale {
+                spec,
+                now: Utc::now(),
+            },
+            StatusCode::CREATED,
+            move |_: &TimeSale, _| json!({ "timeSaleId": time_sale_id, "productId": b.product_id }),
+        );
     Ok(respond(app.time_sales.execute(time_sale_id, request).await))
 }
 
@@ -126,11 +133,13 @@ struct PlaceOrder {
 
 async fn place_order(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     key: IdempotencyKey,
     body: JsonBody<PlaceOrder>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
+    caller.require_user(b.user_id)?;
     if !app.exists(b.time_sale_id, "timesale").await? {
         return Err(DomainError::TimeSaleNotFound.into());
     }
@@ -141,7 +150,7 @@ async fn place_order(
         now: Utc::now(),
     };
     let time_sale_id = b.time_sale_id;
-    let request = CommandContext::new(&headers, key, body.hash, "PlaceOrder")?.request(
+    let request = CommandContext::new(&caller, &headers, key, body.hash, "PlaceOrder")?.request(
         command,
         StatusCode::CREATED,
         move |_: &TimeSale, events| match events {
@@ -169,14 +178,15 @@ struct Empty {}
 
 async fn cancel_order(
     State(app): State<AppState>,
+    Caller(caller): Caller,
     Path(order_id): Path<Uuid>,
     headers: HeaderMap,
     key: IdempotencyKey,
     body: JsonBody<Empty>,
 ) -> Result<Response, ApiError> {
     let time_sale_id = app.stream_of(order_id, "timesale", "order").await?;
-    let request = CommandContext::new(&headers, key, body.hash, "CancelOrder")?.request(
-        TimeSaleCommand::CancelOrder { order_id, acting_user: None, now: Utc::now() },
+    let request = CommandContext::new(&caller, &headers, key, body.hash, "CancelOrder")?.request(
+        TimeSaleCommand::CancelOrder { order_id, acting_user: acting(&caller), now: Utc::now() },
         StatusCode::OK,
         move |_: &TimeSale, _| json!({ "orderId": order_id, "timeSaleId": time_sale_id, "status": "CANCELED" }),
     );

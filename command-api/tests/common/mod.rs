@@ -11,7 +11,27 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-/// A running `command-api` binary (killed when dropped) and the log it writes to.
+/// The tests' HS256 secret (the binary gets it through `APP_AUTH__SECRET`).
+pub const SECRET: &str = "command-api-tests-secret-0123456789abcdef";
+
+/// Tokens signed with [`SECRET`].
+pub fn minter() -> auth::Minter {
+    auth::Minter::new(&auth::AuthSettings {
+        secret: Some(SECRET.into()),
+        ..auth::AuthSettings::default()
+    })
+    .unwrap()
+}
+
+/// A token for `sub` as `role`, valid for an hour.
+pub fn token(role: auth::Role, sub: &str) -> String {
+    minter()
+        .mint(sub, role, std::time::Duration::from_secs(3_600))
+        .unwrap()
+}
+
+/// A running `command-api` binary (killed when dropped) and the log it writes to. Its client
+/// sends an admin token with every request unless told otherwise.
 pub struct TestApp {
     pub base: String,
     pub client: Client,
@@ -43,6 +63,12 @@ pub async fn spawn(pool: PgPool) -> TestApp {
         .env("APP_DATABASE__URL", url_of(&pool))
         .env("APP_LOG__FORMAT", "json")
         .env("RUST_LOG", "warn,command_api=info")
+        .env("APP_AUTH__SECRET", SECRET)
+        // Rate-limit counters of this test's own.
+        .env(
+            "APP_RATE_LIMIT__PREFIX",
+            format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        )
         // No relay: these tests own no topics, and must never publish into the dev
         // deployment's (`./dev test` exports the stack's broker).
         .env_remove("APP_KAFKA__BROKERS")
@@ -68,8 +94,16 @@ pub async fn spawn(pool: PgPool) -> TestApp {
     })
     .await
     .unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", token(auth::Role::Admin, "tests"))
+            .parse()
+            .unwrap(),
+    );
     let client = Client::builder()
         .pool_max_idle_per_host(64)
+        .default_headers(headers)
         .build()
         .unwrap();
     TestApp {
@@ -97,11 +131,33 @@ impl TestApp {
     }
 
     pub async fn send(&self, path: &str, raw: String, key: Option<&str>) -> Answer {
-        let mut request = self
-            .client
+        self.send_as(None, path, raw, key).await
+    }
+
+    /// POSTs with `authorization` as the `Authorization` header (`Some("")`: none at all).
+    pub async fn post_as(&self, authorization: &str, path: &str, body: Value) -> Answer {
+        self.send_as(Some(authorization), path, body.to_string(), None)
+            .await
+    }
+
+    async fn send_as(
+        &self,
+        authorization: Option<&str>,
+        path: &str,
+        raw: String,
+        key: Option<&str>,
+    ) -> Answer {
+        let client = match authorization {
+            Some("") => Client::new(),
+            _ => self.client.clone(),
+        };
+        let mut request = client
             .post(format!("{}{}", self.base, path))
             .header("content-type", "application/json")
             .body(raw);
+        if let Some(value) = authorization.filter(|a| !a.is_empty()) {
+            request = request.header("authorization", value);
+        }
         if let Some(key) = key {
             request = request.header("idempotency-key", key);
         }

@@ -1,0 +1,92 @@
+//! The rate limiter against the stack's Redis: checks sent together in one round are each
+//! counted atomically, keys apart; with Redis gone, requests are let through.
+
+use std::sync::Arc;
+
+use auth::limit::{LimitSettings, ManualClock, RateLimiter};
+
+fn redis_url() -> String {
+    std::env::var("APP_REDIS__URL").unwrap_or_else(|_| "redis://127.0.0.1:56379/".into())
+}
+
+fn limiter(url: &str) -> RateLimiter {
+    let settings = LimitSettings {
+        prefix: format!("test-limiter:{}:", uuid_like()),
+        ..LimitSettings::default()
+    };
+    // One fixed instant: every check falls in one window.
+    let clock = Arc::new(ManualClock::default());
+    clock.advance(std::time::Duration::from_secs(1_000_000));
+    RateLimiter::new(settings, url)
+        .expect("a Redis URL")
+        .with_clock(clock)
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_nanos()
+    )
+}
+
+#[tokio::test]
+async fn concurrent_checks_of_one_key_allow_exactly_the_limit() {
+    let limiter = limiter(&redis_url());
+    let checks = (0..600).map(|_| {
+        let limiter = limiter.clone();
+        tokio::spawn(async move { limiter.count("user:1:*", 100, 60).await })
+    });
+    let mut allowed = 0;
+    let mut remaining_seen = Vec::new();
+    for check in checks {
+        let verdict = check.await.expect("the check ran");
+        assert_eq!(verdict.limit, 100);
+        if verdict.allowed {
+            allowed += 1;
+            remaining_seen.push(verdict.remaining);
+        }
+        assert!((1..=60).contains(&verdict.reset_seconds), "{verdict:?}");
+    }
+    assert_eq!(allowed, 100, "exactly the limit goes through");
+    remaining_seen.sort_unstable();
+    assert_eq!(
+        remaining_seen,
+        (0..100).collect::<Vec<_>>(),
+        "each count seen once"
+    );
+}
+
+#[tokio::test]
+async fn keys_checked_in_one_round_are_counted_apart() {
+    let limiter = limiter(&redis_url());
+    let checks = (0..300).map(|i| {
+        let limiter = limiter.clone();
+        let key = format!("user:{}:*", i % 100);
+        tokio::spawn(async move { (i % 100, limiter.count(&key, 2, 60).await.allowed) })
+    });
+    let mut allowed = [0u32; 100];
+    for check in checks {
+        let (user, ok) = check.await.expect("the check ran");
+        allowed[user] += u32::from(ok);
+    }
+    assert!(allowed.iter().all(|&n| n == 2), "{allowed:?}");
+}
+
+#[tokio::test]
+async fn with_redis_gone_every_request_is_let_through() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("an address")
+        .port();
+    let limiter = limiter(&format!("redis://127.0.0.1:{port}/"));
+    for _ in 0..5 {
+        let verdict = limiter.count("user:1:*", 1, 60).await;
+        assert!(verdict.allowed, "{verdict:?}");
+    }
+}
