@@ -38,13 +38,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let raw: Value = if bytes.is_empty() {
             Value::Object(Default::default())
         } else {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}"), None))?
+            serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::bad_request(problem::bounded(&format!("malformed JSON: {e}"), 200), None)
+            })?
         };
         let value: T = serde_path_to_error::deserialize(&raw).map_err(|e| {
-            let field = e.path().to_string();
+            // Both may echo the client's input (an unknown field's name): kept short.
+            let field = problem::bounded(&e.path().to_string(), 64);
             let field = (field != ".").then_some(field);
-            ApiError::bad_request(e.inner().to_string(), field)
+            ApiError::bad_request(problem::bounded(&e.inner().to_string(), 200), field)
         })?;
         let mut hasher = Sha256::new();
         hasher.update(path.as_bytes());

@@ -167,9 +167,39 @@ pub use service::LogSettings;
 impl Settings {
     /// Loads `config/command-api.toml` (or `APP_CONFIG`) and the `APP_` environment.
     pub fn load() -> Result<Self, config::ConfigError> {
-        service::load_settings(
+        let settings: Self = service::load_settings(
             "config/command-api",
             &[("server.host", "127.0.0.1"), ("server.port", "8080")],
-        )
+        )?;
+        settings.checked()
+    }
+
+    /// Refuses values the service cannot run with (a queue of 0 would panic, a retention of
+    /// centuries overflow the database's interval), naming the setting.
+    pub fn checked(self) -> Result<Self, config::ConfigError> {
+        let w = &self.writer;
+        for (name, value) in [
+            ("writer.queue_capacity", w.queue_capacity),
+            ("writer.max_batch", w.max_batch),
+            ("writer.max_commit_batch", w.max_commit_batch),
+            ("writer.max_writers", w.max_writers),
+        ] {
+            if value == 0 {
+                return Err(config::ConfigError::Message(format!(
+                    "{name} must be at least 1"
+                )));
+            }
+        }
+        if w.max_attempts == 0 {
+            return Err(config::ConfigError::Message(
+                "writer.max_attempts must be at least 1".into(),
+            ));
+        }
+        if !(1..=87_600).contains(&self.idempotency.retention_hours) {
+            return Err(config::ConfigError::Message(
+                "idempotency.retention_hours must be between 1 and 87600 (10 years)".into(),
+            ));
+        }
+        Ok(self)
     }
 }

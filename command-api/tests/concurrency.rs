@@ -306,14 +306,33 @@ async fn a_batch_the_database_refuses_fails_alone_and_the_rest_of_its_merged_com
         }],
         ..Default::default()
     };
-    // PostgreSQL cannot store a NUL in jsonb: that batch is refused. Sent together, the three
-    // are merged into one transaction by the committer.
-    let (good, bad, also_good) = tokio::join!(
-        committer.commit(batch(json!({ "n": 1 }))),
-        committer.commit(batch(json!({ "text": "a\u{0}b" }))),
-        committer.commit(batch(json!({ "n": 3 }))),
-    );
-    assert!(good.is_ok() && also_good.is_ok(), "{good:?} {also_good:?}");
+    // PostgreSQL cannot store a NUL in jsonb: that batch is refused. To be sure the refused
+    // batch is merged with a good one, the log head is held locked while the first batch
+    // commits: the other two queue meanwhile and the committer takes them as one round.
+    let mut holder = log.pool().begin().await.unwrap();
+    sqlx::query("SELECT position FROM log_head FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let first = tokio::spawn({
+        let committer = committer.clone();
+        let batch = batch(json!({ "n": 0 }));
+        async move { committer.commit(batch).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let queued = tokio::spawn({
+        let committer = committer.clone();
+        let (bad, good) = (
+            batch(json!({ "text": "a\u{0}b" })),
+            batch(json!({ "n": 3 })),
+        );
+        async move { tokio::join!(committer.commit(bad), committer.commit(good)) }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    holder.rollback().await.unwrap();
+    assert!(first.await.unwrap().is_ok());
+    let (bad, also_good) = queued.await.unwrap();
+    assert!(also_good.is_ok(), "{also_good:?}");
     assert!(matches!(bad, Err(CommitError::Unavailable(_))), "{bad:?}");
     assert_eq!(log.head().await.unwrap(), 2);
 }

@@ -120,6 +120,28 @@ async fn the_issue_table_answers_400_problem_json_naming_the_field_and_appends_n
     )
     .await;
     assert_problem(&answer, StatusCode::BAD_REQUEST, Some("endTime"));
+    // A leap second: chrono reads it, the schemas' date-time does not (but at 23:59).
+    let answer = raw(
+        &app,
+        post.clone(),
+        "/api/v1/coupon-policies",
+        policy(&start, "2030-06-30T12:00:60Z"),
+        &[],
+    )
+    .await;
+    assert_problem(&answer, StatusCode::BAD_REQUEST, Some("endTime"));
+    // A title of U+FEFF alone: not blank to Rust's trim, blank to the schemas' \S.
+    let bom = json!({ "title": "\u{feff}", "totalQuantity": 10, "startTime": start,
+            "endTime": end, "discountType": "FIXED_AMOUNT", "discountValue": 100 });
+    let answer = raw(
+        &app,
+        post.clone(),
+        "/api/v1/coupon-policies",
+        bom.to_string().into_bytes(),
+        &[],
+    )
+    .await;
+    assert_problem(&answer, StatusCode::BAD_REQUEST, Some("title"));
 
     let earn = json!({ "userId": 1, "amount": 10, "description": "d" })
         .to_string()

@@ -59,6 +59,21 @@ impl DiscountTerms {
         })
     }
 
+    /// Terms as a recorded event states them: not checked again.
+    pub fn recorded(
+        discount_type: DiscountType,
+        discount_value: i64,
+        minimum_order_amount: Money,
+        maximum_discount_amount: Money,
+    ) -> Self {
+        Self {
+            discount_type,
+            discount_value,
+            minimum_order_amount,
+            maximum_discount_amount,
+        }
+    }
+
     pub fn discount_type(&self) -> DiscountType {
         self.discount_type
     }
@@ -127,6 +142,26 @@ impl PolicySpec {
             end_time,
             terms,
         })
+    }
+
+    /// A campaign as a recorded event states it: not checked again (the rules of the day it
+    /// was created decided), so a stricter rule never makes the log unreadable.
+    pub fn recorded(
+        title: Text,
+        description: Text,
+        total_quantity: Quantity,
+        start_time: DateTime<Utc>,
+        end_time: DateTime<Utc>,
+        terms: DiscountTerms,
+    ) -> Self {
+        Self {
+            title,
+            description,
+            total_quantity,
+            start_time,
+            end_time,
+            terms,
+        }
     }
 
     pub fn title(&self) -> &Text {

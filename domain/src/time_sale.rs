@@ -62,6 +62,28 @@ impl TimeSaleSpec {
         })
     }
 
+    /// A sale as a recorded event states it: not checked again (the rules of the day it was
+    /// created decided), so a stricter rule never makes the log unreadable.
+    pub fn recorded(
+        product_id: Uuid,
+        product_price: Money,
+        discount_price: Money,
+        quantity: Quantity,
+        start_at: DateTime<Utc>,
+        end_at: DateTime<Utc>,
+        per_user_limit: Option<Quantity>,
+    ) -> Self {
+        Self {
+            product_id,
+            product_price,
+            discount_price,
+            quantity,
+            start_at,
+            end_at,
+            per_user_limit,
+        }
+    }
+
     pub fn product_id(&self) -> Uuid {
         self.product_id
     }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
@@ -22,11 +22,16 @@ pub fn end_of_times() -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// A time from a command, checked to lie in [`earliest_time`]..[`end_of_times`].
+/// A time from a command, checked to lie in [`earliest_time`]..[`end_of_times`], and not a
+/// leap second (`…:60`): chrono reads one, but RFC 3339 — and so the schemas — allows it only
+/// at 23:59 UTC on the days the IERS names, which nothing here knows.
 pub fn checked_time(
     value: DateTime<Utc>,
     field: &'static str,
 ) -> Result<DateTime<Utc>, DomainError> {
+    if value.nanosecond() >= 1_000_000_000 {
+        return Err(DomainError::invalid(field, "must not be a leap second"));
+    }
     if (earliest_time()..end_of_times()).contains(&value) {
         Ok(value)
     } else {
@@ -201,19 +206,25 @@ impl From<Points> for i64 {
 
 /// Non-empty, trimmed text of bounded length (titles, names, descriptions), without control
 /// characters (tab and line breaks aside): PostgreSQL cannot store a NUL, and the others have
-/// no business in a promotion's text.
+/// no business in a promotion's text. Checked where a command is built ([`Text::parse`]);
+/// text read back from a recorded event or a snapshot is taken as it was stored, so a rule
+/// made stricter later never makes the log unreadable.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(from = "String", into = "String")]
 pub struct Text(String);
 
 impl Text {
     /// Longest text accepted, in characters.
     pub const MAX_CHARS: usize = 1000;
 
-    /// Parses text that must not be blank.
+    /// Parses text that must not be blank: at least one character that is neither white space
+    /// nor U+FEFF (which Rust's `trim` keeps but the schemas' ECMA-262 `\S` counts as space).
     pub fn parse(value: &str, field: &'static str) -> Result<Self, DomainError> {
         let trimmed = value.trim();
-        if trimmed.is_empty() {
+        if trimmed
+            .chars()
+            .all(|c| c.is_whitespace() || c == '\u{feff}')
+        {
             return Err(DomainError::invalid(field, "must not be blank"));
         }
         Self::parse_optional(trimmed, field)
@@ -267,10 +278,10 @@ impl Text {
     }
 }
 
-impl TryFrom<String> for Text {
-    type Error = DomainError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse_optional(&value, "text")
+/// Text as it was recorded (an event, a snapshot): not checked again.
+impl From<String> for Text {
+    fn from(value: String) -> Self {
+        Self(value)
     }
 }
 
@@ -314,6 +325,20 @@ mod tests {
         );
         assert!(Text::parse_optional("", "description").is_ok());
         assert!(Text::parse(&"x".repeat(1001), "title").is_err());
+        // U+FEFF survives `trim` but is white space to the schemas' ECMA-262 `\S`.
+        assert!(Text::parse("\u{feff}", "title").is_err());
+        assert!(Text::parse(" \u{feff}\u{3000}", "title").is_err());
+        assert!(Text::parse("\u{feff}Sale", "title").is_ok());
+    }
+
+    #[test]
+    fn recorded_text_is_read_back_as_it_was_stored() {
+        let stored: Text = serde_json::from_str(r#""a\u0007b""#).unwrap();
+        assert_eq!(
+            stored.as_str(),
+            "a\u{7}b",
+            "a stricter rule never fails a recorded event"
+        );
     }
 
     #[test]
@@ -336,6 +361,18 @@ mod tests {
         assert!(checked_time(end_of_times(), "endTime").is_err());
         let far = DateTime::parse_from_rfc3339("+262142-12-31T23:59:59Z");
         assert!(far.is_err() || checked_time(far.unwrap().into(), "endTime").is_err());
+    }
+
+    #[test]
+    fn a_leap_second_is_refused() {
+        for leap in ["2016-12-31T23:59:60Z", "2026-06-01T12:00:60Z"] {
+            let time: DateTime<Utc> = DateTime::parse_from_rfc3339(leap).unwrap().into();
+            assert!(checked_time(time, "startTime").is_err(), "{leap}");
+        }
+        let ordinary: DateTime<Utc> = DateTime::parse_from_rfc3339("2016-12-31T23:59:59.999Z")
+            .unwrap()
+            .into();
+        assert!(checked_time(ordinary, "startTime").is_ok());
     }
 
     #[test]

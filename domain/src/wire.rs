@@ -336,22 +336,20 @@ impl WireCodec for CouponEvent {
         Ok(match wire.event_type.as_str() {
             COUPON_POLICY_CREATED => {
                 let d: PolicyCreatedV1 = decode(wire)?;
-                let terms = DiscountTerms::new(
+                let terms = DiscountTerms::recorded(
                     d.discount_type,
                     d.discount_value,
                     d.minimum_order_amount,
                     d.maximum_discount_amount,
-                )
-                .map_err(invalid(wire))?;
-                let spec = PolicySpec::new(
+                );
+                let spec = PolicySpec::recorded(
                     d.title,
                     d.description,
                     d.total_quantity,
                     d.start_time,
                     d.end_time,
                     terms,
-                )
-                .map_err(invalid(wire))?;
+                );
                 CouponEvent::PolicyCreated { spec }
             }
             COUPON_ISSUED => {
@@ -717,7 +715,7 @@ impl WireCodec for TimeSaleEvent {
         Ok(match wire.event_type.as_str() {
             TIMESALE_CREATED => {
                 let d: TimeSaleCreatedV1 = decode(wire)?;
-                let spec = TimeSaleSpec::new(
+                let spec = TimeSaleSpec::recorded(
                     d.product_id,
                     d.product_price,
                     d.discount_price,
@@ -725,8 +723,7 @@ impl WireCodec for TimeSaleEvent {
                     d.start_at,
                     d.end_at,
                     d.per_user_limit,
-                )
-                .map_err(invalid(wire))?;
+                );
                 TimeSaleEvent::TimeSaleCreated {
                     spec,
                     at: d.created_at,

@@ -475,3 +475,31 @@ fn a_quote_names_the_reason_a_coupon_does_not_apply() {
     assert_eq!(reason(Some(&revoked), 7, 2_000, 1), "REVOKED");
     assert_eq!(reason(Some(&available), 7, 999, 1), "BELOW_MINIMUM_ORDER");
 }
+
+#[test]
+fn a_recorded_policy_reads_back_even_where_todays_rules_would_refuse_it() {
+    use domain::wire::WireCodec;
+    // A campaign recorded before times were bounded (1960) with a title of a BEL character:
+    // the log stays readable; only new commands meet the stricter rules.
+    let spec = PolicySpec::recorded(
+        serde_json::from_str("\"bell \\u0007\"").unwrap(),
+        text("old"),
+        qty(5),
+        chrono::DateTime::parse_from_rfc3339("1960-01-01T00:00:00Z")
+            .unwrap()
+            .into(),
+        at(24),
+        DiscountTerms::recorded(DiscountType::Percentage, 10, money(0), money(0)),
+    );
+    assert!(PolicySpec::new(
+        spec.title().clone(),
+        spec.description().clone(),
+        qty(5),
+        spec.start_time(),
+        spec.end_time(),
+        spec.terms().clone(),
+    )
+    .is_err());
+    let event = CouponEvent::PolicyCreated { spec };
+    assert_eq!(CouponEvent::from_wire(&event.to_wire()).unwrap(), event);
+}

@@ -389,10 +389,21 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
         "/api/v1/orders/not-a-uuid".into(),
         "/api/v1/orders/user/-5".into(),
         "/api/v1/coupon-policies?limit=1000000".into(),
+        // Only a user's coupons filter by status; elsewhere it is an unknown parameter.
+        "/api/v1/time-sales?status=ACTIVE".into(),
+        "/api/v1/coupon-policies?status=ACTIVE".into(),
     ] {
         all.push(query(path, vec![]));
     }
-    for position in ["-1", "abc", "99999999999999999999", "1.5", ""] {
+    // Beyond the end of the log (no command answered it): 400 at once, not a 2 s wait.
+    for position in [
+        "-1",
+        "abc",
+        "99999999999999999999",
+        "1.5",
+        "",
+        "9223372036854775807",
+    ] {
         all.push(query(
             format!("/api/v1/time-sales/{sale}"),
             vec![("x-min-position", position.to_owned())],

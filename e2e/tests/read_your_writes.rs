@@ -364,15 +364,31 @@ async fn live_stock_follows_orders_and_cancellations() {
 }
 
 #[tokio::test]
-async fn a_position_the_projections_cannot_reach_in_time_is_a_503_with_retry_after() {
-    let system = System::start_with(None, &[("APP_CONSISTENCY_WAIT_MS", "300")]).await;
-    let far = system
-        .get("/api/v1/points/users/1/balance", Some(1_000_000))
+async fn a_position_the_projections_cannot_reach_in_time_is_a_503_and_one_beyond_the_log_a_400() {
+    let mut system = System::start_with(None, &[("APP_CONSISTENCY_WAIT_MS", "300")]).await;
+    // The projector stopped: a position in the log is not reached in time.
+    system.kill("projector");
+    let earned = system
+        .post(
+            "/api/v1/points/earn",
+            json!({ "userId": 1, "amount": 10, "description": "d" }),
+        )
         .await;
-    assert_eq!(far.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(far.body["code"], "NOT_YET_CONSISTENT");
-    assert_eq!(far.retry_after.as_deref(), Some("1"));
-    let bad = system.get("/api/v1/points/users/1/balance", None).await;
-    assert_eq!(bad.status, StatusCode::OK);
+    assert_eq!(earned.status, StatusCode::CREATED, "{}", earned.body);
+    let position = earned.body["position"].as_i64().expect("a position");
+    let late = system
+        .get("/api/v1/points/users/1/balance", Some(position))
+        .await;
+    assert_eq!(late.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(late.body["code"], "NOT_YET_CONSISTENT");
+    assert_eq!(late.retry_after.as_deref(), Some("1"));
+    // A position no command has answered: the client's mistake, said at once.
+    let beyond = system
+        .get("/api/v1/points/users/1/balance", Some(position + 1_000_000))
+        .await;
+    assert_eq!(beyond.status, StatusCode::BAD_REQUEST, "{}", beyond.body);
+    assert_eq!(beyond.body["field"], "X-Min-Position");
+    let plain = system.get("/api/v1/points/users/1/balance", None).await;
+    assert_eq!(plain.status, StatusCode::OK);
     system.stop().await;
 }

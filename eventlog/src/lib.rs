@@ -34,15 +34,26 @@ pub enum StoreError {
     /// The database failed or is unreachable.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// COMMIT itself failed: whether the batch is in the log is not known until it is read
+    /// again. Never a refusal of the batch's data, never a reason to decide again.
+    #[error("commit: {0}")]
+    Commit(sqlx::Error),
     #[error("migration: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }
 
 impl StoreError {
-    /// True when PostgreSQL answered and refused the statement (the data of the batch, not
-    /// the connection): another batch may well go through.
+    /// True when PostgreSQL answered a statement of the batch (before COMMIT) and refused its
+    /// data — SQLSTATE class 22 (data exception), 23 (integrity), 42 (a statement it cannot
+    /// take) or 54 (a limit exceeded) — so another batch may well go through. A connection
+    /// failure, a shutdown, a timeout or a failed COMMIT is not: every batch alike.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, StoreError::Database(sqlx::Error::Database(_)))
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e
+                .code()
+                .is_some_and(|code| matches!(code.get(..2), Some("22" | "23" | "42" | "54"))),
+            _ => false,
+        }
     }
 
     /// True when deciding again against fresh state may succeed (the three write races).
@@ -207,7 +218,7 @@ impl EventLog {
     pub async fn append(&self, batch: &AppendBatch) -> Result<Vec<Appended>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let appended = append_in(&mut tx, batch).await?;
-        tx.commit().await?;
+        tx.commit().await.map_err(StoreError::Commit)?;
         Ok(appended)
     }
 
@@ -653,11 +664,22 @@ async fn record_idempotency(
     let bodies: Vec<&Value> = records.iter().map(|r| &r.body).collect();
     let streams: Vec<Option<Uuid>> = records.iter().map(|r| r.stream.map(|s| s.0)).collect();
     let versions: Vec<Option<i64>> = records.iter().map(|r| r.stream.map(|s| s.1)).collect();
-    let inserted: Vec<String> = sqlx::query_scalar(
+    // One (principal, key) twice in a batch (two aggregates' writers given the same key at
+    // once, their batches merged): the insert would keep one and skip the other silently.
+    let mut seen = std::collections::HashSet::with_capacity(records.len());
+    if let Some(twice) = records
+        .iter()
+        .find(|r| !seen.insert((r.principal.as_str(), r.key.as_str())))
+    {
+        return Err(StoreError::IdempotencyKeyTaken {
+            key: twice.key.clone(),
+        });
+    }
+    let inserted: Vec<(String, String)> = sqlx::query_as(
         "INSERT INTO idempotency_keys (principal, key, request_hash, status, body, stream_id, version) \
          SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::jsonb[], \
                               $6::uuid[], $7::bigint[]) \
-         ON CONFLICT (principal, key) DO NOTHING RETURNING key",
+         ON CONFLICT (principal, key) DO NOTHING RETURNING principal, key",
     )
     .bind(&principals)
     .bind(&keys)
@@ -668,10 +690,19 @@ async fn record_idempotency(
     .bind(&versions)
     .fetch_all(&mut *conn)
     .await?;
-    if let Some(key) = keys.iter().find(|k| !inserted.iter().any(|i| i == *k)) {
-        return Err(StoreError::IdempotencyKeyTaken {
-            key: (*key).to_owned(),
-        });
+    if inserted.len() < records.len() {
+        let inserted: std::collections::HashSet<(&str, &str)> = inserted
+            .iter()
+            .map(|(p, k)| (p.as_str(), k.as_str()))
+            .collect();
+        if let Some(taken) = records
+            .iter()
+            .find(|r| !inserted.contains(&(r.principal.as_str(), r.key.as_str())))
+        {
+            return Err(StoreError::IdempotencyKeyTaken {
+                key: taken.key.clone(),
+            });
+        }
     }
     Ok(())
 }

@@ -157,6 +157,51 @@ async fn an_idempotency_key_is_stored_with_its_events_and_a_reused_key_appends_n
 }
 
 #[sqlx::test(migrations = "./migrations")]
+async fn one_key_twice_in_a_batch_or_taken_beside_another_principals_new_one_appends_nothing(
+    pool: PgPool,
+) {
+    let log = EventLog::from_pool(pool);
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    // Two aggregates' batches merged, one principal's one key on both.
+    let twice = AppendBatch {
+        streams: vec![stream(a, 0, 1), stream(b, 0, 1)],
+        idempotency: vec![
+            key_record("k1", Some((a, 1))),
+            key_record("k1", Some((b, 1))),
+        ],
+        ..Default::default()
+    };
+    assert!(matches!(
+        log.append(&twice).await,
+        Err(StoreError::IdempotencyKeyTaken { .. })
+    ));
+    assert_eq!(log.head().await.unwrap(), 0);
+
+    // user:7's k1 stored; then a batch with user:8's new k1 beside user:7's k1 again.
+    log.append(&AppendBatch {
+        streams: vec![stream(a, 0, 1)],
+        idempotency: vec![key_record("k1", Some((a, 1)))],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let other = IdempotencyRecord {
+        principal: "user:8".into(),
+        ..key_record("k1", Some((b, 1)))
+    };
+    let mixed = AppendBatch {
+        streams: vec![stream(b, 0, 1), stream(a, 1, 1)],
+        idempotency: vec![other, key_record("k1", Some((a, 2)))],
+        ..Default::default()
+    };
+    assert!(matches!(
+        log.append(&mixed).await,
+        Err(StoreError::IdempotencyKeyTaken { .. })
+    ));
+    assert_eq!(log.head().await.unwrap(), 1);
+}
+
+#[sqlx::test(migrations = "./migrations")]
 async fn a_refusal_can_be_recorded_under_a_key_without_events(pool: PgPool) {
     let log = EventLog::from_pool(pool);
     let mut record = key_record("k2", None);

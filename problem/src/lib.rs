@@ -169,7 +169,7 @@ where
 }
 
 /// At most `max` characters of `text` (an echo of client input stays short).
-fn bounded(text: &str, max: usize) -> String {
+pub fn bounded(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
@@ -205,6 +205,11 @@ pub async fn limit(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    // Liveness and readiness answer even when the service sheds load: an orchestrator must
+    // not restart a process for being busy.
+    if matches!(request.uri().path(), "/health" | "/ready") {
+        return next.run(request).await;
+    }
     let large_body = large_body(request.headers());
     let status = StatusCode::SERVICE_UNAVAILABLE;
     let mut answer = match limits.in_flight.clone().try_acquire_owned() {

@@ -150,6 +150,9 @@ pub struct AppState {
     /// Held while the faults are re-read for a read-your-writes read.
     faults_refresh: Arc<tokio::sync::Mutex<()>>,
     pub consistency_wait: Duration,
+    /// The highest log position seen to exist: an `X-Min-Position` at or below it needs no
+    /// look at the log.
+    log_head: Arc<std::sync::atomic::AtomicI64>,
     sales: SaleCache,
     /// Tokens and rate limits.
     gate: auth::http::Gate,
@@ -304,6 +307,20 @@ impl AppState {
         }
     }
 
+    /// Whether `position` is in the event log yet (the log head read again only when
+    /// `position` lies beyond the highest head seen).
+    async fn in_log(&self, position: i64) -> Result<bool, QueryError> {
+        use std::sync::atomic::Ordering;
+        if position <= self.log_head.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let head = readmodel::watermark::log_head(&self.pool)
+            .await
+            .map_err(|e| QueryError::Unavailable(e.to_string()))?;
+        self.log_head.fetch_max(head, Ordering::Relaxed);
+        Ok(position <= head)
+    }
+
     /// The projections' watermark: Redis first, PostgreSQL otherwise.
     pub async fn watermark(&self) -> Result<i64, QueryError> {
         let live = self.live();
@@ -336,7 +353,9 @@ async fn follow_generation(state: AppState, base: String, every: Duration) {
 }
 
 /// Read-your-writes: with `X-Min-Position: P`, wait until the watermark reaches P (polling
-/// every few milliseconds), at most `consistency_wait`; then 503 with `Retry-After`.
+/// every few milliseconds, less often as the wait grows), at most `consistency_wait`; then
+/// 503 with `Retry-After`. A P no command has answered yet (beyond the log's head) is a 400
+/// at once, not a wait.
 async fn consistency(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(raw) = request.headers().get("x-min-position") else {
         return next.run(request).await;
@@ -353,14 +372,40 @@ async fn consistency(State(state): State<AppState>, request: Request, next: Next
         }
         .into_response();
     };
-    let deadline = tokio::time::Instant::now() + state.consistency_wait;
+    let started = tokio::time::Instant::now();
+    let deadline = started + state.consistency_wait;
+    let mut checked_log = false;
     let reached = loop {
         match state.watermark().await {
             Ok(position) if position >= wanted => break position,
+            Ok(_) if !checked_log => {
+                checked_log = true;
+                match state.in_log(wanted).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return QueryError::BadRequest {
+                            detail: "X-Min-Position is beyond the end of the event log: send \
+                                     the position a command answered"
+                                .into(),
+                            field: "X-Min-Position",
+                        }
+                        .into_response();
+                    }
+                    Err(e) => return e.into_response(),
+                }
+            }
             Ok(_) if tokio::time::Instant::now() >= deadline => {
                 return QueryError::NotYetConsistent(wanted).into_response();
             }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(3)).await,
+            Ok(_) => {
+                // 3 ms while a fresh write is normally seen; 20 ms once the projector is late.
+                let pause = if started.elapsed() < Duration::from_millis(100) {
+                    3
+                } else {
+                    20
+                };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
             Err(e) => return e.into_response(),
         }
     };
@@ -432,6 +477,7 @@ impl Application {
             faults: Default::default(),
             faults_refresh: Default::default(),
             consistency_wait: Duration::from_millis(settings.consistency_wait_ms),
+            log_head: Default::default(),
             sales: SaleCache::default(),
             gate: auth::http::Gate {
                 authenticator: if settings.auth.enabled {

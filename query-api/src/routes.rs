@@ -45,6 +45,15 @@ const MAX_PAGE: i64 = 100_000;
 struct Page {
     page: Option<i64>,
     limit: Option<i64>,
+}
+
+/// A user's coupons: a page, and optionally only those of one status (the one list that
+/// filters; any other list refuses `status` as an unknown parameter).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CouponPage {
+    page: Option<i64>,
+    limit: Option<i64>,
     status: Option<String>,
 }
 
@@ -278,14 +287,18 @@ async fn user_coupons(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(user_id): Path<i64>,
-    Query(q): Query<Page>,
+    Query(q): Query<CouponPage>,
 ) -> Result<Json<Value>, QueryError> {
     let user_id = user(user_id)?.get();
     caller.require_user(user_id)?;
     state
         .check_user("coupon", user_id, "user's coupons")
         .await?;
-    let (page, limit, offset) = q.bounds()?;
+    let (page, limit, offset) = Page {
+        page: q.page,
+        limit: q.limit,
+    }
+    .bounds()?;
     let filter = match q.status.as_deref() {
         None => "",
         Some("AVAILABLE") => "AND state = 'AVAILABLE' AND expires_at > now()",

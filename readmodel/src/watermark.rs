@@ -38,3 +38,11 @@ pub async fn set(
     .await?;
     Ok(())
 }
+
+/// The last position in the event log (the read models live beside it): what the watermark
+/// can reach at most today.
+pub async fn log_head<'e>(executor: impl sqlx::PgExecutor<'e>) -> Result<i64, ReadModelError> {
+    Ok(sqlx::query_scalar("SELECT position FROM public.log_head")
+        .fetch_one(executor)
+        .await?)
+}

@@ -71,9 +71,11 @@ pub(super) async fn run_loader(log: EventLog, mut rx: mpsc::Receiver<LoadJob>) {
             ids.sort_unstable();
             ids.dedup();
             match log.load_streams(&ids, STATE_FORMAT).await {
-                Ok(mut loaded) => {
+                Ok(loaded) => {
                     for job in jobs {
-                        let stored = loaded.remove(&job.id).unwrap_or_default();
+                        // Cloned: two loads of one id in a batch (a writer retired and its
+                        // successor started) each get the stream.
+                        let stored = loaded.get(&job.id).cloned().unwrap_or_default();
                         let _ = job.reply.send(Ok(stored));
                     }
                 }

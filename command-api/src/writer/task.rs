@@ -43,6 +43,18 @@ impl<A: Decide> Writer<A> {
     }
 }
 
+/// Refuses new jobs (their senders start a new writer) and takes every job already queued or
+/// being sent: `recv` ends only once no sender holds a permit, where `try_recv` could miss a
+/// job whose sender had reserved its slot but not yet written it.
+async fn close_and_drain<J>(rx: &mut mpsc::Receiver<J>) -> Vec<J> {
+    rx.close();
+    let mut rest = vec![];
+    while let Some(job) = rx.recv().await {
+        rest.push(job);
+    }
+    rest
+}
+
 impl<A> Writer<A>
 where
     A: Decide + Serialize + DeserializeOwned,
@@ -56,11 +68,7 @@ where
                 Ok(None) => break,
                 Err(_) => {
                     // Idle: refuse new jobs (senders start a new writer), finish what raced in.
-                    rx.close();
-                    let mut rest = vec![];
-                    while let Ok(job) = rx.try_recv() {
-                        rest.push(job);
-                    }
+                    let rest = close_and_drain(&mut rx).await;
                     if !rest.is_empty() {
                         self.process(rest).await;
                     }
@@ -78,15 +86,10 @@ where
             // An aggregate that does not exist (every command for it refused: points used
             // by a user who never earned, say) is not kept in memory for the idle time.
             if self.state.as_ref().is_some_and(|s| s.version == 0) && rx.is_empty() {
-                rx.close();
-                let mut rest = vec![];
-                while let Ok(job) = rx.try_recv() {
-                    rest.push(job);
+                let rest = close_and_drain(&mut rx).await;
+                if !rest.is_empty() {
+                    self.process(rest).await;
                 }
-                if rest.is_empty() {
-                    break;
-                }
-                self.process(rest).await;
                 break;
             }
         }
