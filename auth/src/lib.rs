@@ -102,6 +102,40 @@ impl AuthSettings {
     }
 }
 
+/// The secret `config/*.toml` ships with, for `./dev run` and the tests on this machine.
+pub const DEVELOPMENT_SECRET: &str = "dev-only-secret-do-not-use-in-production-0000";
+
+impl AuthSettings {
+    /// Refuses, for a server listening on `host` beyond the loopback interface, the settings
+    /// that are only safe on one's own machine: authentication off (every caller an admin)
+    /// or the development secret everyone with the repository knows.
+    pub fn check_exposure(&self, host: &str) -> Result<(), AuthError> {
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if loopback {
+            return Ok(());
+        }
+        if !self.enabled {
+            return Err(AuthError::Settings(format!(
+                "auth.enabled = false is only allowed on a loopback address, not {host}"
+            )));
+        }
+        let development = self
+            .secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret() == DEVELOPMENT_SECRET);
+        if development && self.algorithm.eq_ignore_ascii_case("HS256") {
+            return Err(AuthError::Settings(format!(
+                "the development auth.secret is only allowed on a loopback address, not {host}: \
+                 set APP_AUTH__SECRET"
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn read(file: &PathBuf) -> Result<Vec<u8>, AuthError> {
     std::fs::read(file).map_err(|e| AuthError::Settings(format!("{}: {e}", file.display())))
 }
@@ -131,10 +165,12 @@ pub struct Claims {
     pub sub: String,
     pub role: Role,
     pub iss: String,
-    pub aud: String,
+    /// One audience or several (identity providers send either); checked by the verifier.
+    pub aud: serde_json::Value,
     pub exp: u64,
     pub nbf: u64,
-    pub iat: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
 }
 
 /// The authenticated caller.
@@ -286,7 +322,14 @@ impl Authenticator {
         if claims.sub.is_empty() || claims.sub.len() > 128 {
             return Err(AuthError::Invalid("sub".into()));
         }
-        if claims.role == Role::User && claims.sub.parse::<i64>().map_or(true, |id| id <= 0) {
+        // Canonical digits only: "+7" or "007" would own user 7's data yet be another actor,
+        // another idempotency scope and another rate-limit budget.
+        if claims.role == Role::User
+            && claims
+                .sub
+                .parse::<i64>()
+                .map_or(true, |id| id <= 0 || id.to_string() != claims.sub)
+        {
             return Err(AuthError::Invalid(
                 "a user's sub must be the shop's user id".into(),
             ));
@@ -345,10 +388,10 @@ impl Minter {
             sub: subject.to_owned(),
             role,
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: serde_json::Value::String(self.audience.clone()),
             exp: now + ttl.as_secs(),
             nbf: now,
-            iat: now,
+            iat: Some(now),
         })
     }
 
@@ -427,6 +470,29 @@ mod tests {
         assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3_600)));
         assert_eq!(parse_ttl("90"), Ok(Duration::from_secs(90)));
         assert!(parse_ttl("1w").is_err());
+    }
+
+    #[test]
+    fn the_development_secret_and_auth_off_stay_on_loopback() {
+        let dev = AuthSettings {
+            secret: Some(DEVELOPMENT_SECRET.to_owned().into()),
+            ..AuthSettings::default()
+        };
+        assert!(dev.check_exposure("127.0.0.1").is_ok());
+        assert!(dev.check_exposure("::1").is_ok());
+        assert!(dev.check_exposure("0.0.0.0").is_err());
+        assert!(dev.check_exposure("10.0.0.5").is_err());
+        let off = AuthSettings {
+            enabled: false,
+            ..AuthSettings::default()
+        };
+        assert!(off.check_exposure("localhost").is_ok());
+        assert!(off.check_exposure("0.0.0.0").is_err());
+        let real = AuthSettings {
+            secret: Some("a-real-secret-of-at-least-32-bytes-long".to_owned().into()),
+            ..AuthSettings::default()
+        };
+        assert!(real.check_exposure("0.0.0.0").is_ok());
     }
 
     #[test]

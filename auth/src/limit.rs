@@ -45,6 +45,10 @@ const MAX_BATCH: usize = 512;
 /// costs no caller a connection timeout each.
 const BACK_OFF_MS: u64 = 1_000;
 
+/// Longest a request waits for its count; past it, it goes through (and Redis counts as
+/// failed). A round trip takes well under a millisecond when Redis is well.
+const WAIT: Duration = Duration::from_millis(100);
+
 /// Who a rule limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,8 +56,6 @@ pub enum Who {
     Admin,
     User,
     Service,
-    /// A request with no principal (register, login), by client address.
-    Anonymous,
 }
 
 /// One rule: at most `limit` requests per `window_seconds` for `who` on routes starting with
@@ -87,20 +89,12 @@ impl Default for LimitSettings {
             prefix: "promo:rl:".into(),
             // As the system this replaces: 100 requests a minute per user. Services and
             // admins are not limited.
-            rules: vec![
-                Rule {
-                    who: Who::User,
-                    route: None,
-                    limit: 100,
-                    window_seconds: 60,
-                },
-                Rule {
-                    who: Who::Anonymous,
-                    route: None,
-                    limit: 60,
-                    window_seconds: 60,
-                },
-            ],
+            rules: vec![Rule {
+                who: Who::User,
+                route: None,
+                limit: 100,
+                window_seconds: 60,
+            }],
             logins_per_account: 10,
             logins_per_address: 30,
         }
@@ -147,6 +141,8 @@ pub struct Verdict {
     pub remaining: u64,
     /// Seconds until the window resets.
     pub reset_seconds: u64,
+    /// Redis counted it (false: the limiter could not ask, and let the request through).
+    pub counted: bool,
 }
 
 /// The shared limiter.
@@ -161,7 +157,12 @@ pub struct RateLimiter {
     last_warning: Arc<AtomicU64>,
     /// When Redis last failed (ms, the system clock).
     last_failure: Arc<AtomicU64>,
+    /// Counts of [`RateLimiter::count_strict`] while Redis cannot count: (window, count) per key.
+    local: Arc<Mutex<std::collections::HashMap<String, (u64, u64)>>>,
 }
+
+/// Keys the in-process fallback holds at most before it forgets windows that are over.
+const LOCAL_KEYS: usize = 100_000;
 
 impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -180,7 +181,22 @@ impl RateLimiter {
             clock: Arc::new(SystemClock),
             last_warning: Default::default(),
             last_failure: Default::default(),
+            local: Default::default(),
         })
+    }
+
+    /// A limiter without Redis: [`RateLimiter::count`] lets everything through,
+    /// [`RateLimiter::count_strict`] counts in this process.
+    pub fn in_process(settings: LimitSettings) -> Self {
+        Self {
+            client: None,
+            settings: Arc::new(settings),
+            rounds: Default::default(),
+            clock: Arc::new(SystemClock),
+            last_warning: Default::default(),
+            last_failure: Default::default(),
+            local: Default::default(),
+        }
     }
 
     /// The same limiter on another clock (tests).
@@ -211,8 +227,46 @@ impl RateLimiter {
         self.count(key, rule.limit, rule.window_seconds).await
     }
 
+    /// As [`RateLimiter::count`], but when Redis cannot count, this instance counts by itself
+    /// instead of letting the request through: for the limits against guessing passwords,
+    /// which must hold through a Redis outage (per instance then, not across them).
+    pub async fn count_strict(&self, key: &str, limit: u64, window_seconds: u64) -> Verdict {
+        let verdict = self.count(key, limit, window_seconds).await;
+        if verdict.counted {
+            return verdict;
+        }
+        let window_ms = window_seconds.max(1) * 1_000;
+        let now = self.clock.now_ms();
+        let window = now / window_ms;
+        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        if local.len() >= LOCAL_KEYS {
+            local.retain(|_, (w, _)| *w == window);
+        }
+        let entry = local.entry(key.to_owned()).or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        entry.1 += 1;
+        Verdict {
+            allowed: entry.1 <= limit,
+            limit,
+            remaining: limit.saturating_sub(entry.1),
+            reset_seconds: ((window + 1) * window_ms - now).div_ceil(1_000).max(1),
+            counted: false,
+        }
+    }
+
     /// Counts one request of `key`, at most `limit` per `window_seconds`.
     pub async fn count(&self, key: &str, limit: u64, window_seconds: u64) -> Verdict {
+        if self.client.is_none() {
+            return Verdict {
+                allowed: true,
+                limit,
+                remaining: limit,
+                reset_seconds: window_seconds,
+                counted: false,
+            };
+        }
         let window_ms = window_seconds.max(1) * 1_000;
         let failed_at = self.last_failure.load(Ordering::Relaxed);
         let result: Result<(u64, u64), redis::RedisError> = async {
@@ -229,8 +283,17 @@ impl RateLimiter {
                 now_ms: self.clock.now_ms(),
                 reply,
             };
-            self.rounds()?.send(check).await.map_err(|_| closed())?;
-            answer.await.map_err(|_| closed())?
+            // A full queue means Redis is not keeping up: through at once, never waiting.
+            self.rounds()?.try_send(check).map_err(|_| {
+                redis::RedisError::from((redis::ErrorKind::Io, "too many checks waiting"))
+            })?;
+            match tokio::time::timeout(WAIT, answer).await {
+                Ok(answer) => answer.map_err(|_| closed())?,
+                Err(_) => Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "no answer within 100 ms",
+                ))),
+            }
         }
         .await;
         match result {
@@ -243,6 +306,7 @@ impl RateLimiter {
                     limit,
                     remaining: limit.saturating_sub(count),
                     reset_seconds: left_ms.div_ceil(1_000).max(1),
+                    counted: true,
                 }
             }
             Err(e) => {
@@ -261,6 +325,7 @@ impl RateLimiter {
                     limit,
                     remaining: limit,
                     reset_seconds: window_seconds,
+                    counted: false,
                 }
             }
         }
@@ -276,7 +341,7 @@ impl RateLimiter {
             Some(sender) if !sender.is_closed() => Ok(sender.clone()),
             _ => {
                 let (sender, receiver) = mpsc::channel(MAX_BATCH * 4);
-                tokio::spawn(send_rounds(client, receiver));
+                tokio::spawn(send_rounds(client, receiver, self.last_failure.clone()));
                 *rounds = Some(sender.clone());
                 Ok(sender)
             }
@@ -297,13 +362,24 @@ fn closed() -> redis::RedisError {
 }
 
 /// Takes every check waiting (up to [`MAX_BATCH`]), counts them in one script call, answers
-/// each; again. Ends when the limiter is dropped. A failed round fails its checks alone (they
-/// are let through); the next round connects again.
-async fn send_rounds(client: redis::Client, mut receiver: mpsc::Receiver<Check>) {
+/// each; again. Ends when the limiter is dropped. A failed round fails its checks (they are
+/// let through), and every check queued behind it at once, without asking Redis again; it
+/// starts the limiter's back-off. The next round connects again.
+async fn send_rounds(
+    client: redis::Client,
+    mut receiver: mpsc::Receiver<Check>,
+    last_failure: Arc<AtomicU64>,
+) {
     let mut connection: Option<ConnectionManager> = None;
     let mut round = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut round, MAX_BATCH).await > 0 {
         let counted = count_round(&client, &mut connection, &round).await;
+        if counted.is_err() {
+            last_failure.store(SystemClock.now_ms().max(1), Ordering::Relaxed);
+            while let Ok(check) = receiver.try_recv() {
+                round.push(check);
+            }
+        }
         for (i, check) in round.drain(..).enumerate() {
             let answer = match &counted {
                 Ok(counts) => counts

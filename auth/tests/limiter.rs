@@ -90,3 +90,73 @@ async fn with_redis_gone_every_request_is_let_through() {
         assert!(verdict.allowed, "{verdict:?}");
     }
 }
+
+#[tokio::test]
+async fn with_redis_silent_every_request_is_let_through_without_stalling() {
+    // A server that accepts connections and never answers (a black hole).
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let port = silent.local_addr().expect("an address").port();
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let limiter = limiter(&format!("redis://127.0.0.1:{port}/"));
+    let checks = (0..1_000).map(|_| {
+        let limiter = limiter.clone();
+        tokio::spawn(async move { limiter.count("user:1:*", 1, 60).await })
+    });
+    // Liveness, not speed: each check gives up on Redis within its own bound, so all of them
+    // are answered long before this.
+    let all = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        futures_join(checks.collect()),
+    )
+    .await
+    .expect("no check stalls");
+    assert!(all.iter().all(|v| v.allowed), "all let through");
+}
+
+async fn futures_join(
+    handles: Vec<tokio::task::JoinHandle<auth::limit::Verdict>>,
+) -> Vec<auth::limit::Verdict> {
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.expect("the check ran"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_strict_count_holds_when_redis_cannot_count() {
+    // A port nothing listens on, and no Redis at all: the process counts by itself.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("an address")
+        .port();
+    for limiter in [
+        limiter(&format!("redis://127.0.0.1:{port}/")),
+        RateLimiter::in_process(LimitSettings::default()),
+    ] {
+        let mut allowed = 0;
+        for _ in 0..5 {
+            allowed += u32::from(
+                limiter
+                    .count_strict("login:account:a@b.c", 3, 60)
+                    .await
+                    .allowed,
+            );
+        }
+        assert_eq!(allowed, 3);
+        assert!(
+            limiter
+                .count_strict("login:account:other@b.c", 3, 60)
+                .await
+                .allowed
+        );
+    }
+}

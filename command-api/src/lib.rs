@@ -68,7 +68,8 @@ pub struct Access {
     pub gate: auth::http::Gate,
     /// Signs the tokens the login endpoint issues (`None`: the settings cannot sign).
     pub minter: Option<Arc<auth::Minter>>,
-    pub limiter: Option<auth::limit::RateLimiter>,
+    /// Counts registrations and logins: in Redis, or in this process when there is none.
+    pub login_limiter: auth::limit::RateLimiter,
     pub login_ttl_seconds: u64,
     pub logins_per_account: u64,
     pub logins_per_address: u64,
@@ -80,6 +81,8 @@ pub struct Access {
 impl Access {
     pub async fn from_settings(settings: &Settings) -> Result<Self, StartupError> {
         let auth = &settings.auth;
+        auth.check_exposure(&settings.server.host)
+            .map_err(StartupError::Auth)?;
         let authenticator = if auth.enabled {
             Some(Arc::new(
                 auth::Authenticator::new(auth).map_err(StartupError::Auth)?,
@@ -99,10 +102,15 @@ impl Access {
                     .map_err(|e| StartupError::Auth(auth::AuthError::Settings(e.to_string())))?,
             ),
             None => {
-                tracing::warn!("no [redis]: rate limits are not counted");
+                tracing::warn!(
+                    "no [redis]: rate limits are not counted (logins by this process alone)"
+                );
                 None
             }
         };
+        let login_limiter = limiter
+            .clone()
+            .unwrap_or_else(|| auth::limit::RateLimiter::in_process(settings.rate_limit.clone()));
         let dummy_hash = routes::accounts::hash("not a password of anyone".into())
             .await
             .map_err(|e| StartupError::Auth(auth::AuthError::Settings(e.to_string())))?;
@@ -112,7 +120,7 @@ impl Access {
                 limiter: limiter.clone(),
             },
             minter,
-            limiter,
+            login_limiter,
             login_ttl_seconds: auth.login_ttl_seconds,
             logins_per_account: settings.rate_limit.logins_per_account,
             logins_per_address: settings.rate_limit.logins_per_address,

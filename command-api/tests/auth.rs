@@ -30,7 +30,7 @@ fn claims(role: Role, sub: &str) -> Claims {
         aud: "promo-api".into(),
         exp: now + 600,
         nbf: now,
-        iat: now,
+        iat: Some(now),
     }
 }
 
@@ -83,6 +83,7 @@ async fn a_missing_expired_tampered_unsigned_or_foreign_token_is_401(pool: PgPoo
         })
         .unwrap();
     let user_by_name = minter.sign(&claims(Role::User, "alice")).unwrap();
+    let user_padded = minter.sign(&claims(Role::User, "007")).unwrap();
     let earn = json!({ "userId": 1, "amount": 10, "description": "d" });
     for (what, authorization) in [
         ("no token", String::new()),
@@ -96,6 +97,7 @@ async fn a_missing_expired_tampered_unsigned_or_foreign_token_is_401(pool: PgPoo
         ("another issuer", bearer(&other_issuer)),
         ("another audience", bearer(&other_audience)),
         ("a user whose sub is not a user id", bearer(&user_by_name)),
+        ("a user id not written canonically", bearer(&user_padded)),
     ] {
         let answer = app
             .post_as(&authorization, "/api/v1/points/earn", earn.clone())
@@ -111,7 +113,19 @@ async fn a_missing_expired_tampered_unsigned_or_foreign_token_is_401(pool: PgPoo
     }
     assert!(app.events().await.is_empty());
     let answer = app
-        .post_as(&bearer(&good), "/api/v1/points/earn", earn)
+        .post_as(&bearer(&good), "/api/v1/points/earn", earn.clone())
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    // As identity providers send them: several audiences, no iat.
+    let provider_style = minter
+        .sign(&Claims {
+            aud: json!(["another-api", "promo-api"]),
+            iat: None,
+            ..claims(Role::Service, "checkout")
+        })
+        .unwrap();
+    let answer = app
+        .post_as(&bearer(&provider_style), "/api/v1/points/earn", earn)
         .await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
 }
@@ -188,6 +202,20 @@ async fn roles_and_ownership_decide_who_may_do_what(pool: PgPool) {
     );
     let own = app.post_as(&seven, "/api/v1/points/use", spend(7)).await;
     assert_eq!(own.status, StatusCode::CREATED, "{}", own.body);
+    // Taking a spend back is the shop's (a refund), not the user's.
+    let take_back = json!({ "userId": 7, "transactionId": own.body["transactionId"] });
+    assert_eq!(
+        app.post_as(&seven, "/api/v1/points/cancel", take_back.clone())
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.post_as(&service, "/api/v1/points/cancel", take_back)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
 
     // Coupons: a user claims only for itself, and uses only its own.
     let issue = |user: i64| json!({ "policyId": policy, "userId": user });
@@ -222,6 +250,16 @@ async fn roles_and_ownership_decide_who_may_do_what(pool: PgPool) {
         StatusCode::OK,
         "a service uses it for its owner: {}",
         used.body
+    );
+    // Undoing a use is a refund: not even the owner may, a service may.
+    let cancel_use = format!("/api/v1/coupons/{coupon}/cancel");
+    assert_eq!(
+        app.post_as(&eight, &cancel_use, json!({})).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.post_as(&service, &cancel_use, json!({})).await.status,
+        StatusCode::OK
     );
     let revoke = app
         .post_as(
@@ -326,6 +364,20 @@ async fn register_login_and_me_work_and_a_wrong_password_takes_as_long_as_an_unk
     let user_id = registered.json::<Value>().await.unwrap()["userId"]
         .as_i64()
         .unwrap();
+    assert!(
+        user_id >= 1_000_000_000_000,
+        "a sign-up never takes an id the shop issues itself: {user_id}"
+    );
+    // A look-alike address (a zero-width space) and an overlong password never get hashed.
+    let lookalike =
+        json!({ "email": "ana\u{200b}@example.com", "password": "correct horse battery" });
+    let answer = post("/api/v1/auth/register", lookalike).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json::<Value>().await.unwrap()["field"], "email");
+    let overlong = json!({ "email": "ana@example.com", "password": "p".repeat(10_000) });
+    let answer = post("/api/v1/auth/login", overlong).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json::<Value>().await.unwrap()["field"], "password");
     let again = post("/api/v1/auth/register", credentials.clone())
         .await
         .unwrap();
@@ -418,9 +470,9 @@ async fn in_process(
     }))
     .unwrap();
     let mut access = command_api::Access::from_settings(&settings).await.unwrap();
-    let limiter = access.limiter.take().unwrap().with_clock(clock);
+    let limiter = access.login_limiter.clone().with_clock(clock);
     access.gate.limiter = Some(limiter.clone());
-    access.limiter = Some(limiter);
+    access.login_limiter = limiter;
     let state = command_api::AppState::new(log, &settings, access);
     command_api::app(state, &settings.server)
 }

@@ -470,6 +470,7 @@ impl Application {
             client: redis::Client::open(settings.redis.url.as_str())?,
             connection: Default::default(),
         };
+        settings.auth.check_exposure(&settings.server.host)?;
         let state = AppState {
             pool,
             hot,

@@ -4,6 +4,7 @@
 //! verifies against a dummy hash, so it takes as long as a wrong password. Registrations are
 //! limited per client address, logins per account and per address.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
@@ -42,12 +43,21 @@ struct Credentials {
     password: String,
 }
 
-/// An email, lower-cased: one `@` between non-empty parts, no spaces or control characters,
-/// at most 254 characters.
+/// Invisible format characters (zero-width, bidirectional controls, soft hyphen, BOM): an
+/// address holding one looks like another's.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}')
+}
+
+/// An email, lower-cased: one `@` between non-empty parts, no spaces, control or invisible
+/// characters, at most 254 characters.
 fn checked_email(raw: &str) -> Result<String, ApiError> {
     let email = raw.trim().to_lowercase();
     let valid = email.chars().count() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
         && matches!(email.split_once('@'), Some((local, domain))
             if !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
     if valid {
@@ -72,8 +82,25 @@ fn checked_password(password: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Hashes computed at once at most: one per core. Each takes ~19 MiB and tens of
+/// milliseconds; unbounded, a burst of logins would take the memory and every core.
+static HASHING: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+});
+
+/// How long a login or registration waits for a hashing slot before 503 `OVERLOADED`.
+const HASHING_WAIT: Duration = Duration::from_secs(2);
+
+async fn hashing_slot() -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
+    match tokio::time::timeout(HASHING_WAIT, HASHING.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(ApiError::Overloaded),
+    }
+}
+
 /// An argon2id hash of `password` (on a blocking thread: tens of milliseconds of CPU).
 pub(crate) async fn hash(password: String) -> Result<String, ApiError> {
+    let _slot = hashing_slot().await?;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
@@ -84,8 +111,9 @@ pub(crate) async fn hash(password: String) -> Result<String, ApiError> {
     .map_err(|e| ApiError::Unavailable(e.to_string()))
 }
 
-async fn verify(password: String, stored: String) -> bool {
-    tokio::task::spawn_blocking(move || {
+async fn verify(password: String, stored: String) -> Result<bool, ApiError> {
+    let _slot = hashing_slot().await?;
+    Ok(tokio::task::spawn_blocking(move || {
         PasswordHash::new(&stored).is_ok_and(|parsed| {
             Argon2::default()
                 .verify_password(password.as_bytes(), &parsed)
@@ -93,15 +121,14 @@ async fn verify(password: String, stored: String) -> bool {
         })
     })
     .await
-    .unwrap_or(false)
+    .unwrap_or(false))
 }
 
 /// 429 unless `key` is within `limit` a minute.
 async fn within(app: &AppState, key: &str, limit: u64) -> Result<(), Response> {
-    let Some(limiter) = &app.access.limiter else {
-        return Ok(());
-    };
-    let verdict = limiter.count(key, limit, 60).await;
+    let limiter = &app.access.login_limiter;
+    // Against guessing: held through a Redis outage too (this instance counts alone then).
+    let verdict = limiter.count_strict(key, limit, 60).await;
     if verdict.allowed {
         Ok(())
     } else {
@@ -164,6 +191,14 @@ async fn login(
     )
     .await?;
     let email = checked_email(&body.value.email).map_err(IntoResponse::into_response)?;
+    if body.value.password.chars().count() > 128 {
+        // No password of an account is longer: refused before any hashing work.
+        return Err(ApiError::bad_request(
+            "password must be at most 128 characters",
+            Some("password".into()),
+        )
+        .into_response());
+    }
     within(
         &app,
         &format!("login:account:{email}"),
@@ -180,7 +215,9 @@ async fn login(
     let stored = found
         .as_ref()
         .map_or_else(|| access.dummy_hash.as_ref().clone(), |(_, h, _)| h.clone());
-    let matches = verify(body.value.password, stored).await;
+    let matches = verify(body.value.password, stored)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let (Some((user_id, _, role)), true) = (found, matches) else {
         let status = StatusCode::UNAUTHORIZED;
         return Err(problem::response(

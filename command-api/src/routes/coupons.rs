@@ -179,6 +179,9 @@ async fn cancel_use(
     key: IdempotencyKey,
     body: JsonBody<Empty>,
 ) -> Result<Response, ApiError> {
+    // Undoing a use is a refund — the shop's decision, not the shopper's: a user could
+    // otherwise keep the order's discount and have the coupon back.
+    caller.require_service()?;
     let policy_id = app.stream_of(coupon_id, "coupon", "coupon").await?;
     let now = Utc::now();
     let request = CommandContext::new(&caller, &headers, key, body.hash, "CancelCouponUse")?

@@ -137,7 +137,9 @@ async fn cancel(
     body: JsonBody<Cancel>,
 ) -> Result<Response, ApiError> {
     let user_id = UserId::parse(body.value.user_id, "userId")?;
-    caller.require_user(user_id.get())?;
+    // Cancelling a transaction is a refund or a correction — the shop's, as earning is: a user
+    // could otherwise take back a spend its checkout already counted.
+    caller.require_service()?;
     let command = PointCommand::Cancel {
         user_id,
         transaction_id: Uuid::new_v4(),
