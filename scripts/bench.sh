@@ -13,8 +13,8 @@
 #            flash sale and coupon race open loop at a fixed rate. Checked against the log.
 #   auth:    the whole-system closed-loop flash sale with authentication and rate limits on,
 #            with tokens but no limits (APP_RATE_LIMIT__ENABLED=false), and with neither
-#            (APP_AUTH__ENABLED=false too), twice each, alternating, in one run: what signing in
-#            costs a sale.
+#            (APP_AUTH__ENABLED=false too), three rounds (ROUNDS=…) in one run, the order
+#            turning each round: what signing in costs a sale.
 #   rebuild: a fresh database filled through the command API with ~1,000,000 events (flash
 #            sale, coupon race, points), then `replay-tools rebuild` and `verify` over it.
 # PHASE=system, PHASE=read, PHASE=write, PHASE=auth or PHASE=rebuild runs one phase.
@@ -64,7 +64,7 @@ system_up() {
   db_url=$(fresh_db "$1"); shift
   topics=bench-$(date +%s%N).
   "$target/promo-topics" --prefix "$topics" create >/dev/null
-  shared=(APP_DATABASE__URL="$db_url" APP_KAFKA__TOPIC_PREFIX="$topics" APP_REDIS__PREFIX=bench: "$@")
+  shared=(APP_DATABASE__URL="$db_url" APP_KAFKA__TOPIC_PREFIX="$topics" APP_REDIS__PREFIX=bench: APP_RATE_LIMIT__PREFIX=bench:rl: "$@")
   start "command-api" APP_CONFIG=config/command-api APP_SERVER__PORT=8180 "${shared[@]}"
   start "projector" APP_CONFIG=config/projector "${shared[@]}"
   start "query-api" APP_CONFIG=config/query-api APP_SERVER__PORT=8181 "${shared[@]}"
@@ -159,11 +159,18 @@ if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = auth ]; then
 echo "## authentication and rate limits on vs off (the whole system, closed loop, alternating)"
 tokens_only=(APP_RATE_LIMIT__ENABLED=false)
 off=(APP_AUTH__ENABLED=false APP_RATE_LIMIT__ENABLED=false)
-for round in 1 2; do
-  for variant in on tokens_only off; do
+# The order turns each round (the runs of one round drift as the stack ages): compare each
+# round's settings with each other, then take the median of the rounds.
+orders=("on tokens_only off" "off on tokens_only" "tokens_only off on")
+for round in $(seq 1 "${ROUNDS:-3}"); do
+  for variant in ${orders[$(((round - 1) % 3))]}; do
     case $variant in on) settings=() ;; tokens_only) settings=("${tokens_only[@]}") ;; off) settings=("${off[@]}") ;; esac
     system_up promo_bench_auth "${settings[@]}"
+    redis_pid=$(cat .stack/redis.pid)
+    before=$(ticks "$redis_pid"); started=$(date +%s%N)
     bench --command http://127.0.0.1:8180 --label "auth-$variant-$round" --concurrency 256 flash-sale --stock "$N"
+    used=$(( ($(ticks "$redis_pid") - before) * 1000000000 * 100 / $(getconf CLK_TCK) / ($(date +%s%N) - started) ))
+    echo "  redis-server CPU during the run: $used % of a core, command-api $(( $(ticks "${pids[0]}") * 100 / $(getconf CLK_TCK) )) CPU-seconds ×100 in all"
     system_down promo_bench_auth
   done
 done

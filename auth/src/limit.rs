@@ -2,7 +2,9 @@
 //! or the client's address when there is none) and rule, counted by one Lua script — atomic,
 //! one round trip. Checks that arrive while a round trip is out are sent together in the next
 //! one (one script over all their keys, each counted atomically), as the writer's group
-//! commit does: under a flash sale Redis sees one call per round, not one per request. Rules
+//! commit does: under a flash sale Redis sees one call per round, not one per request. A key's
+//! first request of a window in this process does not even wait: it is let through and
+//! counted in the next round (see [`RateLimiter::count`]). Rules
 //! are per role and route (the longest matching route wins); a role without a rule is not
 //! limited (services, by default: a flash sale's checkout goes through). When Redis does not
 //! answer, requests are let through and a warning is logged (at most every 10 s): a limiter
@@ -159,10 +161,17 @@ pub struct RateLimiter {
     last_failure: Arc<AtomicU64>,
     /// Counts of [`RateLimiter::count_strict`] while Redis cannot count: (window, count) per key.
     local: Arc<Mutex<std::collections::HashMap<String, (u64, u64)>>>,
+    /// The window in which this process last saw each key: a key's first request of a window
+    /// here is counted without waiting.
+    seen: Arc<Mutex<std::collections::HashMap<String, u64>>>,
 }
 
 /// Keys the in-process fallback holds at most before it forgets windows that are over.
 const LOCAL_KEYS: usize = 100_000;
+
+/// Keys remembered as seen at most before windows that are over are forgotten (and, were that
+/// not enough, all: each forgotten key may then have one more request counted without waiting).
+const SEEN_KEYS: usize = 200_000;
 
 impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -182,6 +191,7 @@ impl RateLimiter {
             last_warning: Default::default(),
             last_failure: Default::default(),
             local: Default::default(),
+            seen: Default::default(),
         })
     }
 
@@ -196,6 +206,7 @@ impl RateLimiter {
             last_warning: Default::default(),
             last_failure: Default::default(),
             local: Default::default(),
+            seen: Default::default(),
         }
     }
 
@@ -231,33 +242,77 @@ impl RateLimiter {
     /// instead of letting the request through: for the limits against guessing passwords,
     /// which must hold through a Redis outage (per instance then, not across them).
     pub async fn count_strict(&self, key: &str, limit: u64, window_seconds: u64) -> Verdict {
-        let verdict = self.count(key, limit, window_seconds).await;
+        let verdict = self.counted(key, limit, window_seconds, false).await;
         if verdict.counted {
             return verdict;
         }
         let window_ms = window_seconds.max(1) * 1_000;
         let now = self.clock.now_ms();
-        let window = now / window_ms;
+        let end = (now / window_ms + 1) * window_ms;
         let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
         if local.len() >= LOCAL_KEYS {
-            local.retain(|_, (w, _)| *w == window);
+            local.retain(|_, (until, _)| *until > now);
         }
-        let entry = local.entry(key.to_owned()).or_insert((window, 0));
-        if entry.0 != window {
-            *entry = (window, 0);
+        if local.len() >= LOCAL_KEYS && !local.contains_key(key) {
+            // Guessing from more accounts and addresses than this process can count: refuse
+            // rather than let one through uncounted.
+            return Verdict {
+                allowed: false,
+                limit,
+                remaining: 0,
+                reset_seconds: ((end - now).div_ceil(1_000)).max(1),
+                counted: false,
+            };
+        }
+        let entry = local.entry(key.to_owned()).or_insert((end, 0));
+        if entry.0 <= now {
+            *entry = (end, 0);
         }
         entry.1 += 1;
         Verdict {
             allowed: entry.1 <= limit,
             limit,
             remaining: limit.saturating_sub(entry.1),
-            reset_seconds: ((window + 1) * window_ms - now).div_ceil(1_000).max(1),
+            reset_seconds: (entry.0 - now).div_ceil(1_000).max(1),
             counted: false,
         }
     }
 
-    /// Counts one request of `key`, at most `limit` per `window_seconds`.
+    /// Counts one request of `key`, at most `limit` per `window_seconds`. A key's first
+    /// request of a window in this process is let through at once and counted in the next
+    /// round without waiting (a flash sale is mostly such requests: one order per buyer); the
+    /// rest wait for Redis's count, so the limit is exact but for one request per key, window
+    /// and instance.
     pub async fn count(&self, key: &str, limit: u64, window_seconds: u64) -> Verdict {
+        self.counted(key, limit, window_seconds, true).await
+    }
+
+    /// Whether this is `key`'s first request of its window here (and remembers it until the
+    /// window's end, `end` ms).
+    fn first_here(&self, key: &str, now: u64, end: u64) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= SEEN_KEYS {
+            seen.retain(|_, until| *until > now);
+            if seen.len() >= SEEN_KEYS {
+                // Every key a current one: no more first requests without waiting until the
+                // windows end.
+                return false;
+            }
+        }
+        match seen.get_mut(key) {
+            Some(until) if *until > now => false,
+            Some(until) => {
+                *until = end;
+                true
+            }
+            None => {
+                seen.insert(key.to_owned(), end);
+                true
+            }
+        }
+    }
+
+    async fn counted(&self, key: &str, limit: u64, window_seconds: u64, fast: bool) -> Verdict {
         if self.client.is_none() {
             return Verdict {
                 allowed: true,
@@ -269,6 +324,39 @@ impl RateLimiter {
         }
         let window_ms = window_seconds.max(1) * 1_000;
         let failed_at = self.last_failure.load(Ordering::Relaxed);
+        let now_ms = self.clock.now_ms();
+        let key = format!("{}{key}", self.settings.prefix);
+        let end_ms = (now_ms / window_ms + 1) * window_ms;
+        // Only while the queue has room to spare: under more load than Redis keeps up with,
+        // every request waits for its count (or goes through uncounted past the queue).
+        let room = self
+            .rounds()
+            .is_ok_and(|rounds| rounds.capacity() > rounds.max_capacity() / 2);
+        if fast && limit >= 1 && room && self.first_here(&key, now_ms, end_ms) {
+            let check = Check {
+                key: key.clone(),
+                window_ms,
+                now_ms,
+                reply: None,
+            };
+            // Counted in the next round; nobody waits. A full queue: Redis is not keeping up,
+            // and this request goes through uncounted like any other then.
+            let backing_off = SystemClock.now_ms().saturating_sub(failed_at) < BACK_OFF_MS;
+            if !backing_off {
+                if let Ok(rounds) = self.rounds() {
+                    let _ = rounds.try_send(check);
+                }
+            }
+            let left_ms = end_ms - now_ms;
+            return Verdict {
+                allowed: true,
+                limit,
+                // An estimate: the first request here, not necessarily in the window.
+                remaining: limit - 1,
+                reset_seconds: left_ms.div_ceil(1_000).max(1),
+                counted: false,
+            };
+        }
         let result: Result<(u64, u64), redis::RedisError> = async {
             if SystemClock.now_ms().saturating_sub(failed_at) < BACK_OFF_MS {
                 return Err(redis::RedisError::from((
@@ -278,14 +366,14 @@ impl RateLimiter {
             }
             let (reply, answer) = oneshot::channel();
             let check = Check {
-                key: format!("{}{key}", self.settings.prefix),
+                key,
                 window_ms,
-                now_ms: self.clock.now_ms(),
-                reply,
+                now_ms,
+                reply: Some(reply),
             };
             // A full queue means Redis is not keeping up: through at once, never waiting.
             self.rounds()?.try_send(check).map_err(|_| {
-                redis::RedisError::from((redis::ErrorKind::Io, "too many checks waiting"))
+                redis::RedisError::from((redis::ErrorKind::Client, "too many checks waiting"))
             })?;
             match tokio::time::timeout(WAIT, answer).await {
                 Ok(answer) => answer.map_err(|_| closed())?,
@@ -310,7 +398,12 @@ impl RateLimiter {
                 }
             }
             Err(e) => {
-                if failed_at == 0 || SystemClock.now_ms().saturating_sub(failed_at) >= BACK_OFF_MS {
+                // A full queue is load, not a Redis failure: no back-off for everyone.
+                let redis_failed = e.kind() != redis::ErrorKind::Client;
+                if redis_failed
+                    && (failed_at == 0
+                        || SystemClock.now_ms().saturating_sub(failed_at) >= BACK_OFF_MS)
+                {
                     self.last_failure
                         .store(SystemClock.now_ms(), Ordering::Relaxed);
                 }
@@ -354,7 +447,9 @@ struct Check {
     key: String,
     window_ms: u64,
     now_ms: u64,
-    reply: oneshot::Sender<redis::RedisResult<(u64, u64)>>,
+    /// `None`: counted without anyone waiting (a key's first request here, see
+    /// [`RateLimiter::count`]).
+    reply: Option<oneshot::Sender<redis::RedisResult<(u64, u64)>>>,
 }
 
 fn closed() -> redis::RedisError {
@@ -394,7 +489,9 @@ async fn send_rounds(
                 Err(e) => Err(e.clone()),
             };
             // The caller may have gone (its request ended): nothing to answer.
-            let _ = check.reply.send(answer);
+            if let Some(reply) = check.reply {
+                let _ = reply.send(answer);
+            }
         }
     }
 }

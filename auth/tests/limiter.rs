@@ -160,3 +160,43 @@ async fn the_strict_count_holds_when_redis_cannot_count() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_first_request_goes_through_at_once_yet_is_counted_and_instances_share_the_count() {
+    let one = limiter(&redis_url());
+    // Another instance: the same prefix and clock, a process of its own.
+    let other = RateLimiter::new(one.settings().clone(), &redis_url())
+        .expect("a Redis URL")
+        .with_clock({
+            let clock = Arc::new(ManualClock::default());
+            clock.advance(std::time::Duration::from_secs(1_000_000));
+            clock
+        });
+    let first = one.count("user:9:*", 2, 60).await;
+    assert!(
+        first.allowed && !first.counted,
+        "the first here does not wait"
+    );
+    let second = one.count("user:9:*", 2, 60).await;
+    assert!(second.allowed && second.counted);
+    assert_eq!(second.remaining, 0, "the first was counted before it");
+    assert!(!one.count("user:9:*", 2, 60).await.allowed);
+    // The other instance's first request of the key is let through (the one request per key,
+    // window and instance the limit may be exceeded by); its next one knows the whole count.
+    assert!(other.count("user:9:*", 2, 60).await.allowed);
+    let next = other.count("user:9:*", 2, 60).await;
+    assert!(!next.allowed && next.counted);
+}
+
+#[tokio::test]
+async fn the_in_process_count_refuses_rather_than_forgets_when_full() {
+    let limiter = RateLimiter::in_process(LimitSettings::default());
+    // More addresses guessing at once than the process counts (100,000): the next new one is
+    // refused, the ones counted keep their counts.
+    for n in 0..100_000 {
+        assert!(limiter.count_strict(&format!("login:address:{n}"), 30, 60).await.allowed);
+    }
+    assert!(!limiter.count_strict("login:address:new", 30, 60).await.allowed);
+    let known = limiter.count_strict("login:address:7", 2, 60).await;
+    assert!(known.allowed && known.remaining == 0, "{known:?}");
+}

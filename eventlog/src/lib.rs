@@ -56,14 +56,19 @@ impl StoreError {
         }
     }
 
-    /// True when deciding again against fresh state may succeed (the three write races).
+    /// True when deciding again against fresh state may succeed: the three write races, and
+    /// PostgreSQL aborting the transaction for a serialization failure or a deadlock (40001,
+    /// 40P01) with another process's commit.
     pub fn is_race(&self) -> bool {
-        matches!(
-            self,
+        match self {
             StoreError::Conflict { .. }
-                | StoreError::IdempotencyKeyTaken { .. }
-                | StoreError::EntityTaken { .. }
-        )
+            | StoreError::IdempotencyKeyTaken { .. }
+            | StoreError::EntityTaken { .. } => true,
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("40001" | "40P01"))
+            }
+            _ => false,
+        }
     }
 }
 
@@ -600,10 +605,13 @@ async fn move_stream_versions(
     conn: &mut PgConnection,
     streams: &[StreamAppend],
 ) -> Result<(), StoreError> {
-    let (new, existing): (Vec<&StreamAppend>, Vec<&StreamAppend>) = streams
+    let (new, mut existing): (Vec<&StreamAppend>, Vec<&StreamAppend>) = streams
         .iter()
         .filter(|s| !s.events.is_empty())
         .partition(|s| s.expected_version == 0);
+    // In one order for every committer, so two processes' merged rounds touching the same
+    // streams queue behind each other instead of deadlocking.
+    existing.sort_unstable_by_key(|s| s.stream_id);
     if !new.is_empty() {
         let ids: Vec<Uuid> = new.iter().map(|s| s.stream_id).collect();
         let categories: Vec<&str> = new.iter().map(|s| s.category.as_str()).collect();

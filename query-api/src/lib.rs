@@ -153,6 +153,9 @@ pub struct AppState {
     /// The highest log position seen to exist: an `X-Min-Position` at or below it needs no
     /// look at the log.
     log_head: Arc<std::sync::atomic::AtomicI64>,
+    /// When the log head was last read (ms since start): at most every few milliseconds,
+    /// however many reads ask.
+    log_head_read_at: Arc<std::sync::atomic::AtomicU64>,
     sales: SaleCache,
     /// Tokens and rate limits.
     gate: auth::http::Gate,
@@ -307,18 +310,34 @@ impl AppState {
         }
     }
 
-    /// Whether `position` is in the event log yet (the log head read again only when
-    /// `position` lies beyond the highest head seen).
-    async fn in_log(&self, position: i64) -> Result<bool, QueryError> {
+    /// Whether `position` is in the event log yet: `Some(true)` at or below the highest head
+    /// seen, else the head read again — by one caller at a time, at most every
+    /// [`LOG_HEAD_EVERY_MS`]; `None` when another read of it is that recent (ask again later).
+    async fn in_log(&self, position: i64) -> Result<Option<bool>, QueryError> {
         use std::sync::atomic::Ordering;
         if position <= self.log_head.load(Ordering::Relaxed) {
-            return Ok(true);
+            return Ok(Some(true));
+        }
+        let now = service_clock_ms();
+        let last = self.log_head_read_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < LOG_HEAD_EVERY_MS
+            || self
+                .log_head_read_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return Ok(None);
         }
         let head = readmodel::watermark::log_head(&self.pool)
             .await
             .map_err(|e| QueryError::Unavailable(e.to_string()))?;
         self.log_head.fetch_max(head, Ordering::Relaxed);
-        Ok(position <= head)
+        Ok(Some(position <= head))
+    }
+
+    /// Whether `position` is at or below the highest log head seen.
+    fn in_log_cached(&self, position: i64) -> bool {
+        position <= self.log_head.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The projections' watermark: Redis first, PostgreSQL otherwise.
@@ -352,6 +371,20 @@ async fn follow_generation(state: AppState, base: String, every: Duration) {
     }
 }
 
+/// How often the log head is read at most, for `X-Min-Position`s beyond the highest seen.
+const LOG_HEAD_EVERY_MS: u64 = 5;
+
+/// Milliseconds on a monotonic clock (since its first use).
+fn service_clock_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    // Never 0, so that "never read" (0) is always long ago.
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+        + 1_000
+}
+
 /// Read-your-writes: with `X-Min-Position: P`, wait until the watermark reaches P (polling
 /// every few milliseconds, less often as the wait grows), at most `consistency_wait`; then
 /// 503 with `Retry-After`. A P no command has answered yet (beyond the log's head) is a 400
@@ -378,11 +411,12 @@ async fn consistency(State(state): State<AppState>, request: Request, next: Next
     let reached = loop {
         match state.watermark().await {
             Ok(position) if position >= wanted => break position,
-            Ok(_) if !checked_log => {
-                checked_log = true;
+            Ok(_) if !checked_log && state.in_log_cached(wanted) => checked_log = true,
+            Ok(_) if !checked_log && tokio::time::Instant::now() < deadline => {
                 match state.in_log(wanted).await {
-                    Ok(true) => {}
-                    Ok(false) => {
+                    Ok(Some(true)) => checked_log = true,
+                    Ok(None) => tokio::time::sleep(Duration::from_millis(3)).await,
+                    Ok(Some(false)) => {
                         return QueryError::BadRequest {
                             detail: "X-Min-Position is beyond the end of the event log: send \
                                      the position a command answered"
@@ -479,6 +513,7 @@ impl Application {
             faults_refresh: Default::default(),
             consistency_wait: Duration::from_millis(settings.consistency_wait_ms),
             log_head: Default::default(),
+            log_head_read_at: Default::default(),
             sales: SaleCache::default(),
             gate: auth::http::Gate {
                 authenticator: if settings.auth.enabled {

@@ -84,15 +84,19 @@ fn checked_password(password: &str) -> Result<(), ApiError> {
 
 /// Hashes computed at once at most: one per core. Each takes ~19 MiB and tens of
 /// milliseconds; unbounded, a burst of logins would take the memory and every core.
-static HASHING: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
-    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+static HASHING: LazyLock<std::sync::Arc<tokio::sync::Semaphore>> = LazyLock::new(|| {
+    std::sync::Arc::new(tokio::sync::Semaphore::new(
+        std::thread::available_parallelism().map_or(2, |n| n.get()),
+    ))
 });
 
 /// How long a login or registration waits for a hashing slot before 503 `OVERLOADED`.
 const HASHING_WAIT: Duration = Duration::from_secs(2);
 
-async fn hashing_slot() -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
-    match tokio::time::timeout(HASHING_WAIT, HASHING.acquire()).await {
+/// A hashing slot, to be moved into the blocking closure: it is held until the hash is done,
+/// even when the request that asked for it was cut off meanwhile.
+async fn hashing_slot() -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    match tokio::time::timeout(HASHING_WAIT, HASHING.clone().acquire_owned()).await {
         Ok(Ok(permit)) => Ok(permit),
         _ => Err(ApiError::Overloaded),
     }
@@ -100,8 +104,9 @@ async fn hashing_slot() -> Result<tokio::sync::SemaphorePermit<'static>, ApiErro
 
 /// An argon2id hash of `password` (on a blocking thread: tens of milliseconds of CPU).
 pub(crate) async fn hash(password: String) -> Result<String, ApiError> {
-    let _slot = hashing_slot().await?;
+    let slot = hashing_slot().await?;
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         Argon2::default()
             .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
             .map(|h| h.to_string())
@@ -112,8 +117,9 @@ pub(crate) async fn hash(password: String) -> Result<String, ApiError> {
 }
 
 async fn verify(password: String, stored: String) -> Result<bool, ApiError> {
-    let _slot = hashing_slot().await?;
+    let slot = hashing_slot().await?;
     Ok(tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         PasswordHash::new(&stored).is_ok_and(|parsed| {
             Argon2::default()
                 .verify_password(password.as_bytes(), &parsed)
