@@ -194,9 +194,19 @@ async fn the_in_process_count_refuses_rather_than_forgets_when_full() {
     // More addresses guessing at once than the process counts (100,000): the next new one is
     // refused, the ones counted keep their counts.
     for n in 0..100_000 {
-        assert!(limiter.count_strict(&format!("login:address:{n}"), 30, 60).await.allowed);
+        assert!(
+            limiter
+                .count_strict(&format!("login:address:{n}"), 30, 60)
+                .await
+                .allowed
+        );
     }
-    assert!(!limiter.count_strict("login:address:new", 30, 60).await.allowed);
+    assert!(
+        !limiter
+            .count_strict("login:address:new", 30, 60)
+            .await
+            .allowed
+    );
     let known = limiter.count_strict("login:address:7", 2, 60).await;
     assert!(known.allowed && known.remaining == 0, "{known:?}");
 }
