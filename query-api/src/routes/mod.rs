@@ -1,0 +1,105 @@
+//! The read endpoints of docs/product.md, one module per resource as in command-api: coupon
+//! policies and coupons, points, products / time sales / orders. Every query reads the live
+//! read-model schema; hot values (balances, remaining stock, issued/used counts) come from
+//! Redis when it has them. Shared here: paging, the list query, user ids from the path.
+
+mod coupons;
+mod points;
+mod sales;
+
+pub(crate) use sales::SaleRow;
+
+use axum::{Json, Router};
+use domain::values::UserId;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{AppState, QueryError};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .merge(coupons::router())
+        .merge(points::router())
+        .merge(sales::router())
+}
+
+/// The last page a list answers: past 100,000 pages of 100 a list is not browsed, it is
+/// scanned, and the offset would make PostgreSQL read every row before it.
+const MAX_PAGE: i64 = 100_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    page: Option<i64>,
+    limit: Option<i64>,
+}
+
+impl Page {
+    /// (page, limit, offset): page from 1, limit 1–100 (default 20).
+    fn bounds(&self) -> Result<(i64, i64, i64), QueryError> {
+        let page = self.page.unwrap_or(1);
+        let limit = self.limit.unwrap_or(20);
+        if page < 1 {
+            return Err(QueryError::BadRequest {
+                detail: "page must be at least 1".into(),
+                field: "page",
+            });
+        }
+        if !(1..=100).contains(&limit) {
+            return Err(QueryError::BadRequest {
+                detail: "limit must be between 1 and 100".into(),
+                field: "limit",
+            });
+        }
+        if page > MAX_PAGE {
+            return Err(QueryError::BadRequest {
+                detail: format!("page must be at most {MAX_PAGE}"),
+                field: "page",
+            });
+        }
+        Ok((page, limit, (page - 1) * limit))
+    }
+}
+
+fn paged(items: Vec<Value>, page: i64, limit: i64, total: i64) -> Json<Value> {
+    Json(json!({ "items": items, "page": page, "limit": limit, "total": total }))
+}
+
+/// One page of a list: `columns` of the rows of `from` (a table of the live read-model
+/// schema, with its `WHERE`; `$1` is `user` when given) in `order`, and how many rows match.
+async fn fetch_page<R>(
+    state: &AppState,
+    columns: &str,
+    from: &str,
+    order: &str,
+    user: Option<i64>,
+    (limit, offset): (i64, i64),
+) -> Result<(Vec<R>, i64), QueryError>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let live = state.live();
+    let s = &live.schema;
+    let next = if user.is_some() { 2 } else { 1 };
+    let rows_sql = format!(
+        "SELECT {columns} FROM {s}.{from} ORDER BY {order} LIMIT ${next} OFFSET ${}",
+        next + 1
+    );
+    let count_sql = format!("SELECT count(*) FROM {s}.{from}");
+    let mut rows = sqlx::query_as(&rows_sql);
+    let mut count = sqlx::query_scalar(&count_sql);
+    if let Some(user) = user {
+        rows = rows.bind(user);
+        count = count.bind(user);
+    }
+    let rows = rows.bind(limit).bind(offset).fetch_all(&state.pool).await?;
+    let total: i64 = count.fetch_one(&state.pool).await?;
+    Ok((rows, total))
+}
+
+fn user(raw: i64) -> Result<UserId, QueryError> {
+    UserId::parse(raw, "userId").map_err(|_| QueryError::BadRequest {
+        detail: "userId must be a positive integer".into(),
+        field: "userId",
+    })
+}
