@@ -66,7 +66,7 @@ system_up() {
   "$target/promo-topics" --prefix "$topics" create >/dev/null
   shared=(APP_DATABASE__URL="$db_url" APP_KAFKA__TOPIC_PREFIX="$topics" APP_REDIS__PREFIX=bench: APP_RATE_LIMIT__PREFIX=bench:rl: "$@")
   start "command-api" APP_CONFIG=config/command-api APP_SERVER__PORT=8180 "${shared[@]}"
-  start "projector" APP_CONFIG=config/projector "${shared[@]}"
+  start "projector" APP_CONFIG=config/projector APP_SERVER__PORT=8182 "${shared[@]}"
   start "query-api" APP_CONFIG=config/query-api APP_SERVER__PORT=8181 "${shared[@]}"
   ready 8180 8181
 }

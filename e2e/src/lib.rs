@@ -68,6 +68,8 @@ pub struct System {
     pub client: reqwest::Client,
     pub command: String,
     pub query: String,
+    /// The projector's /health and /ready.
+    pub projector: String,
     pub pool: PgPool,
     pub topic_prefix: String,
     pub brokers: String,
@@ -183,6 +185,7 @@ impl System {
             client: admin_client(),
             command: String::new(),
             query: String::new(),
+            projector: String::new(),
             pool,
             topic_prefix,
             brokers,
@@ -221,7 +224,10 @@ impl System {
                 };
                 if log["message"] == wanted.as_str() {
                     port = log["port"].as_u64();
-                    break;
+                    // The projector answers /health before it follows the log: wait for that.
+                    if name != PROJECTOR {
+                        break;
+                    }
                 }
                 if log["message"] == "projector following the log" {
                     break;
@@ -237,7 +243,11 @@ impl System {
                 self.command = format!("http://127.0.0.1:{}", port.expect("command-api port"))
             }
             QUERY_API => self.query = format!("http://127.0.0.1:{}", port.expect("query-api port")),
-            _ => {}
+            _ => {
+                if let Some(port) = port {
+                    self.projector = format!("http://127.0.0.1:{port}");
+                }
+            }
         }
         self.processes.insert(name, child);
     }

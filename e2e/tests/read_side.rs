@@ -293,6 +293,62 @@ async fn an_event_the_projector_cannot_apply_is_parked_the_rest_goes_on_and_retr
 }
 
 #[tokio::test]
+async fn the_projector_answers_health_and_ready_and_is_not_ready_without_its_database() {
+    let system = System::start().await;
+    let client = reqwest::Client::new();
+    for path in ["/health", "/ready"] {
+        let answer = client
+            .get(format!("{}{path}", system.projector))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), reqwest::StatusCode::OK, "{path}");
+    }
+    system.stop().await;
+
+    // A projector whose database does not answer (nothing listens there): alive, not ready.
+    let nothing = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(System::binary(PROJECTOR))
+        .env("APP_CONFIG", "/nonexistent")
+        .env("APP_SERVER__PORT", "0")
+        .env(
+            "APP_DATABASE__URL",
+            format!("postgres://promo:promo@127.0.0.1:{nothing}/promo"),
+        )
+        .env("APP_REDIS__URL", "redis://127.0.0.1:1/")
+        .env("APP_LOG__FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let port = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) {
+                if log["message"] == "projector listening" {
+                    return log["port"].as_u64().unwrap();
+                }
+            }
+        }
+        panic!("the projector never listened");
+    })
+    .await
+    .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let health = client.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    let ready = client.get(format!("{base}/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
 async fn the_projector_stops_within_a_second_of_sigterm_while_it_waits_or_retries() {
     let mut system = System::start().await;
     earn(&system, 1, 10).await;

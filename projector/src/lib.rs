@@ -55,6 +55,54 @@ pub const POLL: Duration = Duration::from_millis(100);
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 pub const RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// `/health` (the process answers) and `/ready` (its database answers: 503 otherwise), on
+/// `listener`, until `stop` turns true.
+pub async fn serve_health(
+    listener: tokio::net::TcpListener,
+    database_url: String,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use axum::Json;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_lazy(&database_url)
+        .map_err(std::io::Error::other)?;
+    let app = axum::Router::new()
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .route(
+            "/ready",
+            get(move || {
+                let pool = pool.clone();
+                async move {
+                    match sqlx::query("SELECT 1").execute(&pool).await {
+                        Ok(_) => (
+                            StatusCode::OK,
+                            Json(serde_json::json!({ "status": "ready" })),
+                        ),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "not ready: the database does not answer");
+                            (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                Json(serde_json::json!({ "status": "unavailable" })),
+                            )
+                        }
+                    }
+                }
+            }),
+        );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        })
+        .await
+}
+
 /// Runs the projector until `stop` turns true.
 pub async fn run(
     settings: Settings,

@@ -15,6 +15,14 @@ pub struct Settings {
     pub schema: String,
     #[serde(default)]
     pub log: service::LogSettings,
+    /// Where `/health` and `/ready` answer.
+    pub server: Server,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Server {
+    pub host: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +49,9 @@ fn default_prefix() -> String {
 
 impl Settings {
     pub fn load() -> Result<Self, config::ConfigError> {
-        service::load_settings("config/projector", &[])
+        service::load_settings(
+            "config/projector",
+            &[("server.host", "127.0.0.1"), ("server.port", "8082")],
+        )
     }
 }
