@@ -235,15 +235,18 @@ impl CommandContext {
         // The actor of every event, and whose idempotency keys these are: one caller's key
         // never answers another's request.
         let principal = caller.actor();
-        let request_id = Uuid::now_v7().to_string();
+        // The request's id (`problem::request_ids` put it there; it is in every log line of
+        // the request too) is each event's causation id.
+        let request_id = headers
+            .get(problem::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned);
         let correlation = match headers.get("x-correlation-id") {
             None => request_id.clone(),
             Some(value) => value
                 .to_str()
                 .ok()
-                .filter(|v| {
-                    !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
-                })
+                .filter(|v| problem::valid_correlation_id(v))
                 .ok_or_else(|| {
                     ApiError::bad_request(
                         "X-Correlation-Id must be 1 to 128 visible ASCII characters",
@@ -329,6 +332,7 @@ pub fn app(state: AppState, server: &settings::ServerSettings) -> Router {
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(server.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(limits, problem::limit))
+        .layer(axum::middleware::from_fn(problem::request_ids))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -19,7 +19,7 @@ async fn the_binary_starts_on_port_0_serves_commands_and_stops_on_sigterm(pool: 
         .env("APP_DATABASE__URL", url_of(&pool))
         .env("APP_LOG__FORMAT", "json")
         .env("APP_AUTH__SECRET", common::SECRET)
-        .env_remove("RUST_LOG")
+        .env("RUST_LOG", "info,problem=debug")
         // No relay: these tests own no topics, and must never publish into the dev
         // deployment's (`./dev test` exports the stack's broker).
         .env_remove("APP_KAFKA__BROKERS")
@@ -42,12 +42,41 @@ async fn the_binary_starts_on_port_0_serves_commands_and_stops_on_sigterm(pool: 
     let answer = client
         .post(format!("http://127.0.0.1:{port}/api/v1/points/earn"))
         .bearer_auth(common::token(auth::Role::Service, "checkout"))
+        .header("x-correlation-id", "checkout-42")
+        // A client's request id is not the server's: replaced.
+        .header("x-request-id", "forged")
         .json(&json!({ "userId": 1, "amount": 10, "description": "black box" }))
         .send()
         .await
         .unwrap();
     assert_eq!(answer.status(), reqwest::StatusCode::CREATED);
+    let request_id = answer.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(request_id, "forged");
     let body: Value = answer.json().await.unwrap();
+    // The request's id is its events' causation id, and its log lines carry both ids.
+    let causation: String =
+        sqlx::query_scalar("SELECT metadata->>'causationId' FROM events WHERE position = 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(causation, request_id);
+    let answered = lines
+        .by_ref()
+        .map(|line| serde_json::from_str::<Value>(&line.unwrap()).unwrap())
+        .find(|log| log["message"] == "answered")
+        .expect("the request's log line");
+    assert_eq!(
+        answered["span"]["request_id"],
+        request_id.as_str(),
+        "{answered}"
+    );
+    assert_eq!(
+        answered["span"]["correlation_id"], "checkout-42",
+        "{answered}"
+    );
     assert_eq!(
         (body["balance"].as_i64(), body["position"].as_i64()),
         (Some(10), Some(1))

@@ -265,3 +265,54 @@ fn large_body(headers: &axum::http::HeaderMap) -> bool {
         None => headers.contains_key(header::TRANSFER_ENCODING),
     }
 }
+
+/// The header carrying the server's id of a request: set on the request for the handlers
+/// (whatever a client sent under it is replaced) and echoed on the answer.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A correlation id as the APIs take it: 1 to 128 visible ASCII characters.
+pub fn valid_correlation_id(value: &str) -> bool {
+    !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Gives every request an id of the server's (a UUID v7), runs it inside a `request` span
+/// holding that id, the `X-Correlation-Id` (when valid; else the request id), the method and
+/// the path (its first 100 characters), so every log line of the request carries them; answers with `X-Request-Id`.
+pub async fn request_ids(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use tracing::Instrument;
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let correlation_id = request
+        .headers()
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| valid_correlation_id(v))
+        .map_or_else(|| request_id.clone(), str::to_owned);
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(
+            || bounded(request.uri().path(), 100),
+            |m| m.as_str().to_owned(),
+        );
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route = %route,
+        request_id = %request_id,
+        correlation_id = %correlation_id,
+    );
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        request.headers_mut().insert(REQUEST_ID, value.clone());
+        let mut answer = next.run(request).instrument(span.clone()).await;
+        span.in_scope(|| {
+            tracing::debug!(status = answer.status().as_u16(), "answered");
+        });
+        answer.headers_mut().insert(REQUEST_ID, value);
+        answer
+    } else {
+        next.run(request).instrument(span).await
+    }
+}
