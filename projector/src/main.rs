@@ -13,19 +13,33 @@ async fn main() -> anyhow::Result<()> {
         service::shutdown_signal().await;
         let _ = stop.send(true);
     });
-    let listener =
-        tokio::net::TcpListener::bind((settings.server.host.as_str(), settings.server.port))
-            .await?;
-    tracing::info!(port = listener.local_addr()?.port(), "projector listening");
-    let health = tokio::spawn(projector::serve_health(
-        listener,
-        secrecy::ExposeSecret::expose_secret(&settings.database.url).to_owned(),
-        stopped.clone(),
-    ));
+    // Without its port (another projector on this host, standing by, holds it) the projector
+    // still follows the log: health goes unanswered, not the read side.
+    let health = match tokio::net::TcpListener::bind((
+        settings.server.host.as_str(),
+        settings.server.port,
+    ))
+    .await
+    {
+        Ok(listener) => {
+            tracing::info!(port = listener.local_addr()?.port(), "projector listening");
+            let url = secrecy::ExposeSecret::expose_secret(&settings.database.url).to_owned();
+            let stop = stopped.clone();
+            Some(tokio::spawn(async move {
+                if let Err(e) = projector::serve_health(listener, url, stop).await {
+                    tracing::error!(error = %e, "the health server stopped");
+                }
+            }))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, port = settings.server.port, "no /health and /ready: the port is taken");
+            None
+        }
+    };
     projector::run(settings, stopped).await?;
     // Its connections get a moment to close; the stop does not wait on a client.
-    if let Ok(served) = tokio::time::timeout(std::time::Duration::from_millis(300), health).await {
-        served??;
+    if let Some(health) = health {
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(300), health).await;
     }
     Ok(())
 }
