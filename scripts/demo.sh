@@ -15,9 +15,12 @@ AS=$ADMIN
 post() {
   local path=$1 body=$2
   printf '\n→ POST %s %s\n' "$path" "$body" >&2
-  curl -sS -X POST "$API$path" -H "authorization: Bearer $AS" -H 'content-type: application/json' \
-    -d "$body" | tee /dev/stderr
-  echo >&2
+  local answer
+  answer=$(curl -sS -X POST "$API$path" -H "authorization: Bearer $AS" -H 'content-type: application/json' \
+    -d "$body")
+  # Shown on stderr (not with tee /dev/stderr: that reopens, and truncates, a log file).
+  printf '%s\n' "$answer" >&2
+  printf '%s\n' "$answer"
 }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
