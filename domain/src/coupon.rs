@@ -51,12 +51,12 @@ impl DiscountTerms {
                 "a percentage must be between 1 and 100",
             ));
         }
-        Ok(Self {
+        Ok(Self::recorded(
             discount_type,
             discount_value,
             minimum_order_amount,
             maximum_discount_amount,
-        })
+        ))
     }
 
     /// Terms as a recorded event states them: not checked again.
@@ -134,14 +134,14 @@ impl PolicySpec {
         if start_time >= end_time {
             return Err(DomainError::invalid("endTime", "must be after startTime"));
         }
-        Ok(Self {
+        Ok(Self::recorded(
             title,
             description,
             total_quantity,
             start_time,
             end_time,
             terms,
-        })
+        ))
     }
 
     /// A campaign as a recorded event states it: not checked again (the rules of the day it

@@ -51,7 +51,7 @@ impl TimeSaleSpec {
         if start_at >= end_at {
             return Err(DomainError::invalid("endAt", "must be after startAt"));
         }
-        Ok(Self {
+        Ok(Self::recorded(
             product_id,
             product_price,
             discount_price,
@@ -59,7 +59,7 @@ impl TimeSaleSpec {
             start_at,
             end_at,
             per_user_limit,
-        })
+        ))
     }
 
     /// A sale as a recorded event states it: not checked again (the rules of the day it was
