@@ -185,13 +185,7 @@ impl RateLimiter {
     pub fn new(settings: LimitSettings, redis_url: &str) -> Result<Self, redis::RedisError> {
         Ok(Self {
             client: Some(redis::Client::open(redis_url)?),
-            settings: Arc::new(settings),
-            rounds: Default::default(),
-            clock: Arc::new(SystemClock),
-            last_warning: Default::default(),
-            last_failure: Default::default(),
-            local: Default::default(),
-            seen: Default::default(),
+            ..Self::in_process(settings)
         })
     }
 
@@ -327,10 +321,12 @@ impl RateLimiter {
         let now_ms = self.clock.now_ms();
         let key = format!("{}{key}", self.settings.prefix);
         let end_ms = (now_ms / window_ms + 1) * window_ms;
+        let backing_off = SystemClock.now_ms().saturating_sub(failed_at) < BACK_OFF_MS;
+        let rounds = self.rounds();
         // Only while the queue has room to spare: under more load than Redis keeps up with,
         // every request waits for its count (or goes through uncounted past the queue).
-        let room = self
-            .rounds()
+        let room = rounds
+            .as_ref()
             .is_ok_and(|rounds| rounds.capacity() > rounds.max_capacity() / 2);
         if fast && limit >= 1 && room && self.first_here(&key, now_ms, end_ms) {
             let check = Check {
@@ -341,9 +337,8 @@ impl RateLimiter {
             };
             // Counted in the next round; nobody waits. A full queue: Redis is not keeping up,
             // and this request goes through uncounted like any other then.
-            let backing_off = SystemClock.now_ms().saturating_sub(failed_at) < BACK_OFF_MS;
             if !backing_off {
-                if let Ok(rounds) = self.rounds() {
+                if let Ok(rounds) = &rounds {
                     let _ = rounds.try_send(check);
                 }
             }
@@ -358,7 +353,7 @@ impl RateLimiter {
             };
         }
         let result: Result<(u64, u64), redis::RedisError> = async {
-            if SystemClock.now_ms().saturating_sub(failed_at) < BACK_OFF_MS {
+            if backing_off {
                 return Err(redis::RedisError::from((
                     redis::ErrorKind::Io,
                     "backing off after a failure",
@@ -372,7 +367,7 @@ impl RateLimiter {
                 reply: Some(reply),
             };
             // A full queue means Redis is not keeping up: through at once, never waiting.
-            self.rounds()?.try_send(check).map_err(|_| {
+            rounds?.try_send(check).map_err(|_| {
                 redis::RedisError::from((redis::ErrorKind::Client, "too many checks waiting"))
             })?;
             match tokio::time::timeout(WAIT, answer).await {
