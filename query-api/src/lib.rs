@@ -335,11 +335,6 @@ impl AppState {
         Ok(Some(position <= head))
     }
 
-    /// Whether `position` is at or below the highest log head seen.
-    fn in_log_cached(&self, position: i64) -> bool {
-        position <= self.log_head.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// The projections' watermark: Redis first, PostgreSQL otherwise.
     pub async fn watermark(&self) -> Result<i64, QueryError> {
         let live = self.live();
@@ -411,7 +406,6 @@ async fn consistency(State(state): State<AppState>, request: Request, next: Next
     let reached = loop {
         match state.watermark().await {
             Ok(position) if position >= wanted => break position,
-            Ok(_) if !checked_log && state.in_log_cached(wanted) => checked_log = true,
             Ok(_) if !checked_log && tokio::time::Instant::now() < deadline => {
                 match state.in_log(wanted).await {
                     Ok(Some(true)) => checked_log = true,
