@@ -7,7 +7,7 @@
 
 pub mod servers;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -366,6 +366,25 @@ impl System {
     pub async fn consume(&self, at_least: usize) -> Vec<(String, Value)> {
         self.consume_from(&messaging::system_topics(&self.topic_prefix), at_least)
             .await
+    }
+
+    /// The event ids an outside consumer reads from offset 0 ([`System::consume`]).
+    pub async fn published_event_ids(&self, at_least: usize) -> BTreeSet<String> {
+        self.consume(at_least)
+            .await
+            .iter()
+            .map(|(_, m)| m["eventId"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The id of every event in the log.
+    pub async fn logged_event_ids(&self) -> BTreeSet<String> {
+        sqlx::query_scalar::<_, String>("SELECT event_id::text FROM events")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect()
     }
 
     /// [`System::consume`] from one topic.

@@ -812,19 +812,8 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
     let head = system.projected().await;
     let relayed = system.relayed().await;
     let (verify, verified) = system.replay_tools(&["verify"]);
-    let published: HashSet<String> = system
-        .consume(relayed as usize)
-        .await
-        .iter()
-        .map(|(_, m)| m["eventId"].as_str().unwrap().to_owned())
-        .collect();
-    let logged: HashSet<String> =
-        sqlx::query_scalar::<_, String>("SELECT event_id::text FROM events")
-            .fetch_all(&system.pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    let published = system.published_event_ids(relayed as usize).await;
+    let logged = system.logged_event_ids().await;
     let missing = logged.difference(&published).count();
 
     let by_status = outcomes.iter().fold(BTreeMap::new(), |mut m, o| {

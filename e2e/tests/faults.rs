@@ -4,8 +4,6 @@
 //! stopped, and events the projector cannot apply: `read_side.rs`.)
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
-
 use e2e::servers::PrivateRedis;
 use e2e::{System, COMMAND_API, PROJECTOR};
 use reqwest::StatusCode;
@@ -61,18 +59,8 @@ async fn killing_the_relay_mid_stream_loses_no_event() {
     earn_load(&system, 40..60, 5).await;
     let head = system.relayed().await;
 
-    let messages = system.consume(head as usize).await;
-    let published: BTreeSet<String> = messages
-        .iter()
-        .map(|(_, m)| m["eventId"].as_str().unwrap().to_owned())
-        .collect();
-    let logged: BTreeSet<String> =
-        sqlx::query_scalar::<_, String>("SELECT event_id::text FROM events")
-            .fetch_all(&system.pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    let published = system.published_event_ids(head as usize).await;
+    let logged = system.logged_event_ids().await;
     assert_eq!(logged.len() as i64, head);
     let missing: Vec<_> = logged.difference(&published).collect();
     assert!(

@@ -4,7 +4,7 @@
 //! or retries. `replay-tools verify` passes after each.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use domain::points::point_account_id;
@@ -91,19 +91,8 @@ async fn with_the_broker_down_commands_and_reads_go_on_and_kafka_gets_every_even
     assert!(relayed_during < head, "the outage held the relay back");
 
     // An outside consumer from offset 0 sees every event of the log.
-    let published: BTreeSet<String> = system
-        .consume(head as usize)
-        .await
-        .iter()
-        .map(|(_, m)| m["eventId"].as_str().unwrap().to_owned())
-        .collect();
-    let logged: BTreeSet<String> =
-        sqlx::query_scalar::<_, String>("SELECT event_id::text FROM events")
-            .fetch_all(&system.pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
+    let published = system.published_event_ids(head as usize).await;
+    let logged = system.logged_event_ids().await;
     assert_eq!(logged.len() as i64, head);
     let missing: Vec<_> = logged.difference(&published).collect();
     assert!(
