@@ -450,8 +450,25 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
     ));
     all.push(query(
         format!("/api/v1/orders/{order}"),
-        vec![("authorization", user)],
+        vec![("authorization", user.clone())],
     ));
+    // A refund is a service's, even of the user's own transaction; a user id not written
+    // canonically is no user.
+    let mut refund = command(
+        "/api/v1/points/cancel",
+        br#"{"userId":2,"transactionId":"00000000-0000-0000-0000-000000000001"}"#,
+    );
+    refund.headers.push(("authorization", user));
+    all.push(refund);
+    let mut padded = command(
+        "/api/v1/points/use",
+        br#"{"userId":7,"amount":1,"description":"d"}"#,
+    );
+    padded.headers.push((
+        "authorization",
+        format!("Bearer {}", e2e::token(auth::Role::User, "007")),
+    ));
+    all.push(padded);
     for (path, body) in [
         (
             "/api/v1/auth/login",
@@ -466,9 +483,17 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
             "/api/v1/auth/register",
             br#"{"email":"not an email","password":"long enough pass"}"#,
         ),
+        // A look-alike address (a zero-width space).
+        (
+            "/api/v1/auth/register",
+            "{\"email\":\"ana\u{200b}@example.com\",\"password\":\"long enough pass\"}".as_bytes(),
+        ),
     ] {
         all.push(command(path, body));
     }
+    // A password no account has (over 128 characters): refused before any hashing.
+    let overlong = format!(r#"{{"email":"a@b.c","password":"{}"}}"#, "p".repeat(10_000));
+    all.push(command("/api/v1/auth/login", overlong.as_bytes()));
     let delete = |query: bool, path: String| Hostile {
         query,
         method: Method::DELETE,
