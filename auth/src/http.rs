@@ -50,8 +50,10 @@ impl IntoResponse for Forbidden {
     }
 }
 
-/// 429 problem+json with `Retry-After` and the `RateLimit-*` headers.
-pub fn rate_limited(verdict: &Verdict) -> Response {
+/// 429 problem+json with `Retry-After` and the `RateLimit-*` headers, counted in
+/// `rate_limit_rejections_total{role}` (`anonymous` for sign-up and sign-in).
+pub fn rate_limited(verdict: &Verdict, role: &'static str) -> Response {
+    metrics::counter!("rate_limit_rejections_total", "role" => role).increment(1);
     let status = StatusCode::TOO_MANY_REQUESTS;
     let mut response = problem::response(
         status,
@@ -127,7 +129,7 @@ pub async fn gate(State(gate): State<Gate>, mut request: Request, next: Next) ->
     };
     if let Some(verdict) = &verdict {
         if !verdict.allowed {
-            return rate_limited(verdict);
+            return rate_limited(verdict, principal.role.as_str());
         }
     }
     request.extensions_mut().insert(principal);

@@ -328,11 +328,13 @@ pub fn app(state: AppState, server: &settings::ServerSettings) -> Router {
         .merge(routes::accounts::open_router())
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(service::metrics::scrape))
         .fallback(not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(server.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(limits, problem::limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(service::metrics::track_http))
         // Outermost: the trace layer's own lines (a 5xx is logged at ERROR) are in the span.
         .layer(axum::middleware::from_fn(problem::request_ids))
         .with_state(state)

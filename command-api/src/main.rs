@@ -7,6 +7,7 @@ use command_api::Application;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     service::init_logging(&settings.log);
+    service::metrics::install("command-api");
     let application = Application::build(settings).await?;
     tracing::info!(port = application.port(), "command-api listening");
     application.run_until(service::shutdown_signal()).await?;

@@ -503,6 +503,12 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
     };
     all.push(delete(false, "/api/v1/orders".into()));
     all.push(delete(true, format!("/api/v1/time-sales/{sale}")));
+    // `/metrics` answers GET only, on both APIs.
+    all.push(delete(false, "/metrics".into()));
+    all.push(Hostile {
+        method: Method::POST,
+        ..delete(true, "/metrics".into())
+    });
     all
 }
 

@@ -282,7 +282,8 @@ async fn an_event_the_projector_cannot_apply_is_parked_the_rest_goes_on_and_retr
 }
 
 #[tokio::test]
-async fn the_projector_answers_health_and_ready_and_is_not_ready_without_its_database() {
+async fn the_projector_answers_health_ready_and_metrics_refuses_the_rest_and_is_not_ready_without_its_database(
+) {
     let system = System::start().await;
     let client = reqwest::Client::new();
     for path in ["/health", "/ready"] {
@@ -292,6 +293,41 @@ async fn the_projector_answers_health_and_ready_and_is_not_ready_without_its_dat
             .await
             .unwrap();
         assert_eq!(answer.status(), reqwest::StatusCode::OK, "{path}");
+    }
+    // Anything else is a problem+json, like the APIs answer it.
+    for (method, path, status) in [
+        (
+            reqwest::Method::POST,
+            "/metrics",
+            reqwest::StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/ready",
+            reqwest::StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            reqwest::Method::GET,
+            "/../../etc/passwd",
+            reqwest::StatusCode::NOT_FOUND,
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/orders",
+            reqwest::StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let answer = client
+            .request(method.clone(), format!("{}{path}", system.projector))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{method} {path}");
+        assert_eq!(
+            answer.headers()["content-type"],
+            "application/problem+json",
+            "{method} {path}"
+        );
     }
     system.stop().await;
 

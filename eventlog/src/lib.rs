@@ -219,11 +219,16 @@ impl EventLog {
         &MIGRATOR
     }
 
-    /// Appends a batch in one transaction and commits it.
+    /// Appends a batch in one transaction and commits it; counts the events by type
+    /// (`events_appended_total`) and times the transaction (`eventlog_append_duration_seconds`).
     pub async fn append(&self, batch: &AppendBatch) -> Result<Vec<Appended>, StoreError> {
+        let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         let appended = append_in(&mut tx, batch).await?;
         tx.commit().await.map_err(StoreError::Commit)?;
+        metrics::histogram!("eventlog_append_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        count_appended(batch);
         Ok(appended)
     }
 
@@ -738,4 +743,57 @@ async fn record_links(conn: &mut PgConnection, links: &[EntityLink]) -> Result<(
         });
     }
     Ok(())
+}
+
+/// `events_appended_total{type}` for a committed batch: one increment per event type.
+fn count_appended(batch: &AppendBatch) {
+    let mut counts: Vec<(&str, u64)> = Vec::new();
+    for event in batch.streams.iter().flat_map(|s| &s.events) {
+        match counts.iter_mut().find(|(t, _)| *t == event.event_type) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((&event.event_type, 1)),
+        }
+    }
+    for (event_type, n) in counts {
+        metrics::counter!("events_appended_total", "type" => event_type.to_owned()).increment(n);
+    }
+}
+
+/// A follower's distance behind the log head, as a gauge (`relay_lag_events`,
+/// `projector_lag_events`): 0 whenever a read finds nothing new, else the head minus the
+/// follower's position, sampled at most once a second so the head query costs nothing.
+#[derive(Debug)]
+pub struct Lag {
+    gauge: metrics::Gauge,
+    sampled: Option<std::time::Instant>,
+}
+
+impl Lag {
+    const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            gauge: metrics::gauge!(name),
+            sampled: None,
+        }
+    }
+
+    /// The follower read nothing after its position: it is at the head.
+    pub fn caught_up(&mut self) {
+        self.gauge.set(0.0);
+    }
+
+    /// The follower is at `position`; returns the lag when it sampled the head (for a log line).
+    pub async fn at(&mut self, log: &EventLog, position: i64) -> Result<Option<i64>, StoreError> {
+        if self
+            .sampled
+            .is_some_and(|at| at.elapsed() < Self::SAMPLE_EVERY)
+        {
+            return Ok(None);
+        }
+        let lag = (log.head().await? - position).max(0);
+        self.gauge.set(lag as f64);
+        self.sampled = Some(std::time::Instant::now());
+        Ok(Some(lag))
+    }
 }

@@ -205,9 +205,10 @@ pub async fn limit(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    // Liveness and readiness answer even when the service sheds load: an orchestrator must
-    // not restart a process for being busy.
-    if matches!(request.uri().path(), "/health" | "/ready") {
+    // Liveness, readiness and metrics answer even when the service sheds load: an
+    // orchestrator must not restart a process for being busy, and a busy process is when its
+    // metrics matter most.
+    if matches!(request.uri().path(), "/health" | "/ready" | "/metrics") {
         return next.run(request).await;
     }
     let large_body = large_body(request.headers());

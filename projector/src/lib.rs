@@ -54,8 +54,11 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// First pause after a failure; it doubles with each failure in a row up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 pub const RETRY_MAX: Duration = Duration::from_secs(2);
+/// How often the parked-events gauge is read from the live read model.
+const PARKED_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
-/// `/health` (the process answers) and `/ready` (its database answers: 503 otherwise), on
+/// `/health` (the process answers), `/ready` (its database answers: 503 otherwise) and
+/// `/metrics`, on
 /// `listener`, until `stop` turns true.
 pub async fn serve_health(
     listener: tokio::net::TcpListener,
@@ -95,7 +98,17 @@ pub async fn serve_health(
                     }
                 }
             }),
-        );
+        )
+        .route("/metrics", get(service::metrics::scrape))
+        .fallback(|| async {
+            let status = StatusCode::NOT_FOUND;
+            problem::response(
+                status,
+                problem::body(status, "NOT_FOUND", "no such resource", None),
+            )
+        })
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(axum::middleware::from_fn(service::metrics::track_http));
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
@@ -124,6 +137,7 @@ pub async fn run(
         };
         let Some(error) = error else { return Ok(()) };
         failures += 1;
+        metrics::counter!("background_failures_total", "loop" => "projector").increment(1);
         let delay = RETRY_FIRST
             .saturating_mul(2u32.saturating_pow(failures - 1))
             .min(RETRY_MAX);
@@ -158,7 +172,15 @@ async fn lead(
         let mut position = watermark::read(pool, &live.schema).await?;
         let log = EventLog::from_pool(pool.clone());
         tracing::info!(schema = %live.schema, generation = live.number, position, "projector following the log");
+        let mut lag = eventlog::Lag::new("projector_lag_events");
+        let mut parked_sampled: Option<std::time::Instant> = None;
         loop {
+            // `replay-tools retry` empties the parked table from another process: sampled.
+            if parked_sampled.is_none_or(|at| at.elapsed() >= PARKED_SAMPLE_EVERY) {
+                let parked = parked::count(pool, &live.schema).await?;
+                metrics::gauge!("projector_parked_events").set(parked as f64);
+                parked_sampled = Some(std::time::Instant::now());
+            }
             // Read right before applying, not ahead of time: an event committed while a batch
             // applies is in the next batch, so it waits at most about two batches.
             let events = read_page(&log, position).await?;
@@ -167,6 +189,7 @@ async fn lead(
                 *failures = 0;
             }
             let Some(last) = events.last().map(|(e, _)| e.position) else {
+                lag.caught_up();
                 refresh_hot(&mut hot, pool, &live.schema, position).await;
                 appends.next(POLL).await;
                 continue;
@@ -179,11 +202,16 @@ async fn lead(
                     hot.publish(&hot::hot_writes(hot.prefix(), &done.projected), last)
                         .await;
                     report_parked(&done.parked);
+                    record_batch(started, count, done.applied, done.parked.len());
+                    if !done.parked.is_empty() {
+                        parked_sampled = None;
+                    }
                     tracing::debug!(
                         position = last, events = count, applied = done.applied, parked = done.parked.len(),
                         ms = started.elapsed().as_secs_f64() * 1e3, "batch projected"
                     );
                     position = last;
+                    lag.at(&log, position).await?;
                     if *failures > 0 {
                         tracing::info!(failures = *failures, position, "projector recovered");
                         *failures = 0;
@@ -274,6 +302,14 @@ async fn project_batch(
     watermark::set(&mut tx, &live.schema, last).await?;
     tx.commit().await?;
     Ok(Step::Projected(done))
+}
+
+/// The batch's series: its time and size, and its events by outcome.
+fn record_batch(started: std::time::Instant, events: usize, applied: usize, parked: usize) {
+    metrics::histogram!("projector_batch_duration_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("projector_batch_size").record(events as f64);
+    metrics::counter!("projector_events_total", "outcome" => "applied").increment(applied as u64);
+    metrics::counter!("projector_events_total", "outcome" => "parked").increment(parked as u64);
 }
 
 /// Logs what a batch parked: each event that failed on its own, and how many queued behind

@@ -8,6 +8,7 @@ use projector::settings::Settings;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     service::init_logging(&settings.log);
+    service::metrics::install("projector");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         service::shutdown_signal().await;

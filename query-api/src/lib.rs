@@ -118,24 +118,35 @@ impl Hot {
 
     /// A field of a hot hash, or `None` (missing, or Redis unavailable).
     pub async fn field(&self, key: &str, field: &str) -> Option<i64> {
-        let mut connection = self.connection().await?;
-        redis::cmd("HGET")
-            .arg(key)
-            .arg(field)
-            .query_async::<Option<i64>>(&mut connection)
-            .await
-            .ok()
-            .flatten()
+        let mut command = redis::cmd("HGET");
+        command.arg(key).arg(field);
+        self.query(command).await
     }
 
+    /// A hot number, or `None` (missing, or Redis unavailable).
     pub async fn number(&self, key: &str) -> Option<i64> {
-        let mut connection = self.connection().await?;
-        redis::cmd("GET")
-            .arg(key)
-            .query_async::<Option<i64>>(&mut connection)
-            .await
-            .ok()
-            .flatten()
+        let mut command = redis::cmd("GET");
+        command.arg(key);
+        self.query(command).await
+    }
+
+    /// Runs a read and counts it in `hot_reads_total`: a `hit`, a `miss` (not in Redis), or a
+    /// `fallback` (Redis unreachable or failing): the caller reads PostgreSQL for the last two.
+    async fn query(&self, command: redis::Cmd) -> Option<i64> {
+        let answer = match self.connection().await {
+            Some(mut connection) => command
+                .query_async::<Option<i64>>(&mut connection)
+                .await
+                .ok(),
+            None => None,
+        };
+        let result = match answer {
+            Some(Some(_)) => "hit",
+            Some(None) => "miss",
+            None => "fallback",
+        };
+        metrics::counter!("hot_reads_total", "result" => result).increment(1);
+        answer.flatten()
     }
 }
 
@@ -403,13 +414,17 @@ async fn consistency(State(state): State<AppState>, request: Request, next: Next
     let started = tokio::time::Instant::now();
     let deadline = started + state.consistency_wait;
     let mut checked_log = false;
+    let mut waited = false;
     let reached = loop {
         match state.watermark().await {
             Ok(position) if position >= wanted => break position,
             Ok(_) if !checked_log && tokio::time::Instant::now() < deadline => {
                 match state.in_log(wanted).await {
                     Ok(Some(true)) => checked_log = true,
-                    Ok(None) => tokio::time::sleep(Duration::from_millis(3)).await,
+                    Ok(None) => {
+                        waited = true;
+                        tokio::time::sleep(Duration::from_millis(3)).await;
+                    }
                     Ok(Some(false)) => {
                         return QueryError::BadRequest {
                             detail: "X-Min-Position is beyond the end of the event log: send \
@@ -423,9 +438,11 @@ async fn consistency(State(state): State<AppState>, request: Request, next: Next
                 }
             }
             Ok(_) if tokio::time::Instant::now() >= deadline => {
+                metrics::counter!("read_your_writes_timeouts_total").increment(1);
                 return QueryError::NotYetConsistent(wanted).into_response();
             }
             Ok(_) => {
+                waited = true;
                 // 3 ms while a fresh write is normally seen; 20 ms once the projector is late.
                 let pause = if started.elapsed() < Duration::from_millis(100) {
                     3
@@ -437,6 +454,11 @@ async fn consistency(State(state): State<AppState>, request: Request, next: Next
             Err(e) => return e.into_response(),
         }
     };
+    if waited {
+        metrics::counter!("read_your_writes_waits_total").increment(1);
+        metrics::histogram!("read_your_writes_wait_seconds")
+            .record(started.elapsed().as_secs_f64());
+    }
     // The faults this read is checked against must include every event up to `wanted`.
     if let Err(e) = state.faults_up_to(wanted).await {
         return e.into_response();
@@ -463,10 +485,12 @@ pub fn app(state: AppState, server: &settings::Server) -> Router {
         .merge(routes::router().route_layer(consistency).route_layer(gate))
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/ready", get(ready))
+        .route("/metrics", get(service::metrics::scrape))
         .fallback(|| async { QueryError::NotFound("resource") })
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(limits, problem::limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(service::metrics::track_http))
         // Outermost: the trace layer's own lines (a 5xx is logged at ERROR) are in the span.
         .layer(axum::middleware::from_fn(problem::request_ids))
         .with_state(state)

@@ -7,6 +7,7 @@ use query_api::Application;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     service::init_logging(&settings.log);
+    service::metrics::install("query-api");
     let application = Application::build(settings).await?;
     tracing::info!(port = application.port(), "query-api listening");
     application.run_until(service::shutdown_signal()).await?;

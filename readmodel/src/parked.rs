@@ -286,6 +286,16 @@ pub async fn list(pool: &sqlx::PgPool, schema: &str) -> Result<Vec<Parked>, Read
     .await?)
 }
 
+/// How many events are parked in `schema`.
+pub async fn count(pool: &sqlx::PgPool, schema: &str) -> Result<i64, ReadModelError> {
+    let schema = checked_schema(schema)?;
+    Ok(
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {schema}.parked_events"))
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 /// Takes the first `limit` parked events (in log order) of `aggregates` — of every aggregate
 /// when `None` — out of `schema`, inside the caller's transaction; returns their positions in
 /// log order. A retry projects them again through [`project`], which parks again what still

@@ -168,6 +168,7 @@ async fn relay(log: EventLog, kafka: Kafka, mut stop: watch::Receiver<bool>) {
         loop {
             let error = lead(&log, &kafka, &mut leader, &appends, &mut failures).await;
             failures += 1;
+            metrics::counter!("background_failures_total", "loop" => "relay").increment(1);
             tracing::warn!(error = %error, failures, "relay round failed; retrying from the checkpoint");
             pause(failures).await;
             if !leader.holds().await {
@@ -201,14 +202,20 @@ async fn lead(
             sqlx::query_scalar("SELECT position FROM relay_checkpoint WHERE name = 'kafka'")
                 .fetch_one(leader.connection())
                 .await?;
+        let mut lag = eventlog::Lag::new("relay_lag_events");
         let mut lag_reported = Instant::now();
         loop {
             let events = log.read_all(checkpoint, BATCH).await?;
             let Some(last) = events.last().map(|e| e.position) else {
+                lag.caught_up();
                 appends.next(POLL).await;
                 continue;
             };
+            let started = Instant::now();
             publish(&producer, &kafka.topic_prefix, None, &events).await?;
+            metrics::histogram!("relay_publish_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            metrics::counter!("relay_published_events_total").increment(events.len() as u64);
             // Through the leader's own connection: it runs only while the session holding the
             // lock lives.
             sqlx::query("UPDATE relay_checkpoint SET position = $1 WHERE name = 'kafka'")
@@ -224,15 +231,11 @@ async fn lead(
                 );
                 *failures = 0;
             }
-            if events.len() as i64 == BATCH && lag_reported.elapsed() >= LAG_REPORT_EVERY {
-                let head = log.head().await?;
-                tracing::warn!(
-                    checkpoint,
-                    head,
-                    lag = head - checkpoint,
-                    "relay is behind the log"
-                );
-                lag_reported = Instant::now();
+            if let Some(behind) = lag.at(log, checkpoint).await? {
+                if events.len() as i64 == BATCH && lag_reported.elapsed() >= LAG_REPORT_EVERY {
+                    tracing::warn!(checkpoint, lag = behind, "relay is behind the log");
+                    lag_reported = Instant::now();
+                }
             }
         }
     }

@@ -34,6 +34,11 @@ struct Cli {
     /// The deployment's base Redis key prefix.
     #[arg(long, env = "APP_REDIS__PREFIX", default_value = "promo:")]
     prefix: String,
+    /// Serve Prometheus `/metrics` here while the command runs (e.g. 127.0.0.1:9185): the
+    /// progress of a long rebuild, verify or republish as `replay_progress_events` out of
+    /// `replay_target_events`.
+    #[arg(long, env = "APP_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     #[command(subcommand)]
     command: Command,
 }
@@ -104,8 +109,45 @@ enum Command {
     },
 }
 
-fn bar(what: &str) -> ProgressBar {
+/// A progress bar for `command`; with `--metrics-addr`, its position and length are the
+/// `replay_progress_events` and `replay_target_events` gauges too, sampled every second.
+/// Set once `/metrics` is served.
+static METRICS: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+
+/// Serves `/metrics` on `addr` in the background for the rest of the run.
+async fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+    service::metrics::install("replay-tools");
+    let app = axum::Router::new().route("/metrics", axum::routing::get(service::metrics::scrape));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "metrics server stopped");
+        }
+    });
+    let _ = METRICS.set(());
+    Ok(())
+}
+
+fn bar(command: &'static str, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(1);
+    if METRICS.get().is_some() {
+        let sampled = bar.clone();
+        tokio::spawn(async move {
+            let progress = metrics::gauge!("replay_progress_events", "command" => command);
+            let target = metrics::gauge!("replay_target_events", "command" => command);
+            loop {
+                let finished = sampled.is_finished();
+                progress.set(sampled.position() as f64);
+                target.set(sampled.length().unwrap_or(0) as f64);
+                if finished {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
     bar.set_style(
         ProgressStyle::with_template(
             "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
@@ -133,6 +175,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(addr) = cli.metrics_addr {
+        serve_metrics(addr).await?;
+    }
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .connect(&cli.database_url)
@@ -164,7 +209,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &target,
                 &chosen,
                 Duration::from_millis(grace_ms),
-                &bar("replaying (log position)"),
+                &bar("rebuild", "replaying (log position)"),
             )
             .await?;
             println!(
@@ -184,7 +229,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify => {
-            let report = replay_tools::verify(&target, &bar("projecting (log position)")).await?;
+            let report =
+                replay_tools::verify(&target, &bar("verify", "projecting (log position)")).await?;
             for difference in &report.differences {
                 println!("DIFF {difference}");
             }
@@ -251,7 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 from,
                 to,
                 topic.as_deref(),
-                &bar("re-publishing (events)"),
+                &bar("republish", "re-publishing (events)"),
             )
             .await?;
             let seconds = started.elapsed().as_secs_f64();

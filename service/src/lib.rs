@@ -2,6 +2,8 @@
 //! file plus `APP_` environment variables, structured JSON logs, the shutdown signal, and the
 //! memory allocator.
 
+pub mod metrics;
+
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tracing_subscriber::{fmt, EnvFilter};

@@ -138,7 +138,7 @@ async fn within(app: &AppState, key: &str, limit: u64) -> Result<(), Response> {
     if verdict.allowed {
         Ok(())
     } else {
-        Err(auth::http::rate_limited(&verdict))
+        Err(auth::http::rate_limited(&verdict, "anonymous"))
     }
 }
 

@@ -62,52 +62,62 @@ pub(super) async fn run_committer(log: EventLog, mut rx: mpsc::Receiver<CommitJo
                 Err(_) => break,
             }
         }
-        if jobs.len() == 1 {
-            let job = jobs.remove(0);
-            let _ = job
-                .reply
-                .send(log.append(&job.batch).await.map_err(classify));
-            continue;
-        }
-        let mut merged = AppendBatch::default();
-        for job in &jobs {
-            merged.streams.extend(job.batch.streams.iter().cloned());
-            merged
-                .idempotency
-                .extend(job.batch.idempotency.iter().cloned());
-            merged.links.extend(job.batch.links.iter().cloned());
-            merged.guards.extend(job.batch.guards.iter().copied());
-        }
-        match log.append(&merged).await {
-            Ok(appended) => {
-                let by_stream: HashMap<Uuid, Appended> =
-                    appended.into_iter().map(|a| (a.stream_id, a)).collect();
-                for job in jobs {
-                    let own = job
-                        .batch
-                        .streams
-                        .iter()
-                        .filter_map(|s| by_stream.get(&s.stream_id).copied())
-                        .collect();
-                    let _ = job.reply.send(Ok(own));
-                }
+        metrics::histogram!("writer_commit_batch_size").record(jobs.len() as f64);
+        let started = std::time::Instant::now();
+        commit_round(&log, jobs).await;
+        metrics::histogram!("writer_commit_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+    }
+}
+
+/// One round of group commit: the jobs merged into one transaction, or each alone when the
+/// merged one failed on one batch's account.
+async fn commit_round(log: &EventLog, mut jobs: Vec<CommitJob>) {
+    if jobs.len() == 1 {
+        let job = jobs.remove(0);
+        let _ = job
+            .reply
+            .send(log.append(&job.batch).await.map_err(classify));
+        return;
+    }
+    let mut merged = AppendBatch::default();
+    for job in &jobs {
+        merged.streams.extend(job.batch.streams.iter().cloned());
+        merged
+            .idempotency
+            .extend(job.batch.idempotency.iter().cloned());
+        merged.links.extend(job.batch.links.iter().cloned());
+        merged.guards.extend(job.batch.guards.iter().copied());
+    }
+    match log.append(&merged).await {
+        Ok(appended) => {
+            let by_stream: HashMap<Uuid, Appended> =
+                appended.into_iter().map(|a| (a.stream_id, a)).collect();
+            for job in jobs {
+                let own = job
+                    .batch
+                    .streams
+                    .iter()
+                    .filter_map(|s| by_stream.get(&s.stream_id).copied())
+                    .collect();
+                let _ = job.reply.send(Ok(own));
             }
-            // One batch lost a race, or PostgreSQL refused it (its own data): retry each alone,
-            // so only that one is refused or decides again and the others go through.
-            Err(e) if e.is_race() || e.is_refusal() => {
-                tracing::debug!(error = %e, jobs = jobs.len(), "a merged commit failed; committing its batches one by one");
-                for job in jobs {
-                    let _ = job
-                        .reply
-                        .send(log.append(&job.batch).await.map_err(classify));
-                }
+        }
+        // One batch lost a race, or PostgreSQL refused it (its own data): retry each alone,
+        // so only that one is refused or decides again and the others go through.
+        Err(e) if e.is_race() || e.is_refusal() => {
+            tracing::debug!(error = %e, jobs = jobs.len(), "a merged commit failed; committing its batches one by one");
+            for job in jobs {
+                let _ = job
+                    .reply
+                    .send(log.append(&job.batch).await.map_err(classify));
             }
-            // The database is unreachable: every batch alike, at once.
-            Err(e) => {
-                let error = CommitError::Unavailable(e.to_string());
-                for job in jobs {
-                    let _ = job.reply.send(Err(error.clone()));
-                }
+        }
+        // The database is unreachable: every batch alike, at once.
+        Err(e) => {
+            let error = CommitError::Unavailable(e.to_string());
+            for job in jobs {
+                let _ = job.reply.send(Err(error.clone()));
             }
         }
     }

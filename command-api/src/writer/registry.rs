@@ -111,7 +111,10 @@ where
         for _ in 0..3 {
             let (generation, sender) = self.writer_for(id)?;
             match sender.try_send(job) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    metrics::gauge!("writer_queue_depth", "aggregate" => A::CATEGORY).increment(1);
+                    return Ok(());
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => return Err(WriteError::Overloaded),
                 Err(mpsc::error::TrySendError::Closed(returned)) => {
                     self.inner.forget(id, generation);

@@ -102,6 +102,8 @@ where
     }
 
     async fn process(&mut self, jobs: Vec<Job<A>>) {
+        metrics::gauge!("writer_queue_depth", "aggregate" => A::CATEGORY)
+            .decrement(jobs.len() as f64);
         let mut commands = Vec::with_capacity(jobs.len());
         for job in jobs {
             match job {
