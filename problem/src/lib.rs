@@ -2,6 +2,8 @@
 //! a machine-readable `code`, and `field` when one input is at fault. A 503 carries
 //! `Retry-After`.
 
+pub mod openapi;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};

@@ -5,6 +5,7 @@
 //! aggregate whose events the projector had to park answers 503 `PROJECTION_FAULTED`, naming
 //! the first parked position, until an operator repairs it (`replay-tools retry`).
 
+pub mod openapi;
 mod routes;
 pub mod settings;
 
@@ -486,6 +487,11 @@ pub fn app(state: AppState, server: &settings::Server) -> Router {
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/ready", get(ready))
         .route("/metrics", get(service::metrics::scrape))
+        .merge(problem::openapi::docs(
+            openapi::DOCS,
+            openapi::DOCUMENT,
+            openapi::document(),
+        ))
         .fallback(|| async { QueryError::NotFound("resource") })
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(limits, problem::limit))

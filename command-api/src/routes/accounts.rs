@@ -36,7 +36,7 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/api/v1/auth/me", get(me))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Credentials {
     email: String,
@@ -142,6 +142,18 @@ async fn within(app: &AppState, key: &str, limit: u64) -> Result<(), Response> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/register",
+    tag = "accounts",
+    summary = "Create a user account (role `user`; ids from 10^12 up)",
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "The account", body = crate::openapi::Registered),
+        (status = 409, description = "An account with this email exists", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many sign-ups from this address", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn register(
     State(app): State<AppState>,
     ClientAddress(address): ClientAddress,
@@ -184,6 +196,18 @@ async fn register(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "accounts",
+    summary = "Sign in: a bearer token for both APIs",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "A token", body = crate::openapi::SignedIn),
+        (status = 401, description = "Unknown email or wrong password", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many sign-ins for this account or from this address", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn login(
     State(app): State<AppState>,
     ClientAddress(address): ClientAddress,
@@ -255,6 +279,15 @@ async fn login(
     .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/me",
+    tag = "accounts",
+    summary = "The caller's identity",
+    responses(
+        (status = 200, description = "Who the token is", body = crate::openapi::Me),
+    )
+)]
 async fn me(
     State(app): State<AppState>,
     Caller(caller): Caller,

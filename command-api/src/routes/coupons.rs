@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use auth::http::Caller;
 
+use super::Empty;
 use crate::error::ApiError;
 use crate::extract::{IdempotencyKey, JsonBody};
 use crate::{acting, respond, AppState, CommandContext};
@@ -31,7 +32,18 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/coupons/{id}/revoke", post(revoke))
 }
 
-#[derive(Deserialize)]
+/// How a policy's coupons discount (the document's view of [`DiscountType`]).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(dead_code)]
+enum DiscountKind {
+    /// `discountValue` percent off (1–100), at most `maximumDiscountAmount` when set.
+    Percentage,
+    /// `discountValue` off the order.
+    FixedAmount,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreatePolicy {
     title: String,
@@ -40,6 +52,7 @@ struct CreatePolicy {
     total_quantity: i64,
     start_time: DateTime<Utc>,
     end_time: DateTime<Utc>,
+    #[schema(value_type = DiscountKind)]
     discount_type: DiscountType,
     discount_value: i64,
     #[serde(default)]
@@ -48,6 +61,17 @@ struct CreatePolicy {
     maximum_discount_amount: i64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/coupon-policies",
+    tag = "coupons",
+    summary = "Open a coupon campaign (admin)",
+    request_body = CreatePolicy,
+    responses(
+        (status = 201, description = "The policy", body = crate::openapi::PolicyCreated),
+        (status = 422, description = "A rule refused it (e.g. the window ends before it starts)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn create_policy(
     State(app): State<AppState>,
     Caller(caller): Caller,
@@ -81,13 +105,25 @@ async fn create_policy(
     Ok(respond(app.coupons.execute(policy_id, request).await))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Issue {
     policy_id: Uuid,
     user_id: i64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/coupons/issue",
+    tag = "coupons",
+    summary = "Issue a coupon of a policy to a user (once per user, never past the total)",
+    request_body = Issue,
+    responses(
+        (status = 201, description = "The coupon", body = crate::openapi::CouponAnswer),
+        (status = 404, description = "No such policy", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Sold out, already issued to this user, or outside the window", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn issue(
     State(app): State<AppState>,
     Caller(caller): Caller,
@@ -125,13 +161,26 @@ async fn issue(
     Ok(respond(app.coupons.execute(policy_id, request).await))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Use {
     order_id: String,
     order_amount: i64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/coupons/{id}/use",
+    tag = "coupons",
+    summary = "Use a coupon on an order",
+    request_body = Use,
+    params(("id" = Uuid, Path, description = "The coupon's id")),
+    responses(
+        (status = 200, description = "The coupon, used, with the discount", body = crate::openapi::CouponAnswer),
+        (status = 404, description = "No such coupon", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not usable: used, expired, revoked, not the owner, or under the minimum order", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn use_coupon(
     State(app): State<AppState>,
     Caller(caller): Caller,
@@ -167,10 +216,19 @@ async fn use_coupon(
     Ok(respond(app.coupons.execute(policy_id, request).await))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
-
+#[utoipa::path(
+    post,
+    path = "/api/v1/coupons/{id}/cancel",
+    tag = "coupons",
+    summary = "Undo a coupon's use (service: a refund)",
+    request_body(content = Option<Empty>, description = "Nothing, or an empty object"),
+    params(("id" = Uuid, Path, description = "The coupon's id")),
+    responses(
+        (status = 200, description = "The coupon, available again", body = crate::openapi::CouponAnswer),
+        (status = 404, description = "No such coupon", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The coupon is not used", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn cancel_use(
     State(app): State<AppState>,
     Caller(caller): Caller,
@@ -202,6 +260,19 @@ async fn cancel_use(
     Ok(respond(app.coupons.execute(policy_id, request).await))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/coupons/{id}/revoke",
+    tag = "coupons",
+    summary = "Revoke a coupon (admin)",
+    request_body(content = Option<Empty>, description = "Nothing, or an empty object"),
+    params(("id" = Uuid, Path, description = "The coupon's id")),
+    responses(
+        (status = 200, description = "The coupon, revoked", body = crate::openapi::CouponAnswer),
+        (status = 404, description = "No such coupon", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The coupon is used or revoked already", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn revoke(
     State(app): State<AppState>,
     Caller(caller): Caller,

@@ -25,7 +25,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/points/cancel", post(cancel))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Movement {
     user_id: i64,
@@ -56,6 +56,17 @@ fn entry(events: &[PointEvent]) -> Value {
     body
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/points/earn",
+    tag = "points",
+    summary = "Grant points (service)",
+    request_body = Movement,
+    responses(
+        (status = 201, description = "The transaction and the balance after it", body = crate::openapi::PointEntry),
+        (status = 422, description = "A rule refused it", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn earn(
     State(app): State<AppState>,
     Caller(caller): Caller,
@@ -90,6 +101,17 @@ async fn earn(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/points/use",
+    tag = "points",
+    summary = "Spend points",
+    request_body = Movement,
+    responses(
+        (status = 201, description = "The transaction and the balance after it", body = crate::openapi::PointEntry),
+        (status = 422, description = "Insufficient balance, or no account", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn spend(
     State(app): State<AppState>,
     Caller(caller): Caller,
@@ -122,13 +144,25 @@ async fn spend(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Cancel {
     user_id: i64,
     transaction_id: Uuid,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/points/cancel",
+    tag = "points",
+    summary = "Cancel a point transaction (service: a refund)",
+    request_body = Cancel,
+    responses(
+        (status = 201, description = "The cancellation and the balance after it", body = crate::openapi::PointEntry),
+        (status = 404, description = "No such transaction of this user", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Already canceled, or the balance would go negative", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn cancel(
     State(app): State<AppState>,
     Caller(caller): Caller,

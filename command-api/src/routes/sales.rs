@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use auth::http::Caller;
 
+use super::Empty;
 use crate::error::ApiError;
 use crate::extract::{IdempotencyKey, JsonBody};
 use crate::{acting, respond, AppState, CommandContext};
@@ -29,7 +30,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/api/v1/orders/{id}/cancel", post(cancel_order))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateProduct {
     name: String,
@@ -38,6 +39,17 @@ struct CreateProduct {
     description: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/products",
+    tag = "sales",
+    summary = "Create a product (admin)",
+    request_body = CreateProduct,
+    responses(
+        (status = 201, description = "The product", body = crate::openapi::ProductCreated),
+        (status = 422, description = "A rule refused it", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn create_product(
     State(app): State<AppState>,
     Caller(caller): Caller,
@@ -64,7 +76,7 @@ async fn create_product(
     Ok(respond(app.products.execute(product_id, request).await))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateTimeSale {
     product_id: Uuid,
@@ -76,6 +88,18 @@ struct CreateTimeSale {
     per_user_limit: Option<i64>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/time-sales",
+    tag = "sales",
+    summary = "Open a flash sale of a product (admin)",
+    request_body = CreateTimeSale,
+    responses(
+        (status = 201, description = "The sale", body = crate::openapi::TimeSaleCreated),
+        (status = 404, description = "No such product", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A rule refused it (price, quantity, window)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn create_time_sale(
     State(app): State<AppState>,
     Caller(caller): Caller,
@@ -123,7 +147,7 @@ async fn create_time_sale(
     Ok(respond(app.time_sales.execute(time_sale_id, request).await))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct PlaceOrder {
     time_sale_id: Uuid,
@@ -131,6 +155,18 @@ struct PlaceOrder {
     quantity: i64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders",
+    tag = "sales",
+    summary = "Order from a flash sale (never oversold)",
+    request_body = PlaceOrder,
+    responses(
+        (status = 201, description = "The order", body = crate::openapi::OrderAnswer),
+        (status = 404, description = "No such sale", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Sold out, over the per-user limit, or outside the window", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn place_order(
     State(app): State<AppState>,
     Caller(caller): Caller,
@@ -172,10 +208,19 @@ async fn place_order(
     Ok(respond(app.time_sales.execute(time_sale_id, request).await))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
-
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders/{id}/cancel",
+    tag = "sales",
+    summary = "Cancel an order; its units go back to the sale",
+    request_body(content = Option<Empty>, description = "Nothing, or an empty object"),
+    params(("id" = Uuid, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "The order, canceled", body = crate::openapi::OrderAnswer),
+        (status = 404, description = "No such order", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Canceled already, or not the owner", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn cancel_order(
     State(app): State<AppState>,
     Caller(caller): Caller,

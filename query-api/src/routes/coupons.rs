@@ -31,11 +31,18 @@ pub(super) fn router() -> Router<AppState> {
 
 /// A user's coupons: a page, and optionally only those of one status (the one list that
 /// filters; any other list refuses `status` as an unknown parameter).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct CouponPage {
+    /// From 1 (default 1), at most 100,000.
+    #[param(minimum = 1, maximum = 100_000)]
     page: Option<i64>,
+    /// 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// Only coupons of this status.
+    #[param(pattern = "^(AVAILABLE|USED|EXPIRED|CANCELED)$")]
     status: Option<String>,
 }
 
@@ -82,6 +89,17 @@ async fn policy_json(state: &AppState, row: PolicyRow) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/coupon-policies",
+    tag = "coupons",
+    summary = "Coupon policies, newest first",
+    params(super::Page),
+    responses(
+        (status = 200, description = "Found", body = crate::openapi::Paged<crate::openapi::Policy>),
+        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn policies(
     State(state): State<AppState>,
     Query(q): Query<Page>,
@@ -103,6 +121,17 @@ async fn policies(
     Ok(paged(items, page, limit, total))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/coupon-policies/{id}",
+    tag = "coupons",
+    summary = "A coupon policy with its live counts",
+    params(("id" = Uuid, Path, description = "The policy's id")),
+    responses(
+        (status = 200, description = "Found", body = crate::openapi::Policy),
+        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn policy(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
@@ -171,6 +200,17 @@ impl CouponRow {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/coupons/{id}",
+    tag = "coupons",
+    summary = "A coupon (its owner, a service or an admin)",
+    params(("id" = Uuid, Path, description = "The coupon's id")),
+    responses(
+        (status = 200, description = "Found", body = crate::openapi::Coupon),
+        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn coupon(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -193,6 +233,17 @@ async fn coupon(
     Ok(Json(row.json(Utc::now())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/coupons/user/{user_id}",
+    tag = "coupons",
+    summary = "A user's coupons, optionally of one status",
+    params(("user_id" = i64, Path, description = "The user's id"), CouponPage),
+    responses(
+        (status = 200, description = "Found", body = crate::openapi::Paged<crate::openapi::Coupon>),
+        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn user_coupons(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -240,15 +291,29 @@ async fn user_coupons(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct QuoteQuery {
+    /// The order's amount.
     order_amount: i64,
+    /// For a service or an admin: the user the quote is for (a user is always itself).
     user_id: Option<i64>,
 }
 
 /// Whether a coupon applies to an order, the discount, and why not — the domain's own rule
 /// (`check_applicable`, the one `use` runs) over the read model. Changes nothing.
+#[utoipa::path(
+    get,
+    path = "/api/v1/coupons/{id}/quote",
+    tag = "coupons",
+    summary = "Whether a coupon applies to an order, and the discount",
+    params(("id" = Uuid, Path, description = "The coupon's id"), QuoteQuery),
+    responses(
+        (status = 200, description = "Found", body = crate::openapi::Quote),
+        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn quote(
     State(state): State<AppState>,
     Caller(caller): Caller,

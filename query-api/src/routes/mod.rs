@@ -3,9 +3,9 @@
 //! read-model schema; hot values (balances, remaining stock, issued/used counts) come from
 //! Redis when it has them. Shared here: paging, the list query, user ids from the path.
 
-mod coupons;
-mod points;
-mod sales;
+pub(crate) mod coupons;
+pub(crate) mod points;
+pub(crate) mod sales;
 
 pub(crate) use sales::SaleRow;
 
@@ -27,10 +27,15 @@ pub(crate) fn router() -> Router<AppState> {
 /// scanned, and the offset would make PostgreSQL read every row before it.
 const MAX_PAGE: i64 = 100_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Page {
+    /// From 1 (default 1), at most 100,000.
+    #[param(minimum = 1, maximum = 100_000)]
     page: Option<i64>,
+    /// 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 

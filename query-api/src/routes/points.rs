@@ -21,6 +21,17 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/points/users/{user_id}/history", get(history))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/points/users/{user_id}/balance",
+    tag = "points",
+    summary = "A user's point balance",
+    params(("user_id" = i64, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "Found", body = crate::openapi::Balance),
+        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn balance(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -59,6 +70,17 @@ struct HistoryRow {
     occurred_at: DateTime<Utc>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/points/users/{user_id}/history",
+    tag = "points",
+    summary = "A user's point transactions, newest first",
+    params(("user_id" = i64, Path, description = "The user's id"), super::Page),
+    responses(
+        (status = 200, description = "Found", body = crate::openapi::History),
+        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn history(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -25,6 +25,17 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/orders/user/{user_id}", get(user_orders))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{id}",
+    tag = "sales",
+    summary = "A product",
+    params(("id" = Uuid, Path, description = "The product's id")),
+    responses(
+        (status = 200, description = "Found", body = crate::openapi::Product),
+        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn product(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
@@ -89,6 +100,17 @@ fn sale_value(row: &SaleRow, remaining: i64) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/time-sales",
+    tag = "sales",
+    summary = "Flash sales, newest first, with their live stock",
+    params(super::Page),
+    responses(
+        (status = 200, description = "Found", body = crate::openapi::Paged<crate::openapi::TimeSale>),
+        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn time_sales(
     State(state): State<AppState>,
     Query(q): Query<Page>,
@@ -110,6 +132,17 @@ async fn time_sales(
     Ok(paged(items, page, limit, total))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/time-sales/{id}",
+    tag = "sales",
+    summary = "A flash sale with its live stock",
+    params(("id" = Uuid, Path, description = "The sale's id")),
+    responses(
+        (status = 200, description = "Found", body = crate::openapi::TimeSale),
+        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn time_sale(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
@@ -166,6 +199,17 @@ impl OrderRow {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{id}",
+    tag = "sales",
+    summary = "An order (its buyer, a service or an admin)",
+    params(("id" = Uuid, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "Found", body = crate::openapi::Order),
+        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn order(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -188,6 +232,17 @@ async fn order(
     Ok(Json(row.json()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/user/{user_id}",
+    tag = "sales",
+    summary = "A user's orders, newest first",
+    params(("user_id" = i64, Path, description = "The user's id"), super::Page),
+    responses(
+        (status = 200, description = "Found", body = crate::openapi::Paged<crate::openapi::Order>),
+        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn user_orders(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -1,0 +1,190 @@
+//! What both OpenAPI documents share (ADR 12): the problem-details schema, the bearer scheme,
+//! and the answers every route can give whatever its handler does — the edge's 400, the
+//! gate's 401/403/429, the body limit's 413, load shedding's 503 — with their headers. The
+//! handlers' annotations document only what is their own.
+
+use serde::Serialize;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Object, ObjectBuilder, Ref, RefOr, Required, Type};
+use utoipa::ToSchema;
+
+/// A refusal (RFC 9457), as [`crate::body`] builds it; served as `application/problem+json`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(title = "Problem")]
+pub struct Problem {
+    /// `urn:promo:problem:<code in kebab case>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The status' reason phrase.
+    pub title: String,
+    pub status: u16,
+    /// What was wrong, for a person.
+    pub detail: String,
+    /// Machine-readable: `INVALID_REQUEST`, `SOLD_OUT`, `RATE_LIMITED`, …
+    pub code: String,
+    /// The input at fault: a body field, a path segment, a query parameter or a header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// The problem media type.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The answers and headers every route shares, and the bearer scheme on every route but
+/// `open` ones (sign-up, sign-in, health).
+#[derive(Debug)]
+pub struct Conventions {
+    pub open: &'static [&'static str],
+}
+
+impl utoipa::Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A JWT with `sub`, `role` (admin, service or user), `iss`, `aud`, `exp`: \
+                         `POST /api/v1/auth/login`, or `promo-token` for admins and services",
+                    ))
+                    .build(),
+            ),
+        );
+        components.schemas.insert(
+            "Problem".into(),
+            <Problem as utoipa::PartialSchema>::schema(),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let open = self.open.contains(&path.as_str());
+            let operations = [
+                (&mut item.get, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+                (&mut item.delete, false),
+            ];
+            for (operation, has_body) in operations {
+                if let Some(operation) = operation.as_mut() {
+                    conventions(operation, open, has_body);
+                }
+            }
+        }
+    }
+}
+
+fn conventions(operation: &mut Operation, open: bool, has_body: bool) {
+    if !open {
+        operation
+            .security
+            .get_or_insert_with(Vec::new)
+            .push(SecurityRequirement::new("bearer", Vec::<String>::new()));
+    }
+    operation.parameters.get_or_insert_with(Vec::new).push(
+        ParameterBuilder::new()
+            .name("X-Correlation-Id")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Carried into every event the request records and into its log lines: \
+                     1 to 128 visible ASCII characters (else the request id is used)",
+            ))
+            .schema(Some(string()))
+            .build(),
+    );
+    let mut shared = vec![
+        (
+            "400",
+            "A malformed body, path segment, query parameter or header (`field` names it)",
+        ),
+        (
+            "503",
+            "A dependency is down, or the service is overloaded: retry after `Retry-After`",
+        ),
+    ];
+    if !open {
+        shared.push(("401", "No token, or a token that is not valid"));
+        shared.push((
+            "403",
+            "The token's role may not do this, or the data is another user's",
+        ));
+        shared.push((
+            "429",
+            "Over the caller's rate limit: retry after `Retry-After`",
+        ));
+    }
+    if has_body {
+        shared.push(("413", "The body is over the server's limit"));
+    }
+    for (status, description) in shared {
+        operation
+            .responses
+            .responses
+            .entry(status.into())
+            .or_insert_with(|| problem_response(status, description));
+    }
+    for response in operation.responses.responses.values_mut() {
+        if let RefOr::T(response) = response {
+            response.headers.insert(
+                "X-Request-Id".into(),
+                HeaderBuilder::new()
+                    .schema(string())
+                    .description(Some(
+                        "The server's id of this request (the events' causationId)",
+                    ))
+                    .build(),
+            );
+        }
+    }
+}
+
+/// A problem+json answer; 429 and 503 carry `Retry-After`.
+pub fn problem_response(status: &str, description: &str) -> RefOr<utoipa::openapi::Response> {
+    let mut response = ResponseBuilder::new().description(description).content(
+        PROBLEM_JSON,
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build(),
+    );
+    if matches!(status, "429" | "503") {
+        response = response.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(0)),
+                )
+                .description(Some("Seconds to wait before retrying"))
+                .build(),
+        );
+    }
+    RefOr::T(response.build())
+}
+
+fn string() -> Object {
+    ObjectBuilder::new().schema_type(Type::String).build()
+}
+
+/// Swagger UI at `ui` (its assets served from the binary) showing `document`, served as JSON
+/// at `json`; `/api/docs` redirects to the UI. Open like `/health`: the document describes
+/// the API, it grants nothing.
+pub fn docs<S: Clone + Send + Sync + 'static>(
+    ui: &'static str,
+    json: &'static str,
+    document: utoipa::openapi::OpenApi,
+) -> axum::Router<S> {
+    let swagger: axum::Router<S> = utoipa_swagger_ui::SwaggerUi::new(format!("{ui}/"))
+        .url(json, document)
+        .into();
+    swagger.route(
+        "/api/docs",
+        axum::routing::get(move || async move {
+            axum::response::Redirect::temporary(&format!("{ui}/"))
+        }),
+    )
+}
