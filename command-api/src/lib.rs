@@ -256,12 +256,17 @@ impl CommandContext {
                 })?
                 .to_owned(),
         };
-        let metadata = json!({
+        let mut metadata = json!({
             "correlationId": correlation,
             "causationId": request_id,
             "actor": principal,
             "command": command,
         });
+        // The request's trace (ADR 12), for the append's span, the Kafka headers and the
+        // projector's links.
+        if let Some(traceparent) = service::telemetry::current_traceparent() {
+            metadata["traceparent"] = Value::String(traceparent);
+        }
         let key = key.0.map(|key| Keyed {
             principal,
             key,

@@ -6,7 +6,8 @@ use command_api::Application;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    service::init_logging(&settings.log);
+    let _telemetry = service::init_observability(&settings.log, &settings.telemetry, "command-api")
+        .map_err(anyhow::Error::msg)?;
     service::metrics::install("command-api");
     let application = Application::build(settings).await?;
     tracing::info!(port = application.port(), "command-api listening");

@@ -27,6 +27,9 @@ pub struct Settings {
     pub kafka: Option<KafkaSettings>,
     #[serde(default)]
     pub log: LogSettings,
+    /// OTLP traces (off unless `otlp_endpoint` is set).
+    #[serde(default)]
+    pub telemetry: service::TelemetrySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

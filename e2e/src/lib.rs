@@ -393,7 +393,22 @@ impl System {
     }
 
     async fn consume_from(&self, topics: &[String], at_least: usize) -> Vec<(String, Value)> {
+        self.consume_messages(topics, at_least)
+            .await
+            .into_iter()
+            .map(|m| (m.key, m.payload))
+            .collect()
+    }
+
+    /// [`System::consume`] with each message's headers.
+    pub async fn consume_with_headers(&self, at_least: usize) -> Vec<Consumed> {
+        let topics = messaging::system_topics(&self.topic_prefix);
+        self.consume_messages(&topics, at_least).await
+    }
+
+    async fn consume_messages(&self, topics: &[String], at_least: usize) -> Vec<Consumed> {
         use rdkafka::consumer::{Consumer, StreamConsumer};
+        use rdkafka::message::Headers;
         use rdkafka::Message;
         let group = format!("outside-{}", uuid::Uuid::new_v4().simple());
         let consumer: StreamConsumer = messaging::consumer_config(&self.brokers, &group)
@@ -414,8 +429,21 @@ impl System {
                 .unwrap();
             let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
             let payload: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+            let headers = message.headers().map_or_else(Vec::new, |headers| {
+                headers
+                    .iter()
+                    .map(|h| {
+                        let value = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                        (h.key.to_owned(), value.unwrap_or_default())
+                    })
+                    .collect()
+            });
             distinct.insert(payload["eventId"].as_str().unwrap_or_default().to_owned());
-            messages.push((key, payload));
+            messages.push(Consumed {
+                key,
+                payload,
+                headers,
+            });
         }
         messages
     }
@@ -502,6 +530,14 @@ async fn answer(response: reqwest::Response) -> Answer {
         body,
         retry_after,
     }
+}
+
+/// A message an outside consumer read: key, JSON payload, headers.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub key: String,
+    pub payload: Value,
+    pub headers: Vec<(String, String)>,
 }
 
 /// One sample line of a scrape: series name, labels, value.

@@ -307,6 +307,15 @@ pub async fn request_ids(
         request_id = %request_id,
         correlation_id = %correlation_id,
     );
+    // A client's W3C trace context makes this request a span of the client's trace.
+    if let Some(traceparent) = request
+        .headers()
+        .get("traceparent")
+        .filter(|_| service::telemetry::enabled())
+        .and_then(|v| v.to_str().ok())
+    {
+        service::telemetry::set_parent(&span, traceparent);
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         request.headers_mut().insert(REQUEST_ID, value.clone());
         let mut answer = next.run(request).instrument(span.clone()).await;

@@ -196,7 +196,14 @@ async fn lead(
             };
             let started = std::time::Instant::now();
             let count = events.len();
-            match project_batch(&mut leader, base, &live, position, events).await? {
+            let span = batch_span(&events);
+            let step = {
+                use tracing::Instrument;
+                project_batch(&mut leader, base, &live, position, events)
+                    .instrument(span)
+                    .await?
+            };
+            match step {
                 Step::Projected(done) => {
                     refresh_hot(&mut hot, pool, &live.schema, position).await;
                     hot.publish(&hot::hot_writes(hot.prefix(), &done.projected), last)
@@ -302,6 +309,23 @@ async fn project_batch(
     watermark::set(&mut tx, &live.schema, last).await?;
     tx.commit().await?;
     Ok(Step::Projected(done))
+}
+
+/// The span of one projected batch, linked to the traces of its events (at most 128; the
+/// relay's Kafka headers carry the same contexts). Disabled when traces are off.
+fn batch_span(events: &Page) -> tracing::Span {
+    if !service::telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!("projector.batch", events = events.len());
+    let mut seen = std::collections::HashSet::new();
+    events
+        .iter()
+        .filter_map(|(e, _)| e.metadata.get("traceparent").and_then(|t| t.as_str()))
+        .filter(|t| seen.insert(*t))
+        .take(128)
+        .for_each(|traceparent| service::telemetry::add_link(&span, traceparent));
+    span
 }
 
 /// The batch's series: its time and size, and its events by outcome.

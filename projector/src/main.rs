@@ -7,7 +7,8 @@ use projector::settings::Settings;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    service::init_logging(&settings.log);
+    let _telemetry = service::init_observability(&settings.log, &settings.telemetry, "projector")
+        .map_err(anyhow::Error::msg)?;
     service::metrics::install("projector");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

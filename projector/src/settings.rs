@@ -15,6 +15,9 @@ pub struct Settings {
     pub schema: String,
     #[serde(default)]
     pub log: service::LogSettings,
+    /// OTLP traces (off unless `otlp_endpoint` is set).
+    #[serde(default)]
+    pub telemetry: service::TelemetrySettings,
     /// Where `/health` and `/ready` answer.
     pub server: Server,
 }

@@ -27,6 +27,9 @@ pub struct Settings {
     pub rate_limit: auth::limit::LimitSettings,
     #[serde(default)]
     pub log: service::LogSettings,
+    /// OTLP traces (off unless `otlp_endpoint` is set).
+    #[serde(default)]
+    pub telemetry: service::TelemetrySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

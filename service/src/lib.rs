@@ -3,6 +3,9 @@
 //! memory allocator.
 
 pub mod metrics;
+pub mod telemetry;
+
+pub use telemetry::{Telemetry, TelemetrySettings};
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -57,14 +60,43 @@ pub fn load_settings<T: DeserializeOwned>(
 
 /// Structured logs: JSON lines (or pretty, for a terminal).
 pub fn init_logging(settings: &LogSettings) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
-    let builder = fmt().with_env_filter(filter).with_target(true);
-    let _ = if settings.format == "pretty" {
-        builder.pretty().try_init()
+    let _ = init_observability(settings, &TelemetrySettings::default(), "promo");
+}
+
+/// Structured logs, and OTLP traces when `telemetry.otlp_endpoint` is set (ADR 12): every
+/// `tracing` span is then exported too. Keep the guard until the end of `main`: dropping it
+/// flushes the last spans. A bad endpoint is a start-up error.
+pub fn init_observability(
+    log: &LogSettings,
+    telemetry: &TelemetrySettings,
+    process: &'static str,
+) -> Result<Telemetry, String> {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let provider = telemetry::provider(telemetry, process)?;
+    let traces = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(process))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    let lines = if log.format == "pretty" {
+        fmt::layer().with_target(true).pretty().boxed()
     } else {
-        builder.json().flatten_event(true).try_init()
+        fmt::layer()
+            .with_target(true)
+            .json()
+            .flatten_event(true)
+            .boxed()
     };
+    // Each layer its own filter: a quieter log level (`RUST_LOG=warn`) keeps the traces.
+    let _ = tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(traces)
+        .try_init();
+    Ok(telemetry::guard(provider))
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -64,10 +64,46 @@ pub(super) async fn run_committer(log: EventLog, mut rx: mpsc::Receiver<CommitJo
         }
         metrics::histogram!("writer_commit_batch_size").record(jobs.len() as f64);
         let started = std::time::Instant::now();
-        commit_round(&log, jobs).await;
+        if service::telemetry::enabled() {
+            use tracing::Instrument;
+            let span = append_span(&jobs);
+            commit_round(&log, jobs).instrument(span).await;
+        } else {
+            commit_round(&log, jobs).await;
+        }
         metrics::histogram!("writer_commit_duration_seconds")
             .record(started.elapsed().as_secs_f64());
     }
+}
+
+/// The span of one group commit: a child of the first command's trace, linked to the traces
+/// of the others it carries (at most 64), so each command's trace reaches its append.
+fn append_span(jobs: &[CommitJob]) -> tracing::Span {
+    let traces: Vec<&str> = jobs
+        .iter()
+        .flat_map(|job| &job.batch.streams)
+        .flat_map(|stream| &stream.events)
+        .filter_map(|event| event.metadata.get("traceparent").and_then(|t| t.as_str()))
+        .collect();
+    let span = tracing::info_span!(
+        "eventlog.append",
+        batches = jobs.len(),
+        events = traces.len()
+    );
+    let mut seen = std::collections::HashSet::new();
+    for (n, traceparent) in traces
+        .into_iter()
+        .filter(|t| seen.insert(*t))
+        .take(65)
+        .enumerate()
+    {
+        if n == 0 {
+            service::telemetry::set_parent(&span, traceparent);
+        } else {
+            service::telemetry::add_link(&span, traceparent);
+        }
+    }
+    span
 }
 
 /// One round of group commit: the jobs merged into one transaction, or each alone when the

@@ -84,9 +84,19 @@ where
         }
         let (reply, answer) = oneshot::channel();
         self.send(id, Job::Command(Box::new(request), reply))?;
-        answer
-            .await
-            .map_err(|_| WriteError::Unavailable("aggregate writer stopped".into()))?
+        let answered = async {
+            answer
+                .await
+                .map_err(|_| WriteError::Unavailable("aggregate writer stopped".into()))?
+        };
+        // Queue, decision and commit as one span of the request's trace, when traces are on.
+        if service::telemetry::enabled() {
+            use tracing::Instrument;
+            let span = tracing::info_span!("writer.execute", aggregate = A::CATEGORY, stream = %id);
+            answered.instrument(span).await
+        } else {
+            answered.await
+        }
     }
 
     /// Reads from aggregate `id`'s committed state, in its writer (so it sees every command
