@@ -1,0 +1,1748 @@
+//! The deployment files agree with the code, without Docker or a network: docker-compose.yml,
+//! the Dockerfile, .dockerignore and deploy/ (the nginx gateway, Prometheus, Grafana) are read
+//! as files and checked against the workspace's Rust sources and config/*.toml.
+//!
+//! - every expected service exists, and every image is pinned;
+//! - every build uses the top-level Dockerfile, and every binary a container runs is built and
+//!   copied by it and exists in the workspace;
+//! - every `APP_…` variable of a service names a field of its settings (`APP_A__B` → field `a`
+//!   of `Settings`, field `b` of the struct `a` is), found by reading the settings sources;
+//! - every file compose mounts or the Dockerfile copies exists;
+//! - the gateway, Prometheus and the healthchecks use the ports the services listen on;
+//! - the gateway routes reads, writes and the docs as documented, and never exposes /metrics;
+//! - every metric the Grafana dashboard queries is recorded somewhere in the workspace.
+//!
+//! Each test gathers every problem it finds and fails with all of them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+use serde_yaml::Value as Yaml;
+
+/// The services built from our Dockerfile that read settings: (compose service, settings source).
+const SETTINGS: &[(&str, &str)] = &[
+    ("command-api", "command-api/src/settings.rs"),
+    ("query-api", "query-api/src/settings.rs"),
+    ("projector", "projector/src/settings.rs"),
+];
+
+/// Services the stack must have. The tracing back end may be Jaeger or a collector.
+const EXPECTED_SERVICES: &[&str] = &[
+    "postgres",
+    "redis",
+    "kafka",
+    "command-api",
+    "query-api",
+    "projector",
+    "gateway",
+    "prometheus",
+    "grafana",
+];
+const TRACING_SERVICES: &[&str] = &["jaeger", "collector", "otel-collector"];
+
+/// Series the dashboard must chart (the panels the issue asks for).
+const DASHBOARD_MUST_CHART: &[&str] = &[
+    "http_requests_total",
+    "http_request_duration_seconds",
+    "relay_lag_events",
+    "projector_lag_events",
+    "projector_parked_events",
+    "writer_queue_depth",
+    "writer_commit_duration_seconds",
+    "events_appended_total",
+    "hot_reads_total",
+    "read_your_writes_waits_total",
+    "read_your_writes_timeouts_total",
+    "rate_limit_rejections_total",
+];
+
+// ---- reading the repository ------------------------------------------------------------------
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ sits in the workspace root")
+        .to_path_buf()
+}
+
+fn read(relative: &str) -> String {
+    let path = root().join(relative);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {relative} ({}): {e}", path.display()))
+}
+
+fn fail_if_any(what: &str, problems: &[String]) {
+    if !problems.is_empty() {
+        let mut message = format!("{what}: {} problem(s)\n", problems.len());
+        for problem in problems {
+            let _ = writeln!(message, "  - {problem}");
+        }
+        panic!("{message}");
+    }
+}
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The workspace's members: directory → package name, from the top-level Cargo.toml.
+fn members() -> BTreeMap<String, String> {
+    let manifest = read("Cargo.toml");
+    let start = manifest
+        .find("members = [")
+        .expect("Cargo.toml lists its members");
+    let list = &manifest[start..];
+    let list = &list[list.find('[').unwrap_or(0) + 1..list.find(']').unwrap_or(list.len())];
+    list.split(',')
+        .map(|m| m.trim().trim_matches('"').to_owned())
+        .filter(|m| !m.is_empty())
+        .map(|dir| {
+            let package = toml_value(&read(&format!("{dir}/Cargo.toml")), "package", "name")
+                .unwrap_or_else(|| panic!("{dir}/Cargo.toml has no [package] name"));
+            (dir, package)
+        })
+        .collect()
+}
+
+/// Every `.rs` file of every member's `src/` (name relative to the root, text).
+fn workspace_sources() -> Vec<(String, String)> {
+    let root = root();
+    let mut files = Vec::new();
+    for dir in members().keys() {
+        rust_files(&root.join(dir).join("src"), &mut files);
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let name = path
+                .strip_prefix(&root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            (name, text)
+        })
+        .collect()
+}
+
+/// The binaries the workspace builds: `[[bin]]` names, `src/main.rs` (the package's name) and
+/// `src/bin/<name>.rs`.
+fn workspace_binaries() -> BTreeSet<String> {
+    let root = root();
+    let mut bins = BTreeSet::new();
+    for (dir, package) in members() {
+        let manifest = read(&format!("{dir}/Cargo.toml"));
+        let mut main_declared = false;
+        for section in manifest.split("[[bin]]").skip(1) {
+            let section = section.split("\n[").next().unwrap_or(section);
+            if let Some(name) = toml_key(section, "name") {
+                bins.insert(name);
+            }
+            main_declared |= toml_key(section, "path").as_deref() == Some("src/main.rs");
+        }
+        // src/main.rs is the package's own binary unless a [[bin]] names it otherwise.
+        let crate_dir = root.join(dir.as_str());
+        if !main_declared && crate_dir.join("src/main.rs").exists() {
+            bins.insert(package);
+        }
+        if let Ok(entries) = std::fs::read_dir(crate_dir.join("src/bin")) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "rs") {
+                    if let Some(stem) = path.file_stem() {
+                        bins.insert(stem.to_string_lossy().into_owned());
+                    }
+                }
+            }
+        }
+    }
+    bins
+}
+
+/// `key = value` in the `[section]` of a TOML text (a string's quotes removed); enough for the
+/// flat files of this repository.
+fn toml_value(text: &str, section: &str, key: &str) -> Option<String> {
+    let header = format!("[{section}]");
+    let mut inside = false;
+    let mut body = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            inside = trimmed == header;
+            continue;
+        }
+        if inside {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    toml_key(&body, key)
+}
+
+fn toml_key(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once('=')?;
+        (k.trim() == key).then(|| {
+            let v = v.split(" #").next().unwrap_or(v).trim();
+            v.trim_matches('"').to_owned()
+        })
+    })
+}
+
+// ---- docker-compose.yml ----------------------------------------------------------------------
+
+fn compose() -> Yaml {
+    let text = read("docker-compose.yml");
+    let mut compose: Yaml = serde_yaml::from_str(&text)
+        .unwrap_or_else(|e| panic!("docker-compose.yml is not valid YAML: {e}"));
+    // `<<: *app` merge keys, as compose applies them.
+    compose
+        .apply_merge()
+        .unwrap_or_else(|e| panic!("docker-compose.yml: bad merge key: {e}"));
+    compose
+}
+
+fn services(compose: &Yaml) -> BTreeMap<String, Yaml> {
+    compose
+        .get("services")
+        .and_then(Yaml::as_mapping)
+        .expect("docker-compose.yml has a `services:` mapping")
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.clone())))
+        .collect()
+}
+
+fn scalar(value: &Yaml) -> Option<String> {
+    match value {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Number(n) => Some(n.to_string()),
+        Yaml::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A service's `environment:`, as a mapping or as a list of `KEY=value`.
+fn environment(service: &Yaml) -> BTreeMap<String, String> {
+    match service.get("environment") {
+        Some(Yaml::Mapping(map)) => map
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), scalar(v).unwrap_or_default())))
+            .collect(),
+        Some(Yaml::Sequence(list)) => list
+            .iter()
+            .filter_map(Yaml::as_str)
+            .map(|entry| {
+                let (k, v) = entry.split_once('=').unwrap_or((entry, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// `command:` or `entrypoint:` as words (a string is split at whitespace, as compose does).
+fn words(value: Option<&Yaml>) -> Vec<String> {
+    match value {
+        Some(Yaml::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        Some(Yaml::Sequence(list)) => list.iter().filter_map(scalar).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The program a built container runs: the entrypoint's first word, else the command's.
+fn program(service: &Yaml) -> Option<String> {
+    let entrypoint = words(service.get("entrypoint"));
+    let command = words(service.get("command"));
+    entrypoint.into_iter().chain(command).next()
+}
+
+fn depends_on(service: &Yaml) -> BTreeMap<String, Option<String>> {
+    match service.get("depends_on") {
+        Some(Yaml::Sequence(list)) => list
+            .iter()
+            .filter_map(Yaml::as_str)
+            .map(|s| (s.to_owned(), None))
+            .collect(),
+        Some(Yaml::Mapping(map)) => map
+            .iter()
+            .filter_map(|(k, v)| {
+                let condition = v.get("condition").and_then(Yaml::as_str).map(str::to_owned);
+                Some((k.as_str()?.to_owned(), condition))
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// The port a service of ours listens on: `APP_SERVER__PORT` in compose, else `[server] port`
+/// of its config file.
+fn service_port(services: &BTreeMap<String, Yaml>, name: &str) -> Option<u16> {
+    let from_env = services
+        .get(name)
+        .and_then(|s| environment(s).get("APP_SERVER__PORT").cloned());
+    from_env
+        .or_else(|| {
+            let file = root().join(format!("config/{name}.toml"));
+            let text = std::fs::read_to_string(file).ok()?;
+            toml_value(&text, "server", "port")
+        })
+        .and_then(|p| p.parse().ok())
+}
+
+/// The host of `scheme://[user@]host[:port]/…` or `host:port`.
+fn host_of(value: &str) -> Option<String> {
+    let rest = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+    let authority = rest.split('/').next()?;
+    let (host, port) = authority.rsplit_once(':')?;
+    (!host.is_empty() && port.chars().all(|c| c.is_ascii_digit())).then(|| host.to_owned())
+}
+
+// ---- the Rust settings -----------------------------------------------------------------------
+
+/// The text between the braces of `struct <name> {`, with the file it is in.
+fn find_struct(files: &[PathBuf], name: &str) -> Option<(PathBuf, String)> {
+    let needle = format!("struct {name} {{");
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let Some(start) = text.find(&needle) else {
+            continue;
+        };
+        let body = &text[start + needle.len()..];
+        let mut depth = 1usize;
+        for (i, c) in body.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some((file.clone(), body[..i].to_owned()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+/// `pub <field>: <Type>` lines of a struct's body.
+fn struct_fields(body: &str) -> BTreeMap<String, String> {
+    body.lines()
+        .filter_map(|line| {
+            let line = line.trim().strip_prefix("pub ")?;
+            let (name, ty) = line.split_once(':')?;
+            let name = name.trim();
+            if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return None;
+            }
+            Some((
+                name.to_owned(),
+                ty.trim().trim_end_matches(',').trim().to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// `Option<auth::limit::LimitSettings>` → `auth::limit::LimitSettings`.
+fn unwrap_type(ty: &str) -> &str {
+    let mut ty = ty.trim();
+    for wrapper in ["Option<", "Vec<", "Box<", "Arc<"] {
+        if let Some(inner) = ty.strip_prefix(wrapper).and_then(|t| t.strip_suffix('>')) {
+            ty = unwrap_type(inner);
+        }
+    }
+    ty
+}
+
+/// Where the struct a field's type names is defined: the same file, the crate the path names
+/// (`auth::limit::LimitSettings`), the crate a `use` line names, or the same crate.
+fn resolve_struct(
+    from: &Path,
+    ty: &str,
+    crates: &BTreeMap<String, String>,
+) -> Option<(PathBuf, String)> {
+    let root = root();
+    let segments: Vec<&str> = ty.split("::").collect();
+    let last = *segments.last()?;
+    let crate_files = |krate: &str| -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        if let Some(dir) = crates.get(krate) {
+            rust_files(&root.join(dir).join("src"), &mut files);
+        }
+        files
+    };
+    let own_crate = from
+        .strip_prefix(&root)
+        .ok()
+        .and_then(|p| p.components().next())
+        .map(|c| c.as_os_str().to_string_lossy().replace('-', "_"))
+        .unwrap_or_default();
+    if let Some(found) = find_struct(&[from.to_path_buf()], last) {
+        return Some(found);
+    }
+    if segments.len() > 1 {
+        let krate = if segments[0] == "crate" {
+            own_crate.as_str()
+        } else {
+            segments[0]
+        };
+        if let Some(found) = find_struct(&crate_files(krate), last) {
+            return Some(found);
+        }
+    }
+    let source = std::fs::read_to_string(from).unwrap_or_default();
+    for line in source.lines() {
+        let line = line.trim();
+        let Some(path) = line
+            .strip_prefix("pub use ")
+            .or_else(|| line.strip_prefix("use "))
+        else {
+            continue;
+        };
+        let mentions = path
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|word| word == last);
+        if mentions {
+            let krate = path.split("::").next().unwrap_or_default();
+            let krate = if krate == "crate" { &own_crate } else { krate };
+            if let Some(found) = find_struct(&crate_files(krate), last) {
+                return Some(found);
+            }
+        }
+    }
+    find_struct(&crate_files(&own_crate), last)
+}
+
+/// Checks that `APP_A__B__C` names `a.b.c` of the `Settings` struct in `settings_file`.
+fn check_setting(variable: &str, settings_file: &str) -> Result<(), String> {
+    let crates: BTreeMap<String, String> = members()
+        .into_iter()
+        .map(|(dir, package)| (package.replace('-', "_"), dir))
+        .collect();
+    let path: Vec<String> = variable
+        .strip_prefix("APP_")
+        .unwrap_or(variable)
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let mut file = root().join(settings_file);
+    let (_, mut body) = find_struct(&[file.clone()], "Settings")
+        .ok_or_else(|| format!("{settings_file} has no `struct Settings`"))?;
+    let mut struct_name = "Settings".to_owned();
+    for (depth, key) in path.iter().enumerate() {
+        let fields = struct_fields(&body);
+        let ty = fields.get(key).ok_or_else(|| {
+            format!(
+                "{variable}: `{}` is not a setting: `{struct_name}` ({}) has no field `{key}` \
+                 (it has: {})",
+                path[..=depth].join("."),
+                file.strip_prefix(root()).unwrap_or(&file).display(),
+                fields.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        if depth + 1 == path.len() {
+            return Ok(());
+        }
+        let ty = unwrap_type(ty);
+        let (next_file, next_body) = resolve_struct(&file, ty, &crates).ok_or_else(|| {
+            format!(
+                "{variable}: `{}` is a `{ty}`, which has no fields to set `{}` in",
+                path[..=depth].join("."),
+                path[depth + 1..].join(".")
+            )
+        })?;
+        file = next_file;
+        body = next_body;
+        struct_name = ty.rsplit("::").next().unwrap_or(ty).to_owned();
+    }
+    Ok(())
+}
+
+// ---- the Dockerfile --------------------------------------------------------------------------
+
+/// The Dockerfile's instructions: comment lines dropped, `\` continuations joined.
+fn dockerfile() -> Vec<(String, String)> {
+    let text = read("Dockerfile");
+    let mut instructions = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_empty()) {
+            continue;
+        }
+        if let Some(part) = trimmed.strip_suffix('\\') {
+            current.push_str(part);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(trimmed);
+        let (word, rest) = current.split_once(' ').unwrap_or((&current, ""));
+        instructions.push((word.to_ascii_uppercase(), rest.trim().to_owned()));
+        current.clear();
+    }
+    instructions
+}
+
+/// True when an image reference carries a tag (or digest) other than `latest`.
+fn pinned(image: &str) -> bool {
+    if image.contains("@sha256:") {
+        return true;
+    }
+    let name = image.rsplit('/').next().unwrap_or(image);
+    match name.split_once(':') {
+        Some((_, tag)) => !tag.is_empty() && tag != "latest" && !tag.contains('$'),
+        None => false,
+    }
+}
+
+// ---- the nginx configuration -----------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Directive {
+    name: String,
+    args: Vec<String>,
+    block: Vec<Directive>,
+}
+
+fn nginx_tokens(text: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut chars = text.chars();
+    let mut word = String::new();
+    let flush = |word: &mut String, tokens: &mut Vec<String>| {
+        if !word.is_empty() {
+            tokens.push(std::mem::take(word));
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '#' => {
+                flush(&mut word, &mut tokens);
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '\'' | '"' => {
+                flush(&mut word, &mut tokens);
+                let mut quoted = String::new();
+                while let Some(q) = chars.next() {
+                    if q == '\\' {
+                        if let Some(escaped) = chars.next() {
+                            quoted.push(escaped);
+                        }
+                    } else if q == c {
+                        break;
+                    } else {
+                        quoted.push(q);
+                    }
+                }
+                tokens.push(quoted);
+            }
+            '{' | '}' | ';' => {
+                flush(&mut word, &mut tokens);
+                tokens.push(c.to_string());
+            }
+            c if c.is_whitespace() => flush(&mut word, &mut tokens),
+            c => word.push(c),
+        }
+    }
+    flush(&mut word, &mut tokens);
+    tokens
+}
+
+fn nginx_parse(tokens: &[String], at: &mut usize) -> Vec<Directive> {
+    let mut directives = Vec::new();
+    let mut words: Vec<String> = Vec::new();
+    while *at < tokens.len() {
+        let token = tokens[*at].clone();
+        *at += 1;
+        match token.as_str() {
+            ";" => {
+                if !words.is_empty() {
+                    let name = words.remove(0);
+                    directives.push(Directive {
+                        name,
+                        args: std::mem::take(&mut words),
+                        block: Vec::new(),
+                    });
+                }
+            }
+            "{" => {
+                let block = nginx_parse(tokens, at);
+                let name = if words.is_empty() {
+                    String::new()
+                } else {
+                    words.remove(0)
+                };
+                directives.push(Directive {
+                    name,
+                    args: std::mem::take(&mut words),
+                    block,
+                });
+            }
+            "}" => return directives,
+            _ => words.push(token),
+        }
+    }
+    directives
+}
+
+/// The gateway's configuration file, found through the gateway's bind mount into /etc/nginx.
+fn gateway_config(services: &BTreeMap<String, Yaml>) -> (String, Vec<Directive>) {
+    let gateway = services
+        .get("gateway")
+        .expect("docker-compose.yml has a `gateway` service");
+    let file = bind_mounts(gateway)
+        .into_iter()
+        .find(|(_, target)| target.starts_with("/etc/nginx/"))
+        .map(|(source, _)| source.trim_start_matches("./").to_owned())
+        .expect("the gateway mounts its configuration under /etc/nginx/");
+    let text = read(&file);
+    let tokens = nginx_tokens(&text);
+    let mut at = 0;
+    (file, nginx_parse(&tokens, &mut at))
+}
+
+/// The `server` blocks of a configuration, whether it is a whole nginx.conf or a conf.d file.
+fn nginx_servers(config: &[Directive]) -> Vec<&Directive> {
+    let mut servers = Vec::new();
+    for directive in config {
+        match directive.name.as_str() {
+            "server" if !directive.block.is_empty() => servers.push(directive),
+            "http" => servers.extend(nginx_servers(&directive.block)),
+            _ => {}
+        }
+    }
+    servers
+}
+
+fn nginx_all<'a>(config: &'a [Directive], name: &str, out: &mut Vec<&'a Directive>) {
+    for directive in config {
+        if directive.name == name {
+            out.push(directive);
+        }
+        nginx_all(&directive.block, name, out);
+    }
+}
+
+/// Which compose services a `proxy_pass` URL can reach: through an upstream block, a `map` of
+/// upstream names (per key of the map), or directly.
+fn proxy_targets(config: &[Directive], url: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut upstreams: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut found = Vec::new();
+    nginx_all(config, "upstream", &mut found);
+    for upstream in found {
+        let servers = upstream
+            .block
+            .iter()
+            .filter(|d| d.name == "server")
+            .filter_map(|d| d.args.first().cloned())
+            .collect();
+        if let Some(name) = upstream.args.first() {
+            upstreams.insert(name.clone(), servers);
+        }
+    }
+    let hosts = |name: &str| -> BTreeSet<String> {
+        upstreams.get(name).map_or_else(
+            || std::iter::once(name.to_owned()).collect(),
+            |servers| servers.iter().cloned().collect(),
+        )
+    };
+    let authority = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let mut targets = BTreeMap::new();
+    if let Some(variable) = authority.strip_prefix('$') {
+        let mut maps = Vec::new();
+        nginx_all(config, "map", &mut maps);
+        for map in maps {
+            if map.args.get(1) == Some(&format!("${variable}")) {
+                for entry in &map.block {
+                    if let Some(value) = entry.args.first() {
+                        targets.insert(entry.name.clone(), hosts(value));
+                    }
+                }
+            }
+        }
+    } else {
+        targets.insert("*".to_owned(), hosts(authority));
+    }
+    targets
+}
+
+/// `./host/path:/container/path[:ro]` mounts (short and long syntax) of a service.
+fn bind_mounts(service: &Yaml) -> Vec<(String, String)> {
+    let Some(volumes) = service.get("volumes").and_then(Yaml::as_sequence) else {
+        return Vec::new();
+    };
+    volumes
+        .iter()
+        .filter_map(|volume| match volume {
+            Yaml::String(s) => {
+                let mut parts = s.splitn(3, ':');
+                Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
+            }
+            Yaml::Mapping(_) => Some((
+                volume.get("source")?.as_str()?.to_owned(),
+                volume.get("target")?.as_str()?.to_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn is_host_path(source: &str) -> bool {
+    source.starts_with('.') || source.starts_with('/') || source.starts_with('~')
+}
+
+// ---- PromQL ----------------------------------------------------------------------------------
+
+/// Words of PromQL that are not series: aggregations, keywords, set operators.
+const PROMQL_WORDS: &[&str] = &[
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "limitk",
+    "limit_ratio",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "atan2",
+    "inf",
+    "nan",
+    "le",
+];
+/// Keywords followed by a parenthesised list of label names.
+const PROMQL_LABEL_LISTS: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
+
+/// The series an expression selects: identifiers that are not functions (followed by `(`),
+/// keywords, label names (inside `{}` or after `by`), durations (`[1m]`), strings or numbers.
+fn promql_series(expr: &str) -> BTreeSet<String> {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut series = BTreeSet::new();
+    let mut i = 0;
+    let skip_to = |i: &mut usize, open: char, close: char| {
+        let mut depth = 0usize;
+        while *i < chars.len() {
+            let c = chars[*i];
+            if c == '"' || c == '\'' {
+                *i += 1;
+                while *i < chars.len() && chars[*i] != c {
+                    if chars[*i] == '\\' {
+                        *i += 1;
+                    }
+                    *i += 1;
+                }
+            } else if c == open {
+                depth += 1;
+            } else if c == close {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    *i += 1;
+                    return;
+                }
+            }
+            *i += 1;
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '{' {
+            skip_to(&mut i, '{', '}');
+        } else if c == '[' {
+            skip_to(&mut i, '[', ']');
+        } else if c == '"' || c == '\'' || c == '`' {
+            i += 1;
+            while i < chars.len() && chars[i] != c {
+                i += 1;
+            }
+            i += 1;
+        } else if c == '$' || c.is_ascii_digit() || c == '.' {
+            // A Grafana variable ($__rate_interval) or a number (0.99, 1e3).
+            i += 1;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut next = i;
+            while next < chars.len() && chars[next].is_whitespace() {
+                next += 1;
+            }
+            let called = next < chars.len() && chars[next] == '(';
+            if PROMQL_LABEL_LISTS.contains(&word.as_str()) && called {
+                i = next;
+                skip_to(&mut i, '(', ')');
+            } else if !called && !PROMQL_WORDS.contains(&word.as_str()) {
+                series.insert(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    series
+}
+
+/// Places `"name"` is written in the sources outside a `describe_*!` call (which only documents
+/// a series): where it is recorded.
+fn recorded_at(sources: &[(String, String)], name: &str) -> Vec<String> {
+    let quoted = format!("\"{name}\"");
+    let mut places = Vec::new();
+    for (file, text) in sources {
+        for (at, _) in text.match_indices(&quoted) {
+            let before = text[..at].trim_end();
+            let before = before.strip_suffix('(').unwrap_or(before).trim_end();
+            if !before.ends_with("describe_counter!")
+                && !before.ends_with("describe_gauge!")
+                && !before.ends_with("describe_histogram!")
+            {
+                places.push(file.clone());
+            }
+        }
+    }
+    places
+}
+
+/// True when `name` is recorded through `histogram!(`.
+fn recorded_as_histogram(sources: &[(String, String)], name: &str) -> bool {
+    let quoted = format!("\"{name}\"");
+    sources.iter().any(|(_, text)| {
+        text.match_indices(&quoted).any(|(at, _)| {
+            text[..at]
+                .trim_end()
+                .strip_suffix('(')
+                .is_some_and(|b| b.trim_end().ends_with("histogram!"))
+        })
+    })
+}
+
+// ---- the tests -------------------------------------------------------------------------------
+
+#[test]
+fn compose_has_every_service_and_pins_every_image() {
+    let compose = compose();
+    let services = services(&compose);
+    let mut problems = Vec::new();
+    for expected in EXPECTED_SERVICES {
+        if !services.contains_key(*expected) {
+            problems.push(format!("no `{expected}` service"));
+        }
+    }
+    if !TRACING_SERVICES.iter().any(|s| services.contains_key(*s)) {
+        problems.push(format!(
+            "no tracing back end (one of {})",
+            TRACING_SERVICES.join(", ")
+        ));
+    }
+    for (name, service) in &services {
+        match service.get("image").and_then(Yaml::as_str) {
+            Some(image) if !pinned(image) => problems.push(format!(
+                "{name}: image `{image}` is not pinned (give it a tag other than `latest`)"
+            )),
+            None if service.get("build").is_none() => {
+                problems.push(format!("{name}: neither `image` nor `build`"));
+            }
+            _ => {}
+        }
+        for (dependency, condition) in depends_on(service) {
+            let Some(target) = services.get(&dependency) else {
+                problems.push(format!(
+                    "{name}: depends on `{dependency}`, no such service"
+                ));
+                continue;
+            };
+            if condition.as_deref() == Some("service_healthy")
+                && target.get("healthcheck").is_none()
+            {
+                problems.push(format!(
+                    "{name}: waits for `{dependency}` to be healthy, which has no healthcheck"
+                ));
+            }
+        }
+    }
+    for (name, _) in SETTINGS {
+        if let Some(service) = services.get(*name) {
+            if service.get("healthcheck").is_none() {
+                problems.push(format!("{name}: no healthcheck (it serves /ready)"));
+            }
+        }
+    }
+    // The relay publishes to topics that promo-topics creates: when command-api has a broker,
+    // a one-shot service runs promo-topics and command-api waits for it to finish.
+    let kafka = services
+        .get("command-api")
+        .is_some_and(|s| environment(s).contains_key("APP_KAFKA__BROKERS"));
+    if kafka && workspace_binaries().contains("promo-topics") {
+        let job = services
+            .iter()
+            .find(|(_, s)| program(s).as_deref() == Some("promo-topics"))
+            .map(|(name, _)| name.clone());
+        match job {
+            None => problems.push("no service runs `promo-topics` to create the topics".into()),
+            Some(job) => {
+                let waits = services
+                    .get("command-api")
+                    .map(|s| depends_on(s).get(&job).cloned().flatten());
+                if waits != Some(Some("service_completed_successfully".into())) {
+                    problems.push(format!(
+                        "command-api does not wait for `{job}` (condition: \
+                         service_completed_successfully)"
+                    ));
+                }
+            }
+        }
+    }
+    fail_if_any("docker-compose.yml services", &problems);
+}
+
+#[test]
+fn every_binary_is_built_by_the_dockerfile_and_exists() {
+    let compose = compose();
+    let services = services(&compose);
+    let instructions = dockerfile();
+    let bins = workspace_binaries();
+    let mut problems = Vec::new();
+    if !root().join("Dockerfile").is_file() {
+        problems.push("no top-level Dockerfile".into());
+    }
+    let runs: Vec<&str> = instructions
+        .iter()
+        .filter(|(i, _)| i == "RUN")
+        .map(|(_, rest)| rest.as_str())
+        .collect();
+    let all_runs = runs.join(" ");
+    let words: Vec<&str> = all_runs.split_whitespace().collect();
+    let built: BTreeSet<String> = words
+        .windows(2)
+        .filter(|w| w[0] == "--bin")
+        .map(|w| w[1].to_owned())
+        .collect();
+    let copied: BTreeSet<String> = words
+        .iter()
+        .filter_map(|w| w.strip_prefix("target/release/"))
+        .map(str::to_owned)
+        .collect();
+    if !all_runs.contains("cargo build --release --locked") {
+        problems.push("the Dockerfile does not run `cargo build --release --locked`".into());
+    }
+    for bin in &built {
+        if !bins.contains(bin) {
+            problems.push(format!(
+                "the Dockerfile builds `--bin {bin}`, which no package of the workspace has"
+            ));
+        }
+        if !copied.contains(bin) {
+            problems.push(format!(
+                "the Dockerfile builds `{bin}` but does not copy target/release/{bin}"
+            ));
+        }
+    }
+    let installs = instructions.iter().any(|(i, rest)| {
+        i == "COPY" && rest.starts_with("--from=") && rest.trim_end().ends_with("/usr/local/bin/")
+    });
+    if !installs {
+        problems
+            .push("the runtime stage does not COPY --from the builder into /usr/local/bin/".into());
+    }
+    // The tools an operator runs with `docker compose exec` are in the image too.
+    for tool in ["promo-token", "replay-tools"] {
+        if !built.contains(tool) {
+            problems.push(format!("the image lacks `{tool}`"));
+        }
+    }
+    for (name, service) in &services {
+        let Some(build) = service.get("build") else {
+            continue;
+        };
+        let (context, file) = match build {
+            Yaml::String(context) => (context.clone(), "Dockerfile".to_owned()),
+            _ => (
+                build
+                    .get("context")
+                    .and_then(Yaml::as_str)
+                    .unwrap_or(".")
+                    .to_owned(),
+                build
+                    .get("dockerfile")
+                    .and_then(Yaml::as_str)
+                    .unwrap_or("Dockerfile")
+                    .to_owned(),
+            ),
+        };
+        if context.trim_end_matches('/') != "." || file != "Dockerfile" {
+            problems.push(format!(
+                "{name}: builds {context}/{file}, not the top-level Dockerfile"
+            ));
+        }
+        match program(service) {
+            None => problems.push(format!("{name}: built, but runs no `command:` of ours")),
+            Some(program) => {
+                if !bins.contains(&program) {
+                    problems.push(format!(
+                        "{name}: runs `{program}`, which is no binary of the workspace \
+                         (known: {})",
+                        bins.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                if !built.contains(&program) || !copied.contains(&program) {
+                    problems.push(format!(
+                        "{name}: runs `{program}`, which the Dockerfile does not build and copy"
+                    ));
+                }
+            }
+        }
+    }
+    // The builder's Rust is the release rust-toolchain.toml pins.
+    let channel = toml_value(&read("rust-toolchain.toml"), "toolchain", "channel")
+        .expect("rust-toolchain.toml names a channel");
+    let froms: Vec<&str> = instructions
+        .iter()
+        .filter(|(i, _)| i == "FROM")
+        .map(|(_, rest)| rest.as_str())
+        .collect();
+    let rust = froms.iter().find(|f| f.starts_with("rust:"));
+    match rust {
+        None => problems.push("no `FROM rust:…` builder stage".into()),
+        Some(from) => {
+            let image = from.split_whitespace().next().unwrap_or_default();
+            let tag = image.trim_start_matches("rust:");
+            if !(tag == channel || tag.starts_with(&format!("{channel}-"))) {
+                problems.push(format!(
+                    "the builder is `{image}`, rust-toolchain.toml pins {channel}"
+                ));
+            }
+        }
+    }
+    let toolchain_env = instructions
+        .iter()
+        .filter(|(i, _)| i == "ENV")
+        .any(|(_, rest)| rest.contains(&format!("RUSTUP_TOOLCHAIN={channel}")));
+    if !toolchain_env {
+        problems.push(format!(
+            "the builder does not set RUSTUP_TOOLCHAIN={channel} (else rustup fetches the \
+             components rust-toolchain.toml lists)"
+        ));
+    }
+    for from in &froms {
+        let image = from.split_whitespace().next().unwrap_or_default();
+        if !pinned(image) {
+            problems.push(format!("the Dockerfile's `FROM {image}` is not pinned"));
+        }
+    }
+    let user = instructions
+        .iter()
+        .rev()
+        .find(|(i, _)| i == "USER")
+        .map(|(_, rest)| rest.split(':').next().unwrap_or_default().to_owned());
+    if matches!(user.as_deref(), None | Some("root") | Some("0")) {
+        problems.push("the runtime stage runs as root (add a USER)".into());
+    }
+    fail_if_any("Dockerfile and binaries", &problems);
+}
+
+#[test]
+fn every_app_variable_names_a_setting() {
+    let compose = compose();
+    let services = services(&compose);
+    let sources = workspace_sources();
+    let mut problems = Vec::new();
+    let settings: BTreeMap<&str, &str> = SETTINGS.iter().copied().collect();
+    for (name, service) in &services {
+        let env = environment(service);
+        for (variable, value) in &env {
+            if variable.starts_with("APP_TELEMETRY__") {
+                // Checked by `telemetry_variables_name_settings`.
+                continue;
+            }
+            if variable.starts_with("APP_") && variable != "APP_CONFIG" {
+                if let Some(file) = settings.get(name.as_str()) {
+                    if let Err(problem) = check_setting(variable, file) {
+                        problems.push(format!("{name}: {problem}"));
+                    }
+                } else if service.get("build").is_some() {
+                    // A tool of ours without a settings struct reads its variables with clap's
+                    // `env = "APP_…"`.
+                    let wanted = format!("env = \"{variable}\"");
+                    if !sources.iter().any(|(_, text)| text.contains(&wanted)) {
+                        problems.push(format!(
+                            "{name}: {variable} is read by nothing (no settings, no `{wanted}`)"
+                        ));
+                    }
+                }
+            }
+            // Addresses point at services of this file.
+            if variable.starts_with("APP_") {
+                for part in value.split(',') {
+                    if let Some(host) = host_of(part.trim()) {
+                        if !services.contains_key(&host) {
+                            problems.push(format!(
+                                "{name}: {variable} points at `{host}`, which is no service"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if settings.contains_key(name.as_str())
+            && env.get("APP_SERVER__HOST").map(String::as_str) != Some("0.0.0.0")
+        {
+            problems.push(format!(
+                "{name}: APP_SERVER__HOST must be 0.0.0.0, or nothing outside its container \
+                 reaches it"
+            ));
+        }
+    }
+    for (name, _) in SETTINGS {
+        if !services.contains_key(*name) {
+            problems.push(format!("no `{name}` service"));
+        }
+    }
+    fail_if_any("APP_ variables", &problems);
+}
+
+/// The services export traces to the OTLP endpoint compose names. Fails until every settings
+/// struct has its `telemetry: service::TelemetrySettings` (otlp_endpoint, service_name).
+#[test]
+fn telemetry_variables_name_settings() {
+    let compose = compose();
+    let services = services(&compose);
+    let mut problems = Vec::new();
+    for (name, file) in SETTINGS {
+        let Some(service) = services.get(*name) else {
+            problems.push(format!("no `{name}` service"));
+            continue;
+        };
+        let env = environment(service);
+        for variable in [
+            "APP_TELEMETRY__OTLP_ENDPOINT",
+            "APP_TELEMETRY__SERVICE_NAME",
+        ] {
+            match env.get(variable) {
+                None => problems.push(format!("{name}: {variable} is not set")),
+                Some(_) => {
+                    if let Err(problem) = check_setting(variable, file) {
+                        problems.push(format!("{name}: {problem}"));
+                    }
+                }
+            }
+        }
+        if env.get("APP_TELEMETRY__SERVICE_NAME").map(String::as_str) != Some(*name) {
+            problems.push(format!(
+                "{name}: APP_TELEMETRY__SERVICE_NAME is not `{name}`"
+            ));
+        }
+        if let Some(endpoint) = env.get("APP_TELEMETRY__OTLP_ENDPOINT") {
+            if !endpoint.ends_with(":4318") {
+                problems.push(format!(
+                    "{name}: APP_TELEMETRY__OTLP_ENDPOINT `{endpoint}` is not OTLP/HTTP (:4318)"
+                ));
+            }
+        }
+    }
+    fail_if_any("telemetry settings", &problems);
+}
+
+#[test]
+fn both_apis_share_a_required_auth_secret_that_is_not_the_development_one() {
+    let compose = compose();
+    let services = services(&compose);
+    let auth = read("auth/src/lib.rs");
+    let development = auth
+        .lines()
+        .find(|l| l.contains("DEVELOPMENT_SECRET: &str"))
+        .and_then(|l| l.split('"').nth(1))
+        .expect("auth/src/lib.rs defines DEVELOPMENT_SECRET")
+        .to_owned();
+    let mut problems = Vec::new();
+    let mut secrets = BTreeSet::new();
+    for name in ["command-api", "query-api"] {
+        let secret = services
+            .get(name)
+            .and_then(|s| environment(s).get("APP_AUTH__SECRET").cloned());
+        let Some(secret) = secret else {
+            problems.push(format!(
+                "{name}: no APP_AUTH__SECRET: off loopback it refuses the development secret"
+            ));
+            continue;
+        };
+        if secret.contains(&development) {
+            problems.push(format!(
+                "{name}: APP_AUTH__SECRET is the development secret"
+            ));
+        }
+        if let Some(default) = secret
+            .split_once(":-")
+            .map(|(_, d)| d.trim_end_matches('}'))
+        {
+            if default.len() < 32 {
+                problems.push(format!(
+                    "{name}: the default of APP_AUTH__SECRET is under 32 bytes"
+                ));
+            }
+        } else if !secret.starts_with("${") && secret.len() < 32 {
+            problems.push(format!("{name}: APP_AUTH__SECRET is under 32 bytes"));
+        }
+        secrets.insert(secret);
+    }
+    if secrets.len() > 1 {
+        problems.push(
+            "command-api and query-api have different APP_AUTH__SECRETs: a login's token would \
+             not work on the query API"
+                .into(),
+        );
+    }
+    fail_if_any("auth secret", &problems);
+}
+
+#[test]
+fn every_mounted_or_copied_file_exists() {
+    let compose = compose();
+    let services = services(&compose);
+    let root = root();
+    let mut problems = Vec::new();
+    let named: BTreeSet<String> = compose
+        .get("volumes")
+        .and_then(Yaml::as_mapping)
+        .map(|m| {
+            m.keys()
+                .filter_map(Yaml::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    for (name, service) in &services {
+        for (source, target) in bind_mounts(service) {
+            if is_host_path(&source) {
+                if !root.join(&source).exists() {
+                    problems.push(format!(
+                        "{name}: mounts `{source}` (→ {target}), which does not exist"
+                    ));
+                }
+            } else if !named.contains(&source) {
+                problems.push(format!(
+                    "{name}: mounts the volume `{source}`, not declared under `volumes:`"
+                ));
+            }
+        }
+    }
+    let ignored: Vec<String> = read(".dockerignore")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_matches('/').to_owned())
+        .collect();
+    let is_ignored = |path: &str| {
+        let first = path
+            .trim_start_matches("./")
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        ignored.iter().any(|pattern| pattern == first)
+    };
+    for (instruction, rest) in dockerfile() {
+        if (instruction != "COPY" && instruction != "ADD") || rest.starts_with("--from=") {
+            continue;
+        }
+        let args: Vec<&str> = rest
+            .split_whitespace()
+            .filter(|a| !a.starts_with("--"))
+            .collect();
+        let Some((_, sources)) = args.split_last() else {
+            continue;
+        };
+        for source in sources {
+            if !root.join(source).exists() {
+                problems.push(format!(
+                    "the Dockerfile copies `{source}`, which does not exist"
+                ));
+            }
+            if *source != "." && is_ignored(source) {
+                problems.push(format!(
+                    "the Dockerfile copies `{source}`, which .dockerignore leaves out"
+                ));
+            }
+        }
+        if sources.contains(&".") {
+            // The whole workspace is copied: nothing cargo needs may be ignored.
+            let needed = members().into_keys().chain([
+                "Cargo.toml".into(),
+                "Cargo.lock".into(),
+                "config".into(),
+            ]);
+            for path in needed {
+                if is_ignored(&path) {
+                    problems.push(format!(
+                        "`{path}` is needed to build, but .dockerignore leaves it out"
+                    ));
+                }
+            }
+        }
+    }
+    if !ignored.iter().any(|p| p == "target") {
+        problems.push(".dockerignore does not leave out target/".into());
+    }
+    fail_if_any("mounted and copied files", &problems);
+}
+
+#[test]
+fn the_gateway_prometheus_and_healthchecks_use_the_services_ports() {
+    let compose = compose();
+    let services = services(&compose);
+    let mut problems = Vec::new();
+    let mut ports = BTreeMap::new();
+    for (name, _) in SETTINGS {
+        match service_port(&services, name) {
+            Some(port) => {
+                ports.insert(name.to_string(), port);
+            }
+            None => problems.push(format!("{name}: no port in compose or config/{name}.toml")),
+        }
+    }
+    let check = |problems: &mut Vec<String>, what: &str, address: &str| {
+        let Some((host, port)) = address.rsplit_once(':') else {
+            problems.push(format!("{what}: `{address}` names no port"));
+            return;
+        };
+        match ports.get(host) {
+            Some(expected) if port.parse::<u16>().ok() != Some(*expected) => {
+                problems.push(format!(
+                    "{what}: `{address}`, but {host} listens on {expected}"
+                ));
+            }
+            None if services.contains_key(host) => {}
+            None => problems.push(format!("{what}: `{host}` is no service")),
+            _ => {}
+        }
+    };
+    // The gateway's upstreams.
+    let (file, config) = gateway_config(&services);
+    let mut upstream_servers = Vec::new();
+    let mut upstreams = Vec::new();
+    nginx_all(&config, "upstream", &mut upstreams);
+    for upstream in upstreams {
+        for server in upstream.block.iter().filter(|d| d.name == "server") {
+            if let Some(address) = server.args.first() {
+                check(&mut problems, &file, address);
+                upstream_servers.push(address.clone());
+            }
+        }
+    }
+    for name in ["command-api", "query-api"] {
+        if !upstream_servers
+            .iter()
+            .any(|a| a.starts_with(&format!("{name}:")))
+        {
+            problems.push(format!("{file}: no upstream for {name}"));
+        }
+    }
+    // Prometheus.
+    let prometheus_file = services
+        .get("prometheus")
+        .and_then(|s| {
+            bind_mounts(s)
+                .into_iter()
+                .find(|(_, target)| target.ends_with("prometheus.yml"))
+        })
+        .map(|(source, _)| source.trim_start_matches("./").to_owned())
+        .unwrap_or_else(|| "deploy/prometheus/prometheus.yml".into());
+    let prometheus: Yaml = serde_yaml::from_str(&read(&prometheus_file))
+        .unwrap_or_else(|e| panic!("{prometheus_file} is not valid YAML: {e}"));
+    let mut scraped = BTreeSet::new();
+    for job in prometheus
+        .get("scrape_configs")
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        let path = job
+            .get("metrics_path")
+            .and_then(Yaml::as_str)
+            .unwrap_or("/metrics");
+        for target in job
+            .get("static_configs")
+            .and_then(Yaml::as_sequence)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("targets").and_then(Yaml::as_sequence))
+            .flatten()
+            .filter_map(Yaml::as_str)
+        {
+            let host = target.split(':').next().unwrap_or_default();
+            if ports.contains_key(host) {
+                check(&mut problems, &prometheus_file, target);
+                if path != "/metrics" {
+                    problems.push(format!(
+                        "{prometheus_file}: {target} scraped at {path}, not /metrics"
+                    ));
+                }
+                scraped.insert(host.to_owned());
+            }
+        }
+    }
+    for name in ports.keys() {
+        if !scraped.contains(name) {
+            problems.push(format!("{prometheus_file}: does not scrape {name}"));
+        }
+    }
+    // The healthchecks ask the port the service listens on.
+    for (name, port) in &ports {
+        let test = services
+            .get(name)
+            .map(|s| words(s.get("healthcheck").and_then(|h| h.get("test"))).join(" "))
+            .unwrap_or_default();
+        if !test.contains(&format!(":{port}/")) {
+            problems.push(format!(
+                "{name}: the healthcheck `{test}` does not ask port {port}"
+            ));
+        }
+    }
+    fail_if_any("ports", &problems);
+}
+
+#[test]
+fn the_gateway_routes_reads_writes_and_docs_and_hides_metrics() {
+    let compose = compose();
+    let services = services(&compose);
+    let (file, config) = gateway_config(&services);
+    let mut problems = Vec::new();
+    let servers = nginx_servers(&config);
+    if servers.is_empty() {
+        problems.push(format!("{file}: no `server {{ }}` block"));
+    }
+    let service_of = |address: &String| address.split(':').next().unwrap_or_default().to_owned();
+    let mut locations: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for server in &servers {
+        for location in server.block.iter().filter(|d| d.name == "location") {
+            let path = location.args.last().cloned().unwrap_or_default();
+            if path.contains("metrics") {
+                problems.push(format!("{file}: `location {path}` exposes metrics"));
+            }
+            let proxy = location
+                .block
+                .iter()
+                .find(|d| d.name == "proxy_pass")
+                .and_then(|d| d.args.first());
+            if let Some(url) = proxy {
+                if !path.starts_with("/api/") {
+                    problems.push(format!(
+                        "{file}: `location {path}` proxies outside /api/ (it would expose \
+                         /metrics, /health, /ready)"
+                    ));
+                }
+                let targets = proxy_targets(&config, url)
+                    .into_iter()
+                    .map(|(key, hosts)| (key, hosts.iter().map(service_of).collect()))
+                    .collect();
+                locations.insert(path, targets);
+            }
+        }
+    }
+    let one = |s: &str| -> BTreeSet<String> { std::iter::once(s.to_owned()).collect() };
+    let expect = |problems: &mut Vec<String>, path: &str, key: &str, service: &str| {
+        let got = locations
+            .get(path)
+            .and_then(|t| t.get(key).or_else(|| t.get("*")));
+        if got != Some(&one(service)) {
+            problems.push(format!(
+                "{file}: `location {path}` ({key}) goes to {got:?}, not {service}"
+            ));
+        }
+    };
+    expect(&mut problems, "/api/v1/auth/", "*", "command-api");
+    expect(&mut problems, "/api/v1/", "GET", "query-api");
+    expect(&mut problems, "/api/v1/", "HEAD", "query-api");
+    expect(&mut problems, "/api/v1/", "default", "command-api");
+    expect(&mut problems, "/api/docs/command", "*", "command-api");
+    expect(&mut problems, "/api/docs/query", "*", "query-api");
+    expect(&mut problems, "/api/docs", "*", "command-api");
+    // Nothing blanks the headers the services read.
+    let mut set_headers = Vec::new();
+    nginx_all(&config, "proxy_set_header", &mut set_headers);
+    for header in [
+        "authorization",
+        "idempotency-key",
+        "x-min-position",
+        "x-request-id",
+        "x-correlation-id",
+        "traceparent",
+    ] {
+        if set_headers.iter().any(|d| {
+            d.args
+                .first()
+                .is_some_and(|h| h.eq_ignore_ascii_case(header))
+        }) {
+            problems.push(format!(
+                "{file}: `proxy_set_header {header}` replaces the client's"
+            ));
+        }
+    }
+    let forwarded_for = set_headers.iter().any(|d| {
+        d.args
+            .first()
+            .is_some_and(|h| h.eq_ignore_ascii_case("x-forwarded-for"))
+            && d.args.get(1).map(String::as_str) == Some("$proxy_add_x_forwarded_for")
+    });
+    if !forwarded_for {
+        problems.push(format!("{file}: X-Forwarded-For is not set"));
+    }
+    let mut off = Vec::new();
+    nginx_all(&config, "proxy_pass_request_headers", &mut off);
+    if off
+        .iter()
+        .any(|d| d.args.first().map(String::as_str) == Some("off"))
+    {
+        problems.push(format!(
+            "{file}: proxy_pass_request_headers off drops every header"
+        ));
+    }
+    // The body limit is command-api's.
+    let settings = read("command-api/src/settings.rs");
+    let default = settings
+        .split("fn default_max_body_bytes()")
+        .nth(1)
+        .and_then(|rest| rest.split('{').nth(1))
+        .and_then(|body| body.split('}').next())
+        .map(|expr| {
+            expr.split('*')
+                .map(|n| n.trim().replace('_', "").parse::<u64>().unwrap_or(0))
+                .product::<u64>()
+        })
+        .expect("command-api/src/settings.rs has default_max_body_bytes()");
+    let limit = services
+        .get("command-api")
+        .and_then(|s| environment(s).get("APP_SERVER__MAX_BODY_BYTES").cloned())
+        .or_else(|| toml_value(&read("config/command-api.toml"), "server", "max_body_bytes"))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(default);
+    let mut sizes = Vec::new();
+    nginx_all(&config, "client_max_body_size", &mut sizes);
+    let size = sizes.first().and_then(|d| d.args.first()).map(|v| {
+        let v = v.to_ascii_lowercase();
+        let (digits, unit) = v.split_at(v.trim_end_matches(['k', 'm', 'g']).len());
+        let factor = match unit {
+            "k" => 1 << 10,
+            "m" => 1 << 20,
+            "g" => 1 << 30,
+            _ => 1,
+        };
+        digits.parse::<u64>().unwrap_or(0) * factor
+    });
+    if size != Some(limit) {
+        problems.push(format!(
+            "{file}: client_max_body_size is {size:?} bytes, command-api's max_body_bytes {limit}"
+        ));
+    }
+    // The published port reaches the port nginx listens on.
+    let mut listens = Vec::new();
+    nginx_all(&config, "listen", &mut listens);
+    let listen: BTreeSet<String> = listens
+        .iter()
+        .filter_map(|d| d.args.first())
+        .map(|a| a.rsplit(':').next().unwrap_or(a).to_owned())
+        .collect();
+    let published = services
+        .get("gateway")
+        .and_then(|g| g.get("ports"))
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(scalar)
+        .map(|p| p.rsplit(':').next().unwrap_or_default().to_owned())
+        .collect::<Vec<_>>();
+    if published.is_empty() {
+        problems.push("the gateway publishes no port".into());
+    }
+    for port in published {
+        if !listen.contains(&port) {
+            problems.push(format!(
+                "the gateway publishes container port {port}; nginx listens on {listen:?}"
+            ));
+        }
+    }
+    fail_if_any("gateway routes", &problems);
+}
+
+#[test]
+fn the_dashboard_charts_only_recorded_metrics() {
+    let compose = compose();
+    let services = services(&compose);
+    let sources = workspace_sources();
+    let mut problems = Vec::new();
+    let dashboard: Json = serde_json::from_str(&read("deploy/grafana/dashboards/promo.json"))
+        .unwrap_or_else(|e| panic!("deploy/grafana/dashboards/promo.json is not JSON: {e}"));
+    let datasources: Yaml = serde_yaml::from_str(&read(
+        "deploy/grafana/provisioning/datasources/prometheus.yml",
+    ))
+    .unwrap_or_else(|e| panic!("the Grafana datasource file is not YAML: {e}"));
+    let uids: BTreeSet<String> = datasources
+        .get("datasources")
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("uid").and_then(Yaml::as_str).map(str::to_owned))
+        .collect();
+    let mut panels = Vec::new();
+    fn collect<'a>(list: &'a Json, out: &mut Vec<&'a Json>) {
+        for panel in list.as_array().into_iter().flatten() {
+            out.push(panel);
+            if let Some(inner) = panel.get("panels") {
+                collect(inner, out);
+            }
+        }
+    }
+    collect(&dashboard["panels"], &mut panels);
+    let mut charted = BTreeSet::new();
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        let title = panel["title"].as_str().unwrap_or("(untitled)");
+        let targets = panel["targets"].as_array().cloned().unwrap_or_default();
+        if targets.is_empty() {
+            problems.push(format!("panel `{title}` has no query"));
+        }
+        for datasource in
+            std::iter::once(&panel["datasource"]).chain(targets.iter().map(|t| &t["datasource"]))
+        {
+            if let Some(uid) = datasource.get("uid").and_then(Json::as_str) {
+                if !uids.contains(uid) {
+                    problems.push(format!(
+                        "panel `{title}`: data source `{uid}` is not provisioned"
+                    ));
+                }
+            }
+        }
+        for target in &targets {
+            let expr = target["expr"].as_str().unwrap_or_default();
+            let series = promql_series(expr);
+            if series.is_empty() {
+                problems.push(format!("panel `{title}`: `{expr}` selects no series"));
+            }
+            for name in series {
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .filter(|base| recorded_as_histogram(&sources, base));
+                let recorded = match base {
+                    Some(base) => base.to_owned(),
+                    None if !recorded_at(&sources, &name).is_empty() => name.clone(),
+                    None => {
+                        problems.push(format!(
+                            "panel `{title}`: `{name}` is recorded nowhere in the workspace's \
+                             sources (no `\"{name}\"` outside describe_*!)"
+                        ));
+                        continue;
+                    }
+                };
+                charted.insert(recorded);
+            }
+        }
+    }
+    for name in DASHBOARD_MUST_CHART {
+        if !charted.contains(*name) {
+            problems.push(format!("no panel charts `{name}`"));
+        }
+    }
+    // Grafana finds the dashboard where compose mounts it.
+    let providers: Yaml = serde_yaml::from_str(&read(
+        "deploy/grafana/provisioning/dashboards/dashboards.yml",
+    ))
+    .unwrap_or_else(|e| panic!("the Grafana dashboard provider file is not YAML: {e}"));
+    let mounts = services.get("grafana").map(bind_mounts).unwrap_or_default();
+    for provider in providers
+        .get("providers")
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        let path = provider
+            .get("options")
+            .and_then(|o| o.get("path"))
+            .and_then(Yaml::as_str)
+            .unwrap_or_default();
+        let mounted = mounts.iter().any(|(source, target)| {
+            target.trim_end_matches('/') == path.trim_end_matches('/')
+                && root().join(source).join("promo.json").is_file()
+        });
+        if !mounted {
+            problems.push(format!(
+                "the dashboard provider reads `{path}`, where compose mounts no directory with \
+                 promo.json"
+            ));
+        }
+    }
+    if !mounts.iter().any(|(source, target)| {
+        source.ends_with("provisioning") && target == "/etc/grafana/provisioning"
+    }) {
+        problems.push(
+            "grafana: deploy/grafana/provisioning is not mounted at /etc/grafana/provisioning"
+                .into(),
+        );
+    }
+    fail_if_any("Grafana dashboard", &problems);
+}
+
+#[test]
+fn the_promql_reader_finds_series_and_skips_the_rest() {
+    let series = |e: &str| promql_series(e).into_iter().collect::<Vec<_>>();
+    assert_eq!(
+        series("histogram_quantile(0.99, sum by (le, route) (rate(http_request_duration_seconds_bucket[1m])))"),
+        ["http_request_duration_seconds_bucket"]
+    );
+    assert_eq!(
+        series(
+            r#"sum by (process) (rate(http_requests_total{status=~"5..", route!="x"}[$__rate_interval])) / on(process) group_left up"#
+        ),
+        ["http_requests_total", "up"]
+    );
+    assert_eq!(
+        series("max(relay_lag_events) offset 5m"),
+        ["relay_lag_events"]
+    );
+    assert!(series("vector(1)").is_empty());
+}
