@@ -17,7 +17,10 @@
 #            turning each round: what signing in costs a sale.
 #   rebuild: a fresh database filled through the command API with ~1,000,000 events (flash
 #            sale, coupon race, points), then `replay-tools rebuild` and `verify` over it.
-# PHASE=system, PHASE=read, PHASE=write, PHASE=auth or PHASE=rebuild runs one phase.
+#   ab:      the whole-system closed-loop flash sale, this build against an earlier one
+#            (BASELINE=<its release directory>; the services only, promo-bench is this
+#            build's), alternating for ROUNDS rounds: what a change costs a sale.
+# PHASE=system, PHASE=read, PHASE=write, PHASE=auth, PHASE=ab or PHASE=rebuild runs one phase.
 # Starts the release services it needs and stops exactly those. Loopback only; every load is
 # bounded in requests.  SCALE=small scripts/bench.sh for a quick run.
 # Each run works in databases of its own (dropped at the end), topics of its own
@@ -42,7 +45,7 @@ trap stop_all EXIT
 
 start() {
   local name=$1; shift
-  env "$@" nohup "$target/${name%%#*}" >"$run/${name//#/-}.log" 2>&1 &
+  env "$@" nohup "${services:-$target}/${name%%#*}" >"$run/${name//#/-}.log" 2>&1 &
   pids+=($!)
 }
 ready() { for port in "$@"; do for _ in $(seq 1 100); do curl -sf -m 2 "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done; done; }
@@ -174,6 +177,19 @@ for round in $(seq 1 "${ROUNDS:-3}"); do
     system_down promo_bench_auth
   done
 done
+fi
+if [ "${PHASE:-all}" = ab ]; then
+echo "## this build against ${BASELINE:?BASELINE=<release dir of the earlier build>} (the whole system, closed loop, alternating)"
+for round in $(seq 1 "${ROUNDS:-3}"); do
+  if [ $((round % 2)) = 1 ]; then order="new baseline"; else order="baseline new"; fi
+  for variant in $order; do
+    if [ "$variant" = baseline ]; then services=$BASELINE; else services=$target; fi
+    system_up promo_bench_ab
+    bench --command http://127.0.0.1:8180 --label "ab-$variant-$round" --relay --concurrency 256 flash-sale --stock "$N"
+    system_down promo_bench_ab
+  done
+done
+services=$target
 fi
 if [ "${PHASE:-all}" = rebuild ] || [ "${PHASE:-all}" = all ]; then
 echo "## rebuild (replay-tools, fresh database)"

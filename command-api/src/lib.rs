@@ -335,11 +335,7 @@ pub fn app(state: AppState, server: &settings::ServerSettings) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(service::metrics::scrape))
-        .merge(problem::openapi::docs(
-            openapi::DOCS,
-            openapi::DOCUMENT,
-            openapi::document(),
-        ))
+        .merge(problem::openapi::docs(openapi::DOCS, openapi::document()))
         .fallback(not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(server.max_body_bytes))

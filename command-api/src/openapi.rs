@@ -13,9 +13,8 @@ use uuid::Uuid;
 
 use crate::routes;
 
-/// Where Swagger UI and the document are served.
+/// Where Swagger UI is served (the document at `{DOCS}/openapi.json`).
 pub const DOCS: &str = "/api/docs/command";
-pub const DOCUMENT: &str = "/api/docs/command/openapi.json";
 
 #[derive(Debug, OpenApi)]
 #[openapi(

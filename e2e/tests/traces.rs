@@ -122,6 +122,38 @@ async fn one_command_is_one_trace_from_http_through_the_append_to_kafka_and_the_
         .map(|(_, v)| v.clone());
     assert_eq!(header.as_deref(), Some(stored.as_str()));
 
+    // A malformed traceparent is no trace: the request starts a trace of its own.
+    for bad in [
+        "garbage",
+        "00-00000000000000000000000000000000-0000000000000000-01",
+        &"f".repeat(4000),
+    ] {
+        let answer = system
+            .client
+            .post(format!("{}/api/v1/points/earn", system.command))
+            .header("traceparent", bad)
+            .json(&json!({ "userId": 4, "amount": 1, "description": "untraced" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status(),
+            StatusCode::CREATED,
+            "traceparent {}",
+            &bad[..bad.len().min(40)]
+        );
+        let stored: Value =
+            sqlx::query_scalar("SELECT metadata FROM events ORDER BY position DESC LIMIT 1")
+                .fetch_one(&system.pool)
+                .await
+                .unwrap();
+        let own = stored["traceparent"].as_str().unwrap_or_default();
+        assert!(
+            own.starts_with("00-") && own.len() == 55 && !own.contains(&bad[..bad.len().min(40)]),
+            "{own}"
+        );
+    }
+
     // The spans: HTTP request, writer and append in the client's trace; a projector batch
     // linked to it.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -759,41 +759,43 @@ fn count_appended(batch: &AppendBatch) {
     }
 }
 
-/// A follower's distance behind the log head, as a gauge (`relay_lag_events`,
-/// `projector_lag_events`): 0 whenever a read finds nothing new, else the head minus the
-/// follower's position, sampled at most once a second so the head query costs nothing.
-#[derive(Debug)]
-pub struct Lag {
-    gauge: metrics::Gauge,
-    sampled: Option<std::time::Instant>,
-}
-
-impl Lag {
-    const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-    pub fn new(name: &'static str) -> Self {
-        Self {
-            gauge: metrics::gauge!(name),
-            sampled: None,
+/// A follower's distance behind the log head as a gauge (`relay_lag_events`,
+/// `projector_lag_events`): every second, the head minus the follower's stored position
+/// (`position`: the relay's checkpoint, the projections' watermark), read from the database
+/// and not from the follower's loop, so a follower that fails or stalls shows its lag growing
+/// instead of its last value. Ends when `stop` turns true. A failed sample is logged once and
+/// retried the next second; the gauge keeps its value meanwhile.
+pub async fn sample_lag<F, Fut>(
+    log: EventLog,
+    gauge: &'static str,
+    mut position: F,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<i64, String>>,
+{
+    let lag = metrics::gauge!(gauge);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
         }
-    }
-
-    /// The follower read nothing after its position: it is at the head.
-    pub fn caught_up(&mut self) {
-        self.gauge.set(0.0);
-    }
-
-    /// The follower is at `position`; returns the lag when it sampled the head (for a log line).
-    pub async fn at(&mut self, log: &EventLog, position: i64) -> Result<Option<i64>, StoreError> {
-        if self
-            .sampled
-            .is_some_and(|at| at.elapsed() < Self::SAMPLE_EVERY)
-        {
-            return Ok(None);
+        let head = log.head().await.map_err(|e| e.to_string());
+        match (head, position().await) {
+            (Ok(head), Ok(at)) => {
+                lag.set((head - at).max(0) as f64);
+                if failing {
+                    tracing::info!(gauge, "lag sampling recovered");
+                    failing = false;
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                if !failing {
+                    tracing::warn!(gauge, error = %e, "cannot sample the lag; retrying every second");
+                    failing = true;
+                }
+            }
         }
-        let lag = (log.head().await? - position).max(0);
-        self.gauge.set(lag as f64);
-        self.sampled = Some(std::time::Instant::now());
-        Ok(Some(lag))
     }
 }

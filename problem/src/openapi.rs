@@ -127,8 +127,12 @@ fn conventions(operation: &mut Operation, open: bool, has_body: bool) {
             .entry(status.into())
             .or_insert_with(|| problem_response(status, description));
     }
-    for response in operation.responses.responses.values_mut() {
+    for (status, response) in operation.responses.responses.iter_mut() {
         if let RefOr::T(response) = response {
+            // Every 429 and 503, the handlers' own too, says when to retry.
+            if matches!(status.as_str(), "429" | "503") {
+                response.headers.insert("Retry-After".into(), retry_after());
+            }
             response.headers.insert(
                 "X-Request-Id".into(),
                 HeaderBuilder::new()
@@ -151,17 +155,7 @@ pub fn problem_response(status: &str, description: &str) -> RefOr<utoipa::openap
             .build(),
     );
     if matches!(status, "429" | "503") {
-        response = response.header(
-            "Retry-After",
-            HeaderBuilder::new()
-                .schema(
-                    ObjectBuilder::new()
-                        .schema_type(Type::Integer)
-                        .minimum(Some(0)),
-                )
-                .description(Some("Seconds to wait before retrying"))
-                .build(),
-        );
+        response = response.header("Retry-After", retry_after());
     }
     RefOr::T(response.build())
 }
@@ -170,16 +164,26 @@ fn string() -> Object {
     ObjectBuilder::new().schema_type(Type::String).build()
 }
 
+fn retry_after() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        )
+        .description(Some("Seconds to wait before retrying"))
+        .build()
+}
+
 /// Swagger UI at `ui` (its assets served from the binary) showing `document`, served as JSON
-/// at `json`; `/api/docs` redirects to the UI. Open like `/health`: the document describes
-/// the API, it grants nothing.
+/// at `{ui}/openapi.json`; `/api/docs` redirects to the UI. Open like `/health`: the document
+/// describes the API, it grants nothing.
 pub fn docs<S: Clone + Send + Sync + 'static>(
     ui: &'static str,
-    json: &'static str,
     document: utoipa::openapi::OpenApi,
 ) -> axum::Router<S> {
     let swagger: axum::Router<S> = utoipa_swagger_ui::SwaggerUi::new(format!("{ui}/"))
-        .url(json, document)
+        .url(format!("{ui}/openapi.json"), document)
         .into();
     swagger.route(
         "/api/docs",

@@ -54,8 +54,8 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// First pause after a failure; it doubles with each failure in a row up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 pub const RETRY_MAX: Duration = Duration::from_secs(2);
-/// How often the parked-events gauge is read from the live read model.
-const PARKED_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// How often (in lag samples, one a second) the parked-events gauge is read.
+const PARKED_SAMPLE_EVERY: u64 = 5;
 
 /// `/health` (the process answers), `/ready` (its database answers: 503 otherwise) and
 /// `/metrics`, on
@@ -127,6 +127,11 @@ pub async fn run(
         .acquire_timeout(Duration::from_secs(3))
         .connect_lazy(settings.database.url.expose_secret())?;
     checked_schema(&settings.schema)?;
+    tokio::spawn(sample_gauges(
+        pool.clone(),
+        settings.schema.clone(),
+        stop.clone(),
+    ));
     let appends = Appends::listen(pool.clone());
     let mut failures: u32 = 0;
     loop {
@@ -172,15 +177,7 @@ async fn lead(
         let mut position = watermark::read(pool, &live.schema).await?;
         let log = EventLog::from_pool(pool.clone());
         tracing::info!(schema = %live.schema, generation = live.number, position, "projector following the log");
-        let mut lag = eventlog::Lag::new("projector_lag_events");
-        let mut parked_sampled: Option<std::time::Instant> = None;
         loop {
-            // `replay-tools retry` empties the parked table from another process: sampled.
-            if parked_sampled.is_none_or(|at| at.elapsed() >= PARKED_SAMPLE_EVERY) {
-                let parked = parked::count(pool, &live.schema).await?;
-                metrics::gauge!("projector_parked_events").set(parked as f64);
-                parked_sampled = Some(std::time::Instant::now());
-            }
             // Read right before applying, not ahead of time: an event committed while a batch
             // applies is in the next batch, so it waits at most about two batches.
             let events = read_page(&log, position).await?;
@@ -189,7 +186,6 @@ async fn lead(
                 *failures = 0;
             }
             let Some(last) = events.last().map(|(e, _)| e.position) else {
-                lag.caught_up();
                 refresh_hot(&mut hot, pool, &live.schema, position).await;
                 appends.next(POLL).await;
                 continue;
@@ -210,15 +206,11 @@ async fn lead(
                         .await;
                     report_parked(&done.parked);
                     record_batch(started, count, done.applied, done.parked.len());
-                    if !done.parked.is_empty() {
-                        parked_sampled = None;
-                    }
                     tracing::debug!(
                         position = last, events = count, applied = done.applied, parked = done.parked.len(),
                         ms = started.elapsed().as_secs_f64() * 1e3, "batch projected"
                     );
                     position = last;
-                    lag.at(&log, position).await?;
                     if *failures > 0 {
                         tracing::info!(failures = *failures, position, "projector recovered");
                         *failures = 0;
@@ -326,6 +318,35 @@ fn batch_span(events: &Page) -> tracing::Span {
         .take(128)
         .for_each(|traceparent| service::telemetry::add_link(&span, traceparent));
     span
+}
+
+/// `projector_lag_events` (the log head minus the live generation's watermark) every second
+/// and `projector_parked_events` every five, from the database, whatever the projector's
+/// loop is doing (`replay-tools retry` empties the parked table from another process).
+async fn sample_gauges(pool: sqlx::PgPool, base: String, stop: watch::Receiver<bool>) {
+    let log = EventLog::from_pool(pool.clone());
+    let parked_events = metrics::gauge!("projector_parked_events");
+    let mut tick: u64 = 0;
+    let watermark = move || {
+        let (pool, base, parked_events) = (pool.clone(), base.clone(), parked_events.clone());
+        tick += 1;
+        let count_parked = tick % PARKED_SAMPLE_EVERY == 1;
+        async move {
+            let live = generation::current(&pool, &base)
+                .await
+                .map_err(|e| e.to_string())?;
+            if count_parked {
+                let parked = parked::count(&pool, &live.schema)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                parked_events.set(parked as f64);
+            }
+            watermark::read(&pool, &live.schema)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    eventlog::sample_lag(log, "projector_lag_events", watermark, stop).await;
 }
 
 /// The batch's series: its time and size, and its events by outcome.

@@ -57,6 +57,12 @@ impl From<auth::Forbidden> for QueryError {
     }
 }
 
+impl From<readmodel::ReadModelError> for QueryError {
+    fn from(e: readmodel::ReadModelError) -> Self {
+        QueryError::Unavailable(e.to_string())
+    }
+}
+
 impl From<sqlx::Error> for QueryError {
     fn from(e: sqlx::Error) -> Self {
         QueryError::Unavailable(e.to_string())
@@ -176,7 +182,7 @@ pub struct AppState {
 /// Time-sale rows by (generation, id). Every column but the stock is fixed once a sale
 /// exists, and the stock is read from Redis, so a cached row is never stale where it is used.
 #[derive(Debug, Clone, Default)]
-struct SaleCache(Arc<std::sync::Mutex<HashMap<SaleKey, Arc<routes::SaleRow>>>>);
+struct SaleCache(Arc<std::sync::Mutex<HashMap<SaleKey, Arc<readmodel::queries::SaleRow>>>>);
 
 /// (generation, time sale id)
 type SaleKey = (i64, uuid::Uuid);
@@ -185,11 +191,11 @@ type SaleKey = (i64, uuid::Uuid);
 const SALE_CACHE_SIZE: usize = 10_000;
 
 impl SaleCache {
-    fn get(&self, generation: i64, id: uuid::Uuid) -> Option<Arc<routes::SaleRow>> {
+    fn get(&self, generation: i64, id: uuid::Uuid) -> Option<Arc<readmodel::queries::SaleRow>> {
         self.0.lock().ok()?.get(&(generation, id)).cloned()
     }
 
-    fn insert(&self, generation: i64, id: uuid::Uuid, row: routes::SaleRow) {
+    fn insert(&self, generation: i64, id: uuid::Uuid, row: readmodel::queries::SaleRow) {
         if let Ok(mut rows) = self.0.lock() {
             if rows.len() >= SALE_CACHE_SIZE {
                 rows.clear();
@@ -487,11 +493,7 @@ pub fn app(state: AppState, server: &settings::Server) -> Router {
         .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/ready", get(ready))
         .route("/metrics", get(service::metrics::scrape))
-        .merge(problem::openapi::docs(
-            openapi::DOCS,
-            openapi::DOCUMENT,
-            openapi::document(),
-        ))
+        .merge(problem::openapi::docs(openapi::DOCS, openapi::document()))
         .fallback(|| async { QueryError::NotFound("resource") })
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(limits, problem::limit))

@@ -13,9 +13,8 @@ use uuid::Uuid;
 
 use crate::routes;
 
-/// Where Swagger UI and the document are served.
+/// Where Swagger UI is served (the document at `{DOCS}/openapi.json`).
 pub const DOCS: &str = "/api/docs/query";
-pub const DOCUMENT: &str = "/api/docs/query/openapi.json";
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -57,16 +56,19 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// Read-your-writes on every read: `X-Min-Position` in, `X-Projection-Position` out.
+/// Read-your-writes on every read: `X-Min-Position` in, `X-Projection-Position` out, and the
+/// 404 and 503 every read can answer.
 #[derive(Debug)]
 struct Consistency;
 
 impl utoipa::Modify for Consistency {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
+        for (path, item) in openapi.paths.paths.iter_mut() {
             let Some(operation) = item.get.as_mut() else {
                 continue;
             };
+            // What a path names (`{id}`, `{user_id}`) may not exist; a whole list always does.
+            let names_something = path.contains('{');
             operation.parameters.get_or_insert_with(Vec::new).push(
                 ParameterBuilder::new()
                     .name("X-Min-Position")
@@ -84,11 +86,27 @@ impl utoipa::Modify for Consistency {
                     ))
                     .build(),
             );
+            if names_something {
+                operation
+                    .responses
+                    .responses
+                    .entry("404".into())
+                    .or_insert_with(|| {
+                        problem::openapi::problem_response("404", "No such resource")
+                    });
+            }
             operation
                 .responses
                 .responses
-                .entry("404".into())
-                .or_insert_with(|| problem::openapi::problem_response("404", "No such resource"));
+                .entry("503".into())
+                .or_insert_with(|| {
+                    problem::openapi::problem_response(
+                        "503",
+                        "A dependency is down, X-Min-Position was not reached in time \
+                     (NOT_YET_CONSISTENT), or the aggregate's read model is faulted \
+                     (PROJECTION_FAULTED): retry after `Retry-After`",
+                    )
+                });
             if let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200") {
                 ok.headers.insert(
                     "X-Projection-Position".into(),

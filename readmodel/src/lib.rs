@@ -8,6 +8,7 @@ pub mod generation;
 pub mod hot;
 pub mod parked;
 pub mod projection;
+pub mod queries;
 pub mod watermark;
 
 #[derive(Debug, thiserror::Error)]

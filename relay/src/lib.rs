@@ -143,6 +143,23 @@ fn background_priority() {
 /// from the checkpoint after any failure. Stops at once, whatever it is doing: the checkpoint
 /// moves only after an acknowledgement, so an interrupted round is published again.
 pub async fn run(log: EventLog, kafka: Kafka, stop: watch::Receiver<bool>) {
+    let pool = log.pool().clone();
+    tokio::spawn(eventlog::sample_lag(
+        log.clone(),
+        "relay_lag_events",
+        move || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT position FROM relay_checkpoint WHERE name = 'kafka'",
+                )
+                .fetch_one(&pool)
+                .await
+                .map_err(|e| e.to_string())
+            }
+        },
+        stop.clone(),
+    ));
     let mut signal = stop.clone();
     tokio::select! {
         () = relay(log, kafka, stop) => {}
@@ -202,12 +219,10 @@ async fn lead(
             sqlx::query_scalar("SELECT position FROM relay_checkpoint WHERE name = 'kafka'")
                 .fetch_one(leader.connection())
                 .await?;
-        let mut lag = eventlog::Lag::new("relay_lag_events");
         let mut lag_reported = Instant::now();
         loop {
             let events = log.read_all(checkpoint, BATCH).await?;
             let Some(last) = events.last().map(|e| e.position) else {
-                lag.caught_up();
                 appends.next(POLL).await;
                 continue;
             };
@@ -231,11 +246,15 @@ async fn lead(
                 );
                 *failures = 0;
             }
-            if let Some(behind) = lag.at(log, checkpoint).await? {
-                if events.len() as i64 == BATCH && lag_reported.elapsed() >= LAG_REPORT_EVERY {
-                    tracing::warn!(checkpoint, lag = behind, "relay is behind the log");
-                    lag_reported = Instant::now();
-                }
+            if events.len() as i64 == BATCH && lag_reported.elapsed() >= LAG_REPORT_EVERY {
+                let head = log.head().await?;
+                tracing::warn!(
+                    checkpoint,
+                    head,
+                    lag = head - checkpoint,
+                    "relay is behind the log"
+                );
+                lag_reported = Instant::now();
             }
         }
     }

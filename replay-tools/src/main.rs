@@ -109,8 +109,6 @@ enum Command {
     },
 }
 
-/// A progress bar for `command`; with `--metrics-addr`, its position and length are the
-/// `replay_progress_events` and `replay_target_events` gauges too, sampled every second.
 /// Set once `/metrics` is served.
 static METRICS: std::sync::OnceLock<()> = std::sync::OnceLock::new();
 
@@ -130,6 +128,8 @@ async fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A progress bar for `command`; with `--metrics-addr`, its position and length are the
+/// `replay_progress_events` and `replay_target_events` gauges too, sampled every second.
 fn bar(command: &'static str, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(1);
     if METRICS.get().is_some() {

@@ -77,11 +77,6 @@ pub fn init_observability(
     use tracing_subscriber::Layer;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
     let provider = telemetry::provider(telemetry, process)?;
-    let traces = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer(process))
-            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
-    });
     let lines = if log.format == "pretty" {
         fmt::layer().with_target(true).pretty().boxed()
     } else {
@@ -91,11 +86,26 @@ pub fn init_observability(
             .flatten_event(true)
             .boxed()
     };
-    // Each layer its own filter: a quieter log level (`RUST_LOG=warn`) keeps the traces.
-    let _ = tracing_subscriber::registry()
-        .with(lines.with_filter(filter))
-        .with(traces)
-        .try_init();
+    match &provider {
+        // Without traces, one global filter: every callsite it disables is disabled for good
+        // (an absent layer would make each one be asked again at every hit).
+        None => {
+            let _ = tracing_subscriber::registry()
+                .with(lines)
+                .with(filter)
+                .try_init();
+        }
+        // Each layer its own filter: a quieter log level (`RUST_LOG=warn`) keeps the traces.
+        Some(provider) => {
+            let traces = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer(process))
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+            let _ = tracing_subscriber::registry()
+                .with(lines.with_filter(filter))
+                .with(traces)
+                .try_init();
+        }
+    }
     Ok(telemetry::guard(provider))
 }
 

@@ -23,7 +23,8 @@ pub struct TelemetrySettings {
     pub service_name: Option<String>,
 }
 
-/// Flushes the spans still buffered when dropped (at the end of `main`).
+/// Flushes the spans still buffered when dropped (at the end of `main`), for at most 900 ms:
+/// a collector that does not answer must not hold the exit past a second of SIGTERM.
 #[derive(Debug)]
 pub struct Telemetry {
     provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
@@ -32,7 +33,7 @@ pub struct Telemetry {
 impl Drop for Telemetry {
     fn drop(&mut self) {
         if let Some(provider) = self.provider.take() {
-            if let Err(e) = provider.shutdown() {
+            if let Err(e) = provider.shutdown_with_timeout(std::time::Duration::from_millis(900)) {
                 eprintln!("traces not flushed at exit: {e}");
             }
         }
@@ -63,7 +64,7 @@ pub(crate) fn provider(
         .with_http()
         .with_protocol(Protocol::HttpJson)
         .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
-        // A collector that does not answer must not hold the exit past a second of SIGTERM.
+        // One export never waits longer than this for the collector.
         .with_timeout(std::time::Duration::from_millis(800))
         .build()
         .map_err(|e| format!("telemetry.otlp_endpoint {endpoint}: {e}"))?;
@@ -87,7 +88,7 @@ pub(crate) fn guard(provider: Option<opentelemetry_sdk::trace::SdkTracerProvider
     Telemetry { provider }
 }
 
-/// The W3C `traceparent` of the current span, when traces are on and it is sampled.
+/// The W3C `traceparent` of the current span, when traces are on and it has a valid context.
 pub fn current_traceparent() -> Option<String> {
     if !enabled() {
         return None;

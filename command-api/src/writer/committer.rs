@@ -88,7 +88,7 @@ fn append_span(jobs: &[CommitJob]) -> tracing::Span {
     let span = tracing::info_span!(
         "eventlog.append",
         batches = jobs.len(),
-        events = traces.len()
+        traced_events = traces.len()
     );
     let mut seen = std::collections::HashSet::new();
     for (n, traceparent) in traces

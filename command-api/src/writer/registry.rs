@@ -54,6 +54,8 @@ pub(super) struct Inner<A: Decide> {
     pub(super) settings: WriterSettings,
     writers: Registry<A>,
     generation: AtomicU64,
+    /// `writer_queue_depth{aggregate}`: jobs (commands and reads) sent and not yet taken.
+    pub(super) queued: metrics::Gauge,
     /// Naive mode only: the last state seen per aggregate, caught up from the log's tail.
     pub(super) naive: Mutex<HashMap<Uuid, (i64, Arc<A>)>>,
 }
@@ -72,6 +74,7 @@ where
                 settings,
                 writers: Mutex::new(HashMap::new()),
                 generation: AtomicU64::new(0),
+                queued: metrics::gauge!("writer_queue_depth", "aggregate" => A::CATEGORY),
                 naive: Mutex::new(HashMap::new()),
             }),
         }
@@ -120,13 +123,16 @@ where
         // A writer that went idle closes its queue; the next command starts a new one.
         for _ in 0..3 {
             let (generation, sender) = self.writer_for(id)?;
+            // Counted before the send, so the writer never takes a job not yet counted.
+            self.inner.queued.increment(1.0);
             match sender.try_send(job) {
-                Ok(()) => {
-                    metrics::gauge!("writer_queue_depth", "aggregate" => A::CATEGORY).increment(1);
-                    return Ok(());
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.inner.queued.decrement(1.0);
+                    return Err(WriteError::Overloaded);
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => return Err(WriteError::Overloaded),
                 Err(mpsc::error::TrySendError::Closed(returned)) => {
+                    self.inner.queued.decrement(1.0);
                     self.inner.forget(id, generation);
                     job = returned;
                 }

@@ -43,6 +43,18 @@ impl<A: Decide> Writer<A> {
     }
 }
 
+/// A writer's receiving end; dropping it uncounts the jobs still in it (a task that panicked).
+struct Queue<J> {
+    rx: mpsc::Receiver<J>,
+    queued: metrics::Gauge,
+}
+
+impl<J> Drop for Queue<J> {
+    fn drop(&mut self) {
+        self.queued.decrement(self.rx.len() as f64);
+    }
+}
+
 /// Refuses new jobs (their senders start a new writer) and takes every job already queued or
 /// being sent: `recv` ends only once no sender holds a permit, where `try_recv` could miss a
 /// job whose sender had reserved its slot but not yet written it.
@@ -60,7 +72,13 @@ where
     A: Decide + Serialize + DeserializeOwned,
     A::Command: Clone,
 {
-    pub(super) async fn run(mut self, generation: u64, mut rx: mpsc::Receiver<Job<A>>) {
+    pub(super) async fn run(mut self, generation: u64, rx: mpsc::Receiver<Job<A>>) {
+        // However the task ends, what is left in its queue is no longer queued.
+        let mut queue = Queue {
+            rx,
+            queued: self.inner.queued.clone(),
+        };
+        let rx = &mut queue.rx;
         let idle = Duration::from_secs(self.inner.settings.idle_seconds);
         loop {
             let first = match tokio::time::timeout(idle, rx.recv()).await {
@@ -68,7 +86,7 @@ where
                 Ok(None) => break,
                 Err(_) => {
                     // Idle: refuse new jobs (senders start a new writer), finish what raced in.
-                    let rest = close_and_drain(&mut rx).await;
+                    let rest = close_and_drain(rx).await;
                     if !rest.is_empty() {
                         self.process(rest).await;
                     }
@@ -86,7 +104,7 @@ where
             // An aggregate that does not exist (every command for it refused: points used
             // by a user who never earned, say) is not kept in memory for the idle time.
             if self.state.as_ref().is_some_and(|s| s.version == 0) && rx.is_empty() {
-                let rest = close_and_drain(&mut rx).await;
+                let rest = close_and_drain(rx).await;
                 if !rest.is_empty() {
                     self.process(rest).await;
                 }
@@ -102,8 +120,7 @@ where
     }
 
     async fn process(&mut self, jobs: Vec<Job<A>>) {
-        metrics::gauge!("writer_queue_depth", "aggregate" => A::CATEGORY)
-            .decrement(jobs.len() as f64);
+        self.inner.queued.decrement(jobs.len() as f64);
         let mut commands = Vec::with_capacity(jobs.len());
         for job in jobs {
             match job {

@@ -18,7 +18,9 @@ use auth::http::Caller;
 
 use crate::{AppState, QueryError};
 
-use super::{fetch_page, paged, user, Page};
+use readmodel::queries::{self, CouponFilter, CouponRow, PolicyRow, Window};
+
+use super::{paged, user, Page};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -45,27 +47,6 @@ struct CouponPage {
     #[param(pattern = "^(AVAILABLE|USED|EXPIRED|CANCELED)$")]
     status: Option<String>,
 }
-
-#[derive(sqlx::FromRow)]
-struct PolicyRow {
-    policy_id: Uuid,
-    title: String,
-    description: String,
-    total_quantity: i64,
-    start_time: DateTime<Utc>,
-    end_time: DateTime<Utc>,
-    discount_type: String,
-    discount_value: i64,
-    minimum_order_amount: i64,
-    maximum_discount_amount: i64,
-    coupon_expires_at: DateTime<Utc>,
-    issued_count: i64,
-    used_count: i64,
-    created_at: DateTime<Utc>,
-}
-
-const POLICY_COLUMNS: &str = "policy_id, title, description, total_quantity, start_time, end_time, discount_type, \
-     discount_value, minimum_order_amount, maximum_discount_amount, coupon_expires_at, issued_count, used_count, created_at";
 
 async fn policy_json(state: &AppState, row: PolicyRow) -> Value {
     let key = keys::policy(&state.live().prefix, row.policy_id);
@@ -97,7 +78,6 @@ async fn policy_json(state: &AppState, row: PolicyRow) -> Value {
     params(super::Page),
     responses(
         (status = 200, description = "Found", body = crate::openapi::Paged<crate::openapi::Policy>),
-        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn policies(
@@ -105,15 +85,8 @@ async fn policies(
     Query(q): Query<Page>,
 ) -> Result<Json<Value>, QueryError> {
     let (page, limit, offset) = q.bounds()?;
-    let (rows, total): (Vec<PolicyRow>, i64) = fetch_page(
-        &state,
-        POLICY_COLUMNS,
-        "coupon_policies",
-        "created_at DESC, policy_id",
-        None,
-        (limit, offset),
-    )
-    .await?;
+    let (rows, total) =
+        queries::policies(&state.pool, &state.live().schema, Window { limit, offset }).await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
         items.push(policy_json(&state, row).await);
@@ -129,7 +102,6 @@ async fn policies(
     params(("id" = Uuid, Path, description = "The policy's id")),
     responses(
         (status = 200, description = "Found", body = crate::openapi::Policy),
-        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn policy(
@@ -137,67 +109,43 @@ async fn policy(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
     state.check_aggregate(id, "coupon policy")?;
-    let live = state.live();
-    let s = &live.schema;
-    let row: PolicyRow = sqlx::query_as(&format!(
-        "SELECT {POLICY_COLUMNS} FROM {s}.coupon_policies WHERE policy_id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&state.pool)
-    .await?
-    .ok_or(QueryError::NotFound("coupon policy"))?;
+    let row = queries::policy(&state.pool, &state.live().schema, id)
+        .await?
+        .ok_or(QueryError::NotFound("coupon policy"))?;
     Ok(Json(policy_json(&state, row).await))
 }
 
-#[derive(sqlx::FromRow)]
-struct CouponRow {
-    coupon_id: Uuid,
-    policy_id: Uuid,
-    user_id: i64,
-    state: String,
-    expires_at: DateTime<Utc>,
-    order_id: Option<String>,
-    order_amount: Option<i64>,
-    discount_amount: Option<i64>,
-    issued_at: DateTime<Utc>,
-    used_at: Option<DateTime<Utc>>,
+/// The coupon as the domain sees it, so quote and status use the domain's own rules.
+fn coupon_domain(row: &CouponRow) -> Coupon {
+    let state = match row.state.as_str() {
+        "USED" => CouponState::Used {
+            order_id: Text::parse(row.order_id.as_deref().unwrap_or("?"), "orderId")
+                .unwrap_or_else(|_| Text::parse("?", "orderId").expect("non-blank literal")),
+            order_amount: Money::parse(row.order_amount.unwrap_or(0), "orderAmount")
+                .unwrap_or_default(),
+            discount: Money::parse(row.discount_amount.unwrap_or(0), "discount")
+                .unwrap_or_default(),
+        },
+        "CANCELED" => CouponState::Revoked,
+        _ => CouponState::Available,
+    };
+    Coupon {
+        user_id: UserId::parse(row.user_id, "userId")
+            .unwrap_or_else(|_| UserId::parse(1, "userId").expect("1 > 0")),
+        expires_at: row.expires_at,
+        state,
+    }
 }
 
-const COUPON_COLUMNS: &str =
-    "coupon_id, policy_id, user_id, state, expires_at, order_id, order_amount, discount_amount, issued_at, used_at";
-
-impl CouponRow {
-    /// The coupon as the domain sees it, so quote and status use the domain's own rules.
-    fn domain(&self) -> Coupon {
-        let state = match self.state.as_str() {
-            "USED" => CouponState::Used {
-                order_id: Text::parse(self.order_id.as_deref().unwrap_or("?"), "orderId")
-                    .unwrap_or_else(|_| Text::parse("?", "orderId").expect("non-blank literal")),
-                order_amount: Money::parse(self.order_amount.unwrap_or(0), "orderAmount")
-                    .unwrap_or_default(),
-                discount: Money::parse(self.discount_amount.unwrap_or(0), "discount")
-                    .unwrap_or_default(),
-            },
-            "CANCELED" => CouponState::Revoked,
-            _ => CouponState::Available,
-        };
-        Coupon {
-            user_id: UserId::parse(self.user_id, "userId")
-                .unwrap_or_else(|_| UserId::parse(1, "userId").expect("1 > 0")),
-            expires_at: self.expires_at,
-            state,
-        }
-    }
-
-    fn json(&self, now: DateTime<Utc>) -> Value {
-        let coupon = self.domain();
-        json!({
-            "couponId": self.coupon_id, "policyId": self.policy_id, "userId": self.user_id,
-            "status": CouponStatus::at(&coupon.state, coupon.expires_at, now),
-            "expiresAt": self.expires_at, "issuedAt": self.issued_at, "usedAt": self.used_at,
-            "orderId": self.order_id, "orderAmount": self.order_amount, "discountAmount": self.discount_amount,
-        })
-    }
+/// A coupon as the API answers it, its status at `now`.
+fn coupon_json(row: &CouponRow, now: DateTime<Utc>) -> Value {
+    let coupon = coupon_domain(row);
+    json!({
+        "couponId": row.coupon_id, "policyId": row.policy_id, "userId": row.user_id,
+        "status": CouponStatus::at(&coupon.state, coupon.expires_at, now),
+        "expiresAt": row.expires_at, "issuedAt": row.issued_at, "usedAt": row.used_at,
+        "orderId": row.order_id, "orderAmount": row.order_amount, "discountAmount": row.discount_amount,
+    })
 }
 
 #[utoipa::path(
@@ -208,7 +156,6 @@ impl CouponRow {
     params(("id" = Uuid, Path, description = "The coupon's id")),
     responses(
         (status = 200, description = "Found", body = crate::openapi::Coupon),
-        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn coupon(
@@ -216,21 +163,14 @@ async fn coupon(
     Caller(caller): Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
-    let live = state.live();
-    let s = &live.schema;
-    let row: Option<CouponRow> = sqlx::query_as(&format!(
-        "SELECT {COUPON_COLUMNS} FROM {s}.coupons WHERE coupon_id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&state.pool)
-    .await?;
+    let row = queries::coupon(&state.pool, &state.live().schema, id).await?;
     let Some(row) = row else {
         state.check_missing_entity(id, "coupon", "coupon").await?;
         return Err(QueryError::NotFound("coupon"));
     };
     caller.require_user(row.user_id)?;
     state.check_aggregate(row.policy_id, "coupon")?;
-    Ok(Json(row.json(Utc::now())))
+    Ok(Json(coupon_json(&row, Utc::now())))
 }
 
 #[utoipa::path(
@@ -241,7 +181,6 @@ async fn coupon(
     params(("user_id" = i64, Path, description = "The user's id"), CouponPage),
     responses(
         (status = 200, description = "Found", body = crate::openapi::Paged<crate::openapi::Coupon>),
-        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn user_coupons(
@@ -261,11 +200,11 @@ async fn user_coupons(
     }
     .bounds()?;
     let filter = match q.status.as_deref() {
-        None => "",
-        Some("AVAILABLE") => "AND state = 'AVAILABLE' AND expires_at > now()",
-        Some("EXPIRED") => "AND state = 'AVAILABLE' AND expires_at <= now()",
-        Some("USED") => "AND state = 'USED'",
-        Some("CANCELED") => "AND state = 'CANCELED'",
+        None => CouponFilter::All,
+        Some("AVAILABLE") => CouponFilter::Available,
+        Some("EXPIRED") => CouponFilter::Expired,
+        Some("USED") => CouponFilter::Used,
+        Some("CANCELED") => CouponFilter::Canceled,
         Some(_) => {
             return Err(QueryError::BadRequest {
                 detail: "status must be AVAILABLE, USED, EXPIRED or CANCELED".into(),
@@ -273,18 +212,12 @@ async fn user_coupons(
             })
         }
     };
-    let (rows, total): (Vec<CouponRow>, i64) = fetch_page(
-        &state,
-        COUPON_COLUMNS,
-        &format!("coupons WHERE user_id = $1 {filter}"),
-        "issued_at DESC, coupon_id",
-        Some(user_id),
-        (limit, offset),
-    )
-    .await?;
+    let window = Window { limit, offset };
+    let (rows, total) =
+        queries::user_coupons(&state.pool, &state.live().schema, user_id, filter, window).await?;
     let now = Utc::now();
     Ok(paged(
-        rows.iter().map(|r| r.json(now)).collect(),
+        rows.iter().map(|r| coupon_json(r, now)).collect(),
         page,
         limit,
         total,
@@ -311,7 +244,6 @@ struct QuoteQuery {
     params(("id" = Uuid, Path, description = "The coupon's id"), QuoteQuery),
     responses(
         (status = 200, description = "Found", body = crate::openapi::Quote),
-        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn quote(
@@ -337,30 +269,22 @@ async fn quote(
         None => acting,
     };
     let live = state.live();
-    let s = &live.schema;
-    let row: Option<CouponRow> = sqlx::query_as(&format!(
-        "SELECT {COUPON_COLUMNS} FROM {s}.coupons WHERE coupon_id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&state.pool)
-    .await?;
+    let row = queries::coupon(&state.pool, &live.schema, id).await?;
     match &row {
         Some(row) => state.check_aggregate(row.policy_id, "coupon")?,
         None => state.check_missing_entity(id, "coupon", "coupon").await?,
     }
-    let policy: Option<(String, i64, i64, i64)> = match &row {
-        Some(row) => {
-            sqlx::query_as(&format!(
-            "SELECT discount_type, discount_value, minimum_order_amount, maximum_discount_amount \
-             FROM {s}.coupon_policies WHERE policy_id = $1"
-        ))
-            .bind(row.policy_id)
-            .fetch_optional(&state.pool)
-            .await?
-        }
+    let policy = match &row {
+        Some(row) => queries::terms(&state.pool, &live.schema, row.policy_id).await?,
         None => None,
     };
-    let terms = policy.and_then(|(kind, value, minimum, cap)| {
+    let terms = policy.and_then(|p| {
+        let (kind, value, minimum, cap) = (
+            p.discount_type,
+            p.discount_value,
+            p.minimum_order_amount,
+            p.maximum_discount_amount,
+        );
         let kind = if kind == "PERCENTAGE" {
             DiscountType::Percentage
         } else {
@@ -374,7 +298,7 @@ async fn quote(
         )
         .ok()
     });
-    let coupon = row.as_ref().map(CouponRow::domain);
+    let coupon = row.as_ref().map(coupon_domain);
     let outcome = match &terms {
         Some(terms) => check_applicable(coupon.as_ref(), terms, acting, amount, Utc::now()),
         None => Err(domain::DomainError::CouponNotFound),

@@ -1,13 +1,12 @@
 //! The read endpoints of docs/product.md, one module per resource as in command-api: coupon
 //! policies and coupons, points, products / time sales / orders. Every query reads the live
 //! read-model schema; hot values (balances, remaining stock, issued/used counts) come from
-//! Redis when it has them. Shared here: paging, the list query, user ids from the path.
+//! Redis when it has them. The SQL is readmodel's typed queries (`readmodel::queries`). Shared
+//! here: paging and user ids from the path.
 
 pub(crate) mod coupons;
 pub(crate) mod points;
 pub(crate) mod sales;
-
-pub(crate) use sales::SaleRow;
 
 use axum::{Json, Router};
 use domain::values::UserId;
@@ -68,38 +67,6 @@ impl Page {
 
 fn paged(items: Vec<Value>, page: i64, limit: i64, total: i64) -> Json<Value> {
     Json(json!({ "items": items, "page": page, "limit": limit, "total": total }))
-}
-
-/// One page of a list: `columns` of the rows of `from` (a table of the live read-model
-/// schema, with its `WHERE`; `$1` is `user` when given) in `order`, and how many rows match.
-async fn fetch_page<R>(
-    state: &AppState,
-    columns: &str,
-    from: &str,
-    order: &str,
-    user: Option<i64>,
-    (limit, offset): (i64, i64),
-) -> Result<(Vec<R>, i64), QueryError>
-where
-    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-{
-    let live = state.live();
-    let s = &live.schema;
-    let next = if user.is_some() { 2 } else { 1 };
-    let rows_sql = format!(
-        "SELECT {columns} FROM {s}.{from} ORDER BY {order} LIMIT ${next} OFFSET ${}",
-        next + 1
-    );
-    let count_sql = format!("SELECT count(*) FROM {s}.{from}");
-    let mut rows = sqlx::query_as(&rows_sql);
-    let mut count = sqlx::query_scalar(&count_sql);
-    if let Some(user) = user {
-        rows = rows.bind(user);
-        count = count.bind(user);
-    }
-    let rows = rows.bind(limit).bind(offset).fetch_all(&state.pool).await?;
-    let total: i64 = count.fetch_one(&state.pool).await?;
-    Ok((rows, total))
 }
 
 fn user(raw: i64) -> Result<UserId, QueryError> {

@@ -3,17 +3,17 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use problem::{Path, Query};
 use readmodel::hot::keys;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 use auth::http::Caller;
 
 use crate::{AppState, QueryError};
 
-use super::{fetch_page, paged, user, Page};
+use readmodel::queries::{self, Window};
+
+use super::{paged, user, Page};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -29,7 +29,6 @@ pub(super) fn router() -> Router<AppState> {
     params(("user_id" = i64, Path, description = "The user's id")),
     responses(
         (status = 200, description = "Found", body = crate::openapi::Balance),
-        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn balance(
@@ -43,31 +42,11 @@ async fn balance(
     let key = keys::balance(&state.live().prefix, user_id);
     let balance = match state.hot.field(&key, "balance").await {
         Some(balance) => balance,
-        None => {
-            let live = state.live();
-            let s = &live.schema;
-            sqlx::query_scalar(&format!(
-                "SELECT balance FROM {s}.point_balances WHERE user_id = $1"
-            ))
-            .bind(user_id)
-            .fetch_optional(&state.pool)
+        None => queries::balance(&state.pool, &state.live().schema, user_id)
             .await?
-            .unwrap_or(0)
-        }
+            .unwrap_or(0),
     };
     Ok(Json(json!({ "userId": user_id, "balance": balance })))
-}
-
-#[derive(sqlx::FromRow)]
-struct HistoryRow {
-    transaction_id: Uuid,
-    r#type: String,
-    amount: i64,
-    description: String,
-    order_id: Option<String>,
-    canceled_transaction_id: Option<Uuid>,
-    balance_after: i64,
-    occurred_at: DateTime<Utc>,
 }
 
 #[utoipa::path(
@@ -78,7 +57,6 @@ struct HistoryRow {
     params(("user_id" = i64, Path, description = "The user's id"), super::Page),
     responses(
         (status = 200, description = "Found", body = crate::openapi::History),
-        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn history(
@@ -91,15 +69,9 @@ async fn history(
     caller.require_user(user_id)?;
     state.check_account(user_id)?;
     let (page, limit, offset) = q.bounds()?;
-    let (rows, total): (Vec<HistoryRow>, i64) = fetch_page(
-        &state,
-        "transaction_id, type, amount, description, order_id, canceled_transaction_id, balance_after, occurred_at",
-        "point_history WHERE user_id = $1",
-        "version DESC",
-        Some(user_id),
-        (limit, offset),
-    )
-    .await?;
+    let window = Window { limit, offset };
+    let (rows, total) =
+        queries::history(&state.pool, &state.live().schema, user_id, window).await?;
     let items = rows
         .into_iter()
         .map(|r| {

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use domain::time_sale::TimeSaleStatus;
 use problem::{Path, Query};
 use readmodel::hot::keys;
@@ -14,7 +14,9 @@ use auth::http::Caller;
 
 use crate::{AppState, QueryError};
 
-use super::{fetch_page, paged, user, Page};
+use readmodel::queries::{self, OrderRow, SaleRow, Window};
+
+use super::{paged, user, Page};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -33,7 +35,6 @@ pub(super) fn router() -> Router<AppState> {
     params(("id" = Uuid, Path, description = "The product's id")),
     responses(
         (status = 200, description = "Found", body = crate::openapi::Product),
-        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn product(
@@ -41,37 +42,14 @@ async fn product(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
     state.check_aggregate(id, "product")?;
-    let live = state.live();
-    let s = &live.schema;
-    let row: (Uuid, String, i64, String, DateTime<Utc>) = sqlx::query_as(&format!(
-        "SELECT product_id, name, price, description, created_at FROM {s}.products WHERE product_id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&state.pool)
-    .await?
-    .ok_or(QueryError::NotFound("product"))?;
-    Ok(Json(
-        json!({ "productId": row.0, "name": row.1, "price": row.2, "description": row.3, "createdAt": row.4 }),
-    ))
+    let row = queries::product(&state.pool, &state.live().schema, id)
+        .await?
+        .ok_or(QueryError::NotFound("product"))?;
+    Ok(Json(json!({
+        "productId": row.product_id, "name": row.name, "price": row.price,
+        "description": row.description, "createdAt": row.created_at,
+    })))
 }
-
-#[derive(Debug, sqlx::FromRow)]
-pub(crate) struct SaleRow {
-    time_sale_id: Uuid,
-    product_id: Uuid,
-    product_price: i64,
-    discount_price: i64,
-    quantity: i64,
-    remaining: i64,
-    start_at: DateTime<Utc>,
-    end_at: DateTime<Utc>,
-    per_user_limit: Option<i64>,
-    created_at: DateTime<Utc>,
-}
-
-const SALE_COLUMNS: &str =
-    "time_sale_id, product_id, product_price, discount_price, quantity, remaining, start_at, \
-     end_at, per_user_limit, created_at";
 
 async fn sale_json(state: &AppState, row: SaleRow) -> Value {
     let remaining = state
@@ -108,7 +86,6 @@ fn sale_value(row: &SaleRow, remaining: i64) -> Value {
     params(super::Page),
     responses(
         (status = 200, description = "Found", body = crate::openapi::Paged<crate::openapi::TimeSale>),
-        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn time_sales(
@@ -116,15 +93,8 @@ async fn time_sales(
     Query(q): Query<Page>,
 ) -> Result<Json<Value>, QueryError> {
     let (page, limit, offset) = q.bounds()?;
-    let (rows, total): (Vec<SaleRow>, i64) = fetch_page(
-        &state,
-        SALE_COLUMNS,
-        "time_sales",
-        "start_at DESC, time_sale_id",
-        None,
-        (limit, offset),
-    )
-    .await?;
+    let (rows, total) =
+        queries::time_sales(&state.pool, &state.live().schema, Window { limit, offset }).await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
         items.push(sale_json(&state, row).await);
@@ -140,7 +110,6 @@ async fn time_sales(
     params(("id" = Uuid, Path, description = "The sale's id")),
     responses(
         (status = 200, description = "Found", body = crate::openapi::TimeSale),
-        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn time_sale(
@@ -160,43 +129,21 @@ async fn time_sale(
             return Ok(Json(sale_value(&row, remaining)));
         }
     }
-    let s = &live.schema;
-    let row: SaleRow = sqlx::query_as(&format!(
-        "SELECT {SALE_COLUMNS} FROM {s}.time_sales WHERE time_sale_id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&state.pool)
-    .await?
-    .ok_or(QueryError::NotFound("time sale"))?;
+    let row = queries::time_sale(&state.pool, &live.schema, id)
+        .await?
+        .ok_or(QueryError::NotFound("time sale"))?;
     let value = sale_value(&row, hot.unwrap_or(row.remaining));
     state.sales.insert(live.number, id, row);
     Ok(Json(value))
 }
 
-#[derive(sqlx::FromRow)]
-struct OrderRow {
-    order_id: Uuid,
-    time_sale_id: Uuid,
-    user_id: i64,
-    quantity: i64,
-    unit_price: i64,
-    total_price: i64,
-    status: String,
-    created_at: DateTime<Utc>,
-    canceled_at: Option<DateTime<Utc>>,
-}
-
-const ORDER_COLUMNS: &str =
-    "order_id, time_sale_id, user_id, quantity, unit_price, total_price, status, created_at, canceled_at";
-
-impl OrderRow {
-    fn json(&self) -> Value {
-        json!({
-            "orderId": self.order_id, "timeSaleId": self.time_sale_id, "userId": self.user_id,
-            "quantity": self.quantity, "unitPrice": self.unit_price, "totalPrice": self.total_price,
-            "status": self.status, "createdAt": self.created_at, "canceledAt": self.canceled_at,
-        })
-    }
+/// An order as the API answers it.
+fn order_json(row: &OrderRow) -> Value {
+    json!({
+        "orderId": row.order_id, "timeSaleId": row.time_sale_id, "userId": row.user_id,
+        "quantity": row.quantity, "unitPrice": row.unit_price, "totalPrice": row.total_price,
+        "status": row.status, "createdAt": row.created_at, "canceledAt": row.canceled_at,
+    })
 }
 
 #[utoipa::path(
@@ -207,7 +154,6 @@ impl OrderRow {
     params(("id" = Uuid, Path, description = "The order's id")),
     responses(
         (status = 200, description = "Found", body = crate::openapi::Order),
-        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn order(
@@ -215,21 +161,14 @@ async fn order(
     Caller(caller): Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Value>, QueryError> {
-    let live = state.live();
-    let s = &live.schema;
-    let row: Option<OrderRow> = sqlx::query_as(&format!(
-        "SELECT {ORDER_COLUMNS} FROM {s}.orders WHERE order_id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&state.pool)
-    .await?;
+    let row = queries::order(&state.pool, &state.live().schema, id).await?;
     let Some(row) = row else {
         state.check_missing_entity(id, "timesale", "order").await?;
         return Err(QueryError::NotFound("order"));
     };
     caller.require_user(row.user_id)?;
     state.check_aggregate(row.time_sale_id, "order")?;
-    Ok(Json(row.json()))
+    Ok(Json(order_json(&row)))
 }
 
 #[utoipa::path(
@@ -240,7 +179,6 @@ async fn order(
     params(("user_id" = i64, Path, description = "The user's id"), super::Page),
     responses(
         (status = 200, description = "Found", body = crate::openapi::Paged<crate::openapi::Order>),
-        (status = 503, description = "A dependency is down, the read is not consistent yet, or the aggregate's read model is faulted (PROJECTION_FAULTED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn user_orders(
@@ -255,17 +193,11 @@ async fn user_orders(
         .check_user("timesale", user_id, "user's orders")
         .await?;
     let (page, limit, offset) = q.bounds()?;
-    let (rows, total): (Vec<OrderRow>, i64) = fetch_page(
-        &state,
-        ORDER_COLUMNS,
-        "orders WHERE user_id = $1",
-        "created_at DESC, order_id",
-        Some(user_id),
-        (limit, offset),
-    )
-    .await?;
+    let window = Window { limit, offset };
+    let (rows, total) =
+        queries::user_orders(&state.pool, &state.live().schema, user_id, window).await?;
     Ok(paged(
-        rows.iter().map(OrderRow::json).collect(),
+        rows.iter().map(order_json).collect(),
         page,
         limit,
         total,
