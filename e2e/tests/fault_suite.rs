@@ -503,6 +503,21 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
     };
     all.push(delete(false, "/api/v1/orders".into()));
     all.push(delete(true, format!("/api/v1/time-sales/{sale}")));
+    // The API documents: no such asset, no such method, a path walking out.
+    for (query, path) in [
+        (false, "/api/docs/command/nope.js"),
+        (true, "/api/docs/query/%2e%2e/%2e%2e/Cargo.toml"),
+        (true, "/api/docs/query/openapi.json/x"),
+    ] {
+        all.push(Hostile {
+            method: Method::GET,
+            ..delete(query, path.into())
+        });
+    }
+    all.push(Hostile {
+        method: Method::POST,
+        ..delete(false, "/api/docs/command/openapi.json".into())
+    });
     // `/metrics` answers GET only, on both APIs.
     all.push(delete(false, "/metrics".into()));
     all.push(Hostile {
