@@ -180,3 +180,39 @@ async fn one_command_is_one_trace_from_http_through_the_append_to_kafka_and_the_
     }
     system.stop().await;
 }
+
+/// A collector that takes connections and never answers: the services still stop within a
+/// second of SIGTERM (the last spans are given 600 ms), and go on serving meanwhile.
+#[tokio::test]
+async fn a_silent_collector_neither_slows_commands_nor_holds_the_exit() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    // Accepted by the kernel's backlog, never read: every export waits for its timeout.
+    let mut system = System::start_with(
+        None,
+        &[
+            ("APP_TELEMETRY__OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    )
+    .await;
+    for user in 1..=20 {
+        let earned = system
+            .post(
+                "/api/v1/points/earn",
+                json!({ "userId": user, "amount": 1, "description": "unheard" }),
+            )
+            .await;
+        assert_eq!(earned.status, StatusCode::CREATED, "{}", earned.body);
+    }
+    system.projected().await;
+    for name in [e2e::COMMAND_API, e2e::QUERY_API, e2e::PROJECTOR] {
+        let took = system.terminate(name);
+        assert!(
+            took < Duration::from_millis(1500),
+            "{name} took {took:?} to stop"
+        );
+    }
+    drop(silent);
+    system.stop().await;
+}

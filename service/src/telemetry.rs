@@ -23,7 +23,7 @@ pub struct TelemetrySettings {
     pub service_name: Option<String>,
 }
 
-/// Flushes the spans still buffered when dropped (at the end of `main`), for at most 900 ms:
+/// Flushes the spans still buffered when dropped (at the end of `main`), for at most 600 ms:
 /// a collector that does not answer must not hold the exit past a second of SIGTERM.
 #[derive(Debug)]
 pub struct Telemetry {
@@ -33,7 +33,7 @@ pub struct Telemetry {
 impl Drop for Telemetry {
     fn drop(&mut self) {
         if let Some(provider) = self.provider.take() {
-            if let Err(e) = provider.shutdown_with_timeout(std::time::Duration::from_millis(900)) {
+            if let Err(e) = provider.shutdown_with_timeout(std::time::Duration::from_millis(600)) {
                 eprintln!("traces not flushed at exit: {e}");
             }
         }
