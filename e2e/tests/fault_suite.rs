@@ -506,7 +506,7 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
     // The API documents: no such asset, no such method, a path walking out.
     for (query, path) in [
         (false, "/api/docs/command/nope.js"),
-        (true, "/api/docs/query/%2e%2e/%2e%2e/Cargo.toml"),
+        (true, "/api/docs/query/..%2f..%2fCargo.toml"),
         (true, "/api/docs/query/openapi.json/x"),
     ] {
         all.push(Hostile {

@@ -781,8 +781,18 @@ pub async fn sample_lag<F, Fut>(
             () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
-        let head = log.head().await.map_err(|e| e.to_string());
-        match (head, position().await) {
+        let sample = async {
+            (
+                log.head().await.map_err(|e| e.to_string()),
+                position().await,
+            )
+        };
+        // A database that does not answer holds a sample for seconds: never the stop.
+        let sampled = tokio::select! {
+            sampled = sample => sampled,
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
+        match sampled {
             (Ok(head), Ok(at)) => {
                 lag.set((head - at).max(0) as f64);
                 if failing {

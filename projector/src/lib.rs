@@ -335,11 +335,11 @@ async fn sample_gauges(pool: sqlx::PgPool, base: String, stop: watch::Receiver<b
             let live = generation::current(&pool, &base)
                 .await
                 .map_err(|e| e.to_string())?;
+            // A failed count leaves the gauge as it was; the lag is sampled regardless.
             if count_parked {
-                let parked = parked::count(&pool, &live.schema)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                parked_events.set(parked as f64);
+                if let Ok(parked) = parked::count(&pool, &live.schema).await {
+                    parked_events.set(parked as f64);
+                }
             }
             watermark::read(&pool, &live.schema)
                 .await

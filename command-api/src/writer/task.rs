@@ -51,6 +51,8 @@ struct Queue<J> {
 
 impl<J> Drop for Queue<J> {
     fn drop(&mut self) {
+        // Closed first: a send racing this drop fails (and uncounts itself) instead of landing.
+        self.rx.close();
         self.queued.decrement(self.rx.len() as f64);
     }
 }
