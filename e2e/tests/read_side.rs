@@ -419,3 +419,100 @@ async fn the_projector_stops_within_a_second_of_sigterm_while_it_waits_or_retrie
     assert_verify_passes(&system).await;
     system.stop().await;
 }
+
+/// The lists overlay each row's hot value from Redis (one pipelined round trip per page) and
+/// fall back to the projected row for a key Redis does not have.
+#[tokio::test]
+async fn lists_read_the_hot_values_from_redis_and_the_rows_where_redis_has_none() {
+    let system = System::start().await;
+    let now = chrono::Utc::now();
+    let mut sales = Vec::new();
+    for n in 0..3 {
+        let product = system
+            .post(
+                "/api/v1/products",
+                json!({ "name": format!("P{n}"), "price": 1000 }),
+            )
+            .await;
+        let sale = system
+            .post("/api/v1/time-sales", json!({ "productId": product.body["productId"], "discountPrice": 500,
+                "quantity": 10, "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::days(1) }))
+            .await;
+        sales.push(uuid::Uuid::parse_str(sale.body["timeSaleId"].as_str().unwrap()).unwrap());
+    }
+    let policy = system
+        .post("/api/v1/coupon-policies", json!({ "title": "T", "totalQuantity": 5,
+            "startTime": now - chrono::Duration::minutes(1), "endTime": now + chrono::Duration::days(1),
+            "discountType": "PERCENTAGE", "discountValue": 10 }))
+        .await;
+    let policy_id = uuid::Uuid::parse_str(policy.body["policyId"].as_str().unwrap()).unwrap();
+    system.projected().await;
+
+    // Redis says otherwise than the rows for sale 0 and the policy; it has no key for sale 1.
+    let live = readmodel::generation::current(&system.pool, "rm")
+        .await
+        .unwrap();
+    let redis_url =
+        std::env::var("APP_REDIS__URL").unwrap_or_else(|_| "redis://127.0.0.1:56379/".into());
+    let mut redis = redis::Client::open(redis_url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stock = |id| readmodel::hot::keys::stock(&live.prefix, id);
+    let _: () = redis::cmd("HSET")
+        .arg(stock(sales[0]))
+        .arg("remaining")
+        .arg(7)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(stock(sales[1]))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(readmodel::hot::keys::policy(&live.prefix, policy_id))
+        .arg("issued")
+        .arg(3)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    let list = system.get("/api/v1/time-sales?limit=100", None).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    let remaining = |id: uuid::Uuid| {
+        list.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["timeSaleId"] == id.to_string())
+            .map(|item| {
+                (
+                    item["remainingQuantity"].as_i64(),
+                    item["soldQuantity"].as_i64(),
+                )
+            })
+            .unwrap()
+    };
+    assert_eq!(remaining(sales[0]), (Some(7), Some(3)), "from Redis");
+    assert_eq!(remaining(sales[1]), (Some(10), Some(0)), "from the row");
+    assert_eq!(remaining(sales[2]), (Some(10), Some(0)));
+    let policies = system.get("/api/v1/coupon-policies", None).await;
+    let item = &policies.body["items"][0];
+    assert_eq!(
+        (
+            item["issuedCount"].as_i64(),
+            item["usedCount"].as_i64(),
+            item["remainingQuantity"].as_i64()
+        ),
+        (Some(3), Some(0), Some(2)),
+        "{item}"
+    );
+    let one = system
+        .get(&format!("/api/v1/coupon-policies/{policy_id}"), None)
+        .await;
+    assert_eq!(one.body["issuedCount"], 3, "{}", one.body);
+    system.stop().await;
+}

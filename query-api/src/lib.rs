@@ -137,6 +137,38 @@ impl Hot {
         self.query(command).await
     }
 
+    /// Fields of hot hashes, `(key, field)` each, in one round trip: each `None` when missing
+    /// or when Redis is unavailable (then all of them).
+    pub async fn fields(&self, reads: &[(String, &str)]) -> Vec<Option<i64>> {
+        if reads.is_empty() {
+            return Vec::new();
+        }
+        let mut pipeline = redis::pipe();
+        for (key, field) in reads {
+            pipeline.cmd("HGET").arg(key).arg(*field);
+        }
+        let answer = match self.connection().await {
+            Some(mut connection) => pipeline
+                .query_async::<Vec<Option<i64>>>(&mut connection)
+                .await
+                .ok()
+                .filter(|values| values.len() == reads.len()),
+            None => None,
+        };
+        match answer {
+            Some(values) => {
+                let hits = values.iter().filter(|v| v.is_some()).count();
+                count_reads("hit", hits);
+                count_reads("miss", values.len() - hits);
+                values
+            }
+            None => {
+                count_reads("fallback", reads.len());
+                vec![None; reads.len()]
+            }
+        }
+    }
+
     /// Runs a read and counts it in `hot_reads_total`: a `hit`, a `miss` (not in Redis), or a
     /// `fallback` (Redis unreachable or failing): the caller reads PostgreSQL for the last two.
     async fn query(&self, command: redis::Cmd) -> Option<i64> {
@@ -152,8 +184,15 @@ impl Hot {
             Some(None) => "miss",
             None => "fallback",
         };
-        metrics::counter!("hot_reads_total", "result" => result).increment(1);
+        count_reads(result, 1);
         answer.flatten()
+    }
+}
+
+/// `hot_reads_total{result}`.
+fn count_reads(result: &'static str, reads: usize) {
+    if reads > 0 {
+        metrics::counter!("hot_reads_total", "result" => result).increment(reads as u64);
     }
 }
 

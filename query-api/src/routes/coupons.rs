@@ -48,18 +48,29 @@ struct CouponPage {
     status: Option<String>,
 }
 
-async fn policy_json(state: &AppState, row: PolicyRow) -> Value {
-    let key = keys::policy(&state.live().prefix, row.policy_id);
-    let issued = state
-        .hot
-        .field(&key, "issued")
-        .await
-        .unwrap_or(row.issued_count);
-    let used = state
-        .hot
-        .field(&key, "used")
-        .await
-        .unwrap_or(row.used_count);
+/// Policies as the API answers them, with their live counts from Redis (one round trip for
+/// them all; the projected counts where Redis has none).
+async fn policies_json(state: &AppState, rows: Vec<PolicyRow>) -> Vec<Value> {
+    let prefix = state.live().prefix.clone();
+    let reads: Vec<(String, &str)> = rows
+        .iter()
+        .flat_map(|row| {
+            let key = keys::policy(&prefix, row.policy_id);
+            [(key.clone(), "issued"), (key, "used")]
+        })
+        .collect();
+    let counts = state.hot.fields(&reads).await;
+    rows.into_iter()
+        .zip(counts.chunks(2))
+        .map(|(row, counts)| {
+            let issued = counts[0].unwrap_or(row.issued_count);
+            let used = counts[1].unwrap_or(row.used_count);
+            policy_value(row, issued, used)
+        })
+        .collect()
+}
+
+fn policy_value(row: PolicyRow, issued: i64, used: i64) -> Value {
     json!({
         "policyId": row.policy_id, "title": row.title, "description": row.description,
         "totalQuantity": row.total_quantity, "startTime": row.start_time, "endTime": row.end_time,
@@ -87,11 +98,7 @@ async fn policies(
     let (page, limit, offset) = q.bounds()?;
     let (rows, total) =
         queries::policies(&state.pool, &state.live().schema, Window { limit, offset }).await?;
-    let mut items = Vec::with_capacity(rows.len());
-    for row in rows {
-        items.push(policy_json(&state, row).await);
-    }
-    Ok(paged(items, page, limit, total))
+    Ok(paged(policies_json(&state, rows).await, page, limit, total))
 }
 
 #[utoipa::path(
@@ -112,7 +119,8 @@ async fn policy(
     let row = queries::policy(&state.pool, &state.live().schema, id)
         .await?
         .ok_or(QueryError::NotFound("coupon policy"))?;
-    Ok(Json(policy_json(&state, row).await))
+    let mut one = policies_json(&state, vec![row]).await;
+    Ok(Json(one.pop().unwrap_or_default()))
 }
 
 /// The coupon as the domain sees it, so quote and status use the domain's own rules.

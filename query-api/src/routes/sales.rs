@@ -51,16 +51,19 @@ async fn product(
     })))
 }
 
-async fn sale_json(state: &AppState, row: SaleRow) -> Value {
-    let remaining = state
-        .hot
-        .field(
-            &keys::stock(&state.live().prefix, row.time_sale_id),
-            "remaining",
-        )
-        .await
-        .unwrap_or(row.remaining);
-    sale_value(&row, remaining)
+/// Sales as the API answers them, with their live stock from Redis (one round trip for them
+/// all; the projected stock where Redis has none).
+async fn sales_json(state: &AppState, rows: Vec<SaleRow>) -> Vec<Value> {
+    let prefix = state.live().prefix.clone();
+    let reads: Vec<(String, &str)> = rows
+        .iter()
+        .map(|row| (keys::stock(&prefix, row.time_sale_id), "remaining"))
+        .collect();
+    let stock = state.hot.fields(&reads).await;
+    rows.iter()
+        .zip(stock)
+        .map(|(row, remaining)| sale_value(row, remaining.unwrap_or(row.remaining)))
+        .collect()
 }
 
 fn sale_value(row: &SaleRow, remaining: i64) -> Value {
@@ -95,11 +98,7 @@ async fn time_sales(
     let (page, limit, offset) = q.bounds()?;
     let (rows, total) =
         queries::time_sales(&state.pool, &state.live().schema, Window { limit, offset }).await?;
-    let mut items = Vec::with_capacity(rows.len());
-    for row in rows {
-        items.push(sale_json(&state, row).await);
-    }
-    Ok(paged(items, page, limit, total))
+    Ok(paged(sales_json(&state, rows).await, page, limit, total))
 }
 
 #[utoipa::path(
