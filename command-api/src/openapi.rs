@@ -6,8 +6,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
-use utoipa::openapi::{header::HeaderBuilder, ObjectBuilder, RefOr, Required, Type};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::{ObjectBuilder, Type};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
@@ -82,44 +82,31 @@ impl utoipa::Modify for Shared {
 }
 
 fn idempotent(operation: &mut Operation) {
-    operation.parameters.get_or_insert_with(Vec::new).push(
-        ParameterBuilder::new()
-            .name("Idempotency-Key")
-            .parameter_in(ParameterIn::Header)
-            .required(Required::False)
-            .description(Some(
-                "1 to 255 visible ASCII characters. A retry with the same key and body gets the \
-                 first answer again (kept 24 h); the same key with another body is 409.",
-            ))
-            .schema(Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .min_length(Some(1))
-                    .max_length(Some(255)),
-            ))
-            .build(),
+    use problem::openapi::{answer_header, header_param, problem_answer};
+    header_param(
+        operation,
+        "Idempotency-Key",
+        "1 to 255 visible ASCII characters. A retry with the same key and body gets the \
+         first answer again (kept 24 h); the same key with another body is 409.",
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(255)),
     );
-    operation
-        .responses
-        .responses
-        .entry("409".into())
-        .or_insert_with(|| {
-            problem::openapi::problem_response(
-                "409",
-                "The Idempotency-Key came with another body, or the aggregate changed underneath",
-            )
-        });
-    for (status, response) in operation.responses.responses.iter_mut() {
-        if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
-            response.headers.insert(
-                "Idempotent-Replayed".into(),
-                HeaderBuilder::new()
-                    .schema(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["true"])))
-                    .description(Some("`true` when this is the stored answer to an earlier request with the same key"))
-                    .build(),
-            );
-        }
-    }
+    problem_answer(
+        operation,
+        "409",
+        "The Idempotency-Key came with another body, or the aggregate changed underneath",
+    );
+    answer_header(
+        operation,
+        |status| status.starts_with('2'),
+        "Idempotent-Replayed",
+        "`true` when this is the stored answer to an earlier request with the same key",
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["true"])),
+    );
 }
 
 /// Every command's answer carries where its events landed.

@@ -8,7 +8,7 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Object, ObjectBuilder, Ref, RefOr, Required, Type};
+use utoipa::openapi::{ContentBuilder, Object, ObjectBuilder, Ref, RefOr, Required, Schema, Type};
 use utoipa::ToSchema;
 
 /// A refusal (RFC 9457), as [`crate::body`] builds it; served as `application/problem+json`.
@@ -84,95 +84,118 @@ fn conventions(operation: &mut Operation, open: bool, has_body: bool) {
             .get_or_insert_with(Vec::new)
             .push(SecurityRequirement::new("bearer", Vec::<String>::new()));
     }
-    operation.parameters.get_or_insert_with(Vec::new).push(
-        ParameterBuilder::new()
-            .name("X-Correlation-Id")
-            .parameter_in(ParameterIn::Header)
-            .required(Required::False)
-            .description(Some(
-                "Carried into every event the request records and into its log lines: \
-                     1 to 128 visible ASCII characters (else the request id is used)",
-            ))
-            .schema(Some(string()))
-            .build(),
+    header_param(
+        operation,
+        "X-Correlation-Id",
+        "Carried into every event the request records and into its log lines: \
+         1 to 128 visible ASCII characters (else the request id is used)",
+        string(),
     );
-    let mut shared = vec![
-        (
-            "400",
-            "A malformed body, path segment, query parameter or header (`field` names it)",
-        ),
-        (
-            "503",
-            "A dependency is down, or the service is overloaded: retry after `Retry-After`",
-        ),
-    ];
+    problem_answer(
+        operation,
+        "400",
+        "A malformed body, path segment, query parameter or header (`field` names it)",
+    );
+    problem_answer(
+        operation,
+        "503",
+        "A dependency is down, or the service is overloaded: retry after `Retry-After`",
+    );
     if !open {
-        shared.push(("401", "No token, or a token that is not valid"));
-        shared.push((
+        problem_answer(operation, "401", "No token, or a token that is not valid");
+        problem_answer(
+            operation,
             "403",
             "The token's role may not do this, or the data is another user's",
-        ));
-        shared.push((
+        );
+        problem_answer(
+            operation,
             "429",
             "Over the caller's rate limit: retry after `Retry-After`",
-        ));
+        );
     }
     if has_body {
-        shared.push(("413", "The body is over the server's limit"));
+        problem_answer(operation, "413", "The body is over the server's limit");
     }
-    for (status, description) in shared {
-        operation
-            .responses
-            .responses
-            .entry(status.into())
-            .or_insert_with(|| problem_response(status, description));
-    }
+    // Every 429 and 503, the handlers' own too, says when to retry.
+    answer_header(
+        operation,
+        |status| matches!(status, "429" | "503"),
+        "Retry-After",
+        "Seconds to wait before retrying",
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0)),
+    );
+    answer_header(
+        operation,
+        |_| true,
+        "X-Request-Id",
+        "The server's id of this request (the events' causationId)",
+        string(),
+    );
+}
+
+/// An optional request header of `operation`.
+pub fn header_param(
+    operation: &mut Operation,
+    name: &str,
+    description: &str,
+    schema: impl Into<RefOr<Schema>>,
+) {
+    operation.parameters.get_or_insert_with(Vec::new).push(
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(schema))
+            .build(),
+    );
+}
+
+/// Header `name` on every answer of `operation` whose status `matches`.
+pub fn answer_header(
+    operation: &mut Operation,
+    matches: impl Fn(&str) -> bool,
+    name: &str,
+    description: &str,
+    schema: impl Into<RefOr<Schema>>,
+) {
+    let header = HeaderBuilder::new()
+        .schema(schema)
+        .description(Some(description))
+        .build();
     for (status, response) in operation.responses.responses.iter_mut() {
-        if let RefOr::T(response) = response {
-            // Every 429 and 503, the handlers' own too, says when to retry.
-            if matches!(status.as_str(), "429" | "503") {
-                response.headers.insert("Retry-After".into(), retry_after());
-            }
-            response.headers.insert(
-                "X-Request-Id".into(),
-                HeaderBuilder::new()
-                    .schema(string())
-                    .description(Some(
-                        "The server's id of this request (the events' causationId)",
-                    ))
-                    .build(),
-            );
+        if let (true, RefOr::T(response)) = (matches(status), response) {
+            response.headers.insert(name.into(), header.clone());
         }
     }
 }
 
-/// A problem+json answer; 429 and 503 carry `Retry-After`.
-pub fn problem_response(status: &str, description: &str) -> RefOr<utoipa::openapi::Response> {
-    let mut response = ResponseBuilder::new().description(description).content(
-        PROBLEM_JSON,
-        ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("Problem")))
-            .build(),
-    );
-    if matches!(status, "429" | "503") {
-        response = response.header("Retry-After", retry_after());
-    }
-    RefOr::T(response.build())
+/// A problem+json answer for `status`, unless the handler documents its own.
+pub fn problem_answer(operation: &mut Operation, status: &str, description: &str) {
+    operation
+        .responses
+        .responses
+        .entry(status.into())
+        .or_insert_with(|| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        PROBLEM_JSON,
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
 }
 
 fn string() -> Object {
     ObjectBuilder::new().schema_type(Type::String).build()
-}
-
-fn retry_after() -> utoipa::openapi::header::Header {
-    HeaderBuilder::new()
-        .schema(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(0)),
-        )
-        .description(Some("Seconds to wait before retrying"))
-        .build()
 }
 
 /// Swagger UI at `ui` (its assets served from the binary) showing `document`, served as JSON

@@ -6,8 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
-use utoipa::openapi::{header::HeaderBuilder, ObjectBuilder, RefOr, Required, Type};
+use utoipa::openapi::{ObjectBuilder, Type};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
@@ -63,59 +62,39 @@ struct Consistency;
 
 impl utoipa::Modify for Consistency {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use problem::openapi::{answer_header, header_param, problem_answer};
         for (path, item) in openapi.paths.paths.iter_mut() {
             let Some(operation) = item.get.as_mut() else {
                 continue;
             };
-            // What a path names (`{id}`, `{user_id}`) may not exist; a whole list always does.
-            let names_something = path.contains('{');
-            operation.parameters.get_or_insert_with(Vec::new).push(
-                ParameterBuilder::new()
-                    .name("X-Min-Position")
-                    .parameter_in(ParameterIn::Header)
-                    .required(Required::False)
-                    .description(Some(
-                        "A log position a command answered: the read waits (up to 2 s) until the \
-                         read models have reached it, else 503 NOT_YET_CONSISTENT. A position \
-                         beyond the log's end is 400.",
-                    ))
-                    .schema(Some(
-                        ObjectBuilder::new()
-                            .schema_type(Type::Integer)
-                            .minimum(Some(0)),
-                    ))
-                    .build(),
+            header_param(
+                operation,
+                "X-Min-Position",
+                "A log position a command answered: the read waits (up to 2 s) until the read \
+                 models have reached it, else 503 NOT_YET_CONSISTENT. A position beyond the \
+                 log's end is 400.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
             );
-            if names_something {
-                operation
-                    .responses
-                    .responses
-                    .entry("404".into())
-                    .or_insert_with(|| {
-                        problem::openapi::problem_response("404", "No such resource")
-                    });
+            // What a path names (`{id}`, `{user_id}`) may not exist; a whole list always does.
+            if path.contains('{') {
+                problem_answer(operation, "404", "No such resource");
             }
-            operation
-                .responses
-                .responses
-                .entry("503".into())
-                .or_insert_with(|| {
-                    problem::openapi::problem_response(
-                        "503",
-                        "A dependency is down, X-Min-Position was not reached in time \
-                     (NOT_YET_CONSISTENT), or the aggregate's read model is faulted \
-                     (PROJECTION_FAULTED): retry after `Retry-After`",
-                    )
-                });
-            if let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200") {
-                ok.headers.insert(
-                    "X-Projection-Position".into(),
-                    HeaderBuilder::new()
-                        .schema(ObjectBuilder::new().schema_type(Type::Integer))
-                        .description(Some("The read models' position this answer was read at (with X-Min-Position)"))
-                        .build(),
-                );
-            }
+            problem_answer(
+                operation,
+                "503",
+                "A dependency is down, X-Min-Position was not reached in time \
+                 (NOT_YET_CONSISTENT), or the aggregate's read model is faulted \
+                 (PROJECTION_FAULTED): retry after `Retry-After`",
+            );
+            answer_header(
+                operation,
+                |status| status == "200",
+                "X-Projection-Position",
+                "The read models' position this answer was read at (with X-Min-Position)",
+                ObjectBuilder::new().schema_type(Type::Integer),
+            );
         }
     }
 }
