@@ -339,6 +339,7 @@ pub fn app(state: AppState, server: &settings::ServerSettings) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(server.max_body_bytes))
+        .layer(axum::middleware::map_response(problem::bodiless_refusals))
         .layer(axum::middleware::from_fn_with_state(limits, problem::limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn(service::metrics::track_http))

@@ -256,6 +256,25 @@ pub async fn limit(
     answer
 }
 
+/// Middleware (`axum::middleware::map_response`) making a client error that carries no body
+/// (axum's own 404 for no route, Swagger UI's for an asset it does not have) the
+/// problem+json every other refusal is.
+pub async fn bodiless_refusals(answer: Response) -> Response {
+    let status = answer.status();
+    if !status.is_client_error() || answer.headers().contains_key(header::CONTENT_TYPE) {
+        return answer;
+    }
+    let (code, detail) = if status == StatusCode::NOT_FOUND {
+        ("NOT_FOUND", "no such resource")
+    } else {
+        (
+            "INVALID_REQUEST",
+            status.canonical_reason().unwrap_or("refused"),
+        )
+    };
+    response(status, body(status, code, detail, None))
+}
+
 /// More body than arrives with the head (over 8 KiB declared, or a chunked one): what a
 /// refusal may leave unread.
 fn large_body(headers: &axum::http::HeaderMap) -> bool {

@@ -208,34 +208,10 @@ pub fn docs<S: Clone + Send + Sync + 'static>(
     let swagger: axum::Router<S> = utoipa_swagger_ui::SwaggerUi::new(format!("{ui}/"))
         .url(format!("{ui}/openapi.json"), document)
         .into();
-    swagger
-        .route(
-            "/api/docs",
-            axum::routing::get(move || async move {
-                axum::response::Redirect::temporary(&format!("{ui}/"))
-            }),
-        )
-        .layer(axum::middleware::map_response(as_problem))
-}
-
-/// Swagger UI answers a file it does not have with an empty 404: make it the problem+json
-/// every other refusal is.
-async fn as_problem(answer: axum::response::Response) -> axum::response::Response {
-    let status = answer.status();
-    if status.is_client_error()
-        && !answer
-            .headers()
-            .contains_key(axum::http::header::CONTENT_TYPE)
-    {
-        let code = if status == axum::http::StatusCode::NOT_FOUND {
-            "NOT_FOUND"
-        } else {
-            "INVALID_REQUEST"
-        };
-        return crate::response(
-            status,
-            crate::body(status, code, "no such document or asset", None),
-        );
-    }
-    answer
+    swagger.route(
+        "/api/docs",
+        axum::routing::get(move || async move {
+            axum::response::Redirect::temporary(&format!("{ui}/"))
+        }),
+    )
 }

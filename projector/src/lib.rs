@@ -100,14 +100,8 @@ pub async fn serve_health(
             }),
         )
         .route("/metrics", get(service::metrics::scrape))
-        .fallback(|| async {
-            let status = StatusCode::NOT_FOUND;
-            problem::response(
-                status,
-                problem::body(status, "NOT_FOUND", "no such resource", None),
-            )
-        })
         .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(axum::middleware::map_response(problem::bodiless_refusals))
         .layer(axum::middleware::from_fn(service::metrics::track_http));
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

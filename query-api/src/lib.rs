@@ -535,6 +535,7 @@ pub fn app(state: AppState, server: &settings::Server) -> Router {
         .merge(problem::openapi::docs(openapi::DOCS, openapi::document()))
         .fallback(|| async { QueryError::NotFound("resource") })
         .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(axum::middleware::map_response(problem::bodiless_refusals))
         .layer(axum::middleware::from_fn_with_state(limits, problem::limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn(service::metrics::track_http))
