@@ -308,6 +308,26 @@ impl System {
         answer(response).await
     }
 
+    /// A product at 1,000 and a flash sale of `quantity` units of it at 500, open from a
+    /// minute ago for a day, as the admin; the sale's id.
+    pub async fn open_sale(&self, quantity: i64) -> String {
+        let product = self
+            .post(
+                "/api/v1/products",
+                serde_json::json!({ "name": "P", "price": 1000 }),
+            )
+            .await;
+        assert_eq!(product.status, StatusCode::CREATED, "{}", product.body);
+        let now = chrono::Utc::now();
+        let sale = self
+            .post("/api/v1/time-sales", serde_json::json!({ "productId": product.body["productId"],
+                "discountPrice": 500, "quantity": quantity, "startAt": now - chrono::Duration::minutes(1),
+                "endAt": now + chrono::Duration::days(1) }))
+            .await;
+        assert_eq!(sale.status, StatusCode::CREATED, "{}", sale.body);
+        sale.body["timeSaleId"].as_str().unwrap().to_owned()
+    }
+
     /// A query, waiting for the projections to reach `min_position` when given.
     pub async fn get(&self, path: &str, min_position: Option<i64>) -> Answer {
         let mut request = self.client.get(format!("{}{}", self.query, path));
@@ -324,11 +344,7 @@ impl System {
             .await
             .unwrap();
         for _ in 0..600 {
-            let checkpoint: i64 =
-                sqlx::query_scalar("SELECT position FROM relay_checkpoint WHERE name = 'kafka'")
-                    .fetch_one(&self.pool)
-                    .await
-                    .unwrap();
+            let checkpoint = relay::checkpoint(&self.pool).await.unwrap();
             if checkpoint >= head {
                 return head;
             }

@@ -119,17 +119,7 @@ async fn with_redis_stopped_balances_and_stock_still_answer_from_postgres() {
             json!({ "userId": 3, "amount": 70, "description": "e" }),
         )
         .await;
-    let product = system
-        .post("/api/v1/products", json!({ "name": "P", "price": 1000 }))
-        .await
-        .body["productId"]
-        .clone();
-    let now = chrono::Utc::now();
-    let sale = system
-        .post("/api/v1/time-sales", json!({ "productId": product, "discountPrice": 500, "quantity": 9,
-            "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::hours(1) }))
-        .await;
-    let sale_id = sale.body["timeSaleId"].as_str().unwrap().to_owned();
+    let sale_id = system.open_sale(9).await;
     let order = system
         .post(
             "/api/v1/orders",

@@ -33,17 +33,7 @@ async fn every_process_exports_its_series_and_they_move_under_load() {
     ];
 
     // The load: a sale and 200 orders from 20 buyers at once, points earned, reads.
-    let product = system
-        .post("/api/v1/products", json!({ "name": "P", "price": 1000 }))
-        .await
-        .body["productId"]
-        .clone();
-    let now = chrono::Utc::now();
-    let sale = system
-        .post("/api/v1/time-sales", json!({ "productId": product, "discountPrice": 500, "quantity": 150,
-            "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::hours(1) }))
-        .await;
-    let sale_id = sale.body["timeSaleId"].as_str().unwrap().to_owned();
+    let sale_id = system.open_sale(150).await;
     let mut orders = tokio::task::JoinSet::new();
     for i in 0..200 {
         let (client, url) = (

@@ -44,18 +44,11 @@ async fn seed(system: &System) {
         )
         .await;
     assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
-    let product = system
-        .post("/api/v1/products", json!({ "name": "P", "price": 1000 }))
-        .await;
-    let sale = system
-        .post("/api/v1/time-sales", json!({ "productId": product.body["productId"], "discountPrice": 500,
-            "quantity": 10, "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::days(1) }))
-        .await;
-    assert_eq!(sale.status, StatusCode::CREATED, "{}", sale.body);
+    let sale = system.open_sale(10).await;
     let order = system
         .post(
             "/api/v1/orders",
-            json!({ "timeSaleId": sale.body["timeSaleId"], "userId": 7, "quantity": 1 }),
+            json!({ "timeSaleId": sale, "userId": 7, "quantity": 1 }),
         )
         .await;
     assert_eq!(order.status, StatusCode::CREATED, "{}", order.body);

@@ -74,11 +74,7 @@ async fn with_the_broker_down_commands_and_reads_go_on_and_kafka_gets_every_even
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let relayed_during: i64 =
-        sqlx::query_scalar("SELECT position FROM relay_checkpoint WHERE name = 'kafka'")
-            .fetch_one(&system.pool)
-            .await
-            .unwrap();
+    let relayed_during = relay::checkpoint(&system.pool).await.unwrap();
 
     broker.restart();
     let back = Instant::now();
@@ -427,18 +423,8 @@ async fn lists_read_the_hot_values_from_redis_and_the_rows_where_redis_has_none(
     let system = System::start().await;
     let now = chrono::Utc::now();
     let mut sales = Vec::new();
-    for n in 0..3 {
-        let product = system
-            .post(
-                "/api/v1/products",
-                json!({ "name": format!("P{n}"), "price": 1000 }),
-            )
-            .await;
-        let sale = system
-            .post("/api/v1/time-sales", json!({ "productId": product.body["productId"], "discountPrice": 500,
-                "quantity": 10, "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::days(1) }))
-            .await;
-        sales.push(uuid::Uuid::parse_str(sale.body["timeSaleId"].as_str().unwrap()).unwrap());
+    for _ in 0..3 {
+        sales.push(uuid::Uuid::parse_str(&system.open_sale(10).await).unwrap());
     }
     let policy = system
         .post("/api/v1/coupon-policies", json!({ "title": "T", "totalQuantity": 5,

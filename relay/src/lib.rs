@@ -140,6 +140,13 @@ fn background_priority() {
     }
 }
 
+/// The last log position Kafka acknowledged: everything at or below it is published.
+pub async fn checkpoint<'e>(executor: impl sqlx::PgExecutor<'e>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT position FROM relay_checkpoint WHERE name = 'kafka'")
+        .fetch_one(executor)
+        .await
+}
+
 /// Runs the relay until `stop` turns true: stand by until leader, then publish, retrying
 /// from the checkpoint after any failure. Stops at once, whatever it is doing: the checkpoint
 /// moves only after an acknowledgement, so an interrupted round is published again.
@@ -150,14 +157,7 @@ pub async fn run(log: EventLog, kafka: Kafka, stop: watch::Receiver<bool>) {
         "relay_lag_events",
         move || {
             let pool = pool.clone();
-            async move {
-                sqlx::query_scalar::<_, i64>(
-                    "SELECT position FROM relay_checkpoint WHERE name = 'kafka'",
-                )
-                .fetch_one(&pool)
-                .await
-                .map_err(|e| e.to_string())
-            }
+            async move { checkpoint(&pool).await.map_err(|e| e.to_string()) }
         },
         stop.clone(),
     ));
@@ -216,10 +216,7 @@ async fn lead(
     let publishing: Result<Infallible, RelayError> = async {
         let producer: FutureProducer =
             messaging::producer_config(&kafka.brokers, kafka.max_request_bytes).create()?;
-        let mut checkpoint: i64 =
-            sqlx::query_scalar("SELECT position FROM relay_checkpoint WHERE name = 'kafka'")
-                .fetch_one(leader.connection())
-                .await?;
+        let mut checkpoint: i64 = self::checkpoint(leader.connection()).await?;
         let mut lag_reported = Instant::now();
         loop {
             let events = log.read_all(checkpoint, BATCH).await?;
