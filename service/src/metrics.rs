@@ -87,10 +87,13 @@ pub async fn scrape() -> Response {
 pub async fn track_http(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(request.method());
-    let route = request
+    // Shared by both series: one allocation per request, not one per series.
+    let route: metrics::SharedString = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+        .map_or(metrics::SharedString::const_str("unmatched"), |m| {
+            std::sync::Arc::<str>::from(m.as_str()).into()
+        });
     let answer = next.run(request).await;
     let status = answer.status().as_u16().to_string();
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route.clone())
