@@ -24,14 +24,16 @@
 # Starts the release services it needs and stops exactly those. Loopback only; every load is
 # bounded in requests.  SCALE=small scripts/bench.sh for a quick run.
 # Each run works in databases of its own (dropped at the end), topics of its own
-# (`bench-<time>.*` on the stack's broker) and Redis keys `bench:*`, so the dev system
-# (`./dev run`) never inherits its hundreds of thousands of events.
+# (`bench-<time>.*` on the stack's broker, deleted at the end) and Redis keys `bench:*`, so the
+# dev system (`./dev run`) never inherits its hundreds of thousands of events.
+# BENCH_BROKERS=host:port,… runs the whole system against another Kafka (broker comparisons).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/stack.sh up >/dev/null 2>&1
 # shellcheck source=/dev/null
 source .stack/env
+export APP_KAFKA__BROKERS=${BENCH_BROKERS:-$APP_KAFKA__BROKERS}
 # The development secret of config/*.toml: the services started with APP_CONFIG=/nonexistent
 # verify with it, and promo-bench mints its tokens with it.
 export APP_AUTH__SECRET=dev-only-secret-do-not-use-in-production-0000
@@ -75,6 +77,7 @@ system_up() {
 }
 system_down() {
   stop_all
+  "$target/promo-topics" --prefix "$topics" delete >/dev/null || true
   # KEEP_DB=1 keeps the database and Redis keys for a look afterwards (replay-tools verify).
   if [ -z "${KEEP_DB:-}" ]; then
     drop_db "$1"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The local stack: PostgreSQL, Redis and a Kafka-protocol broker (tansu) on 127.0.0.1, with
+# The local stack: PostgreSQL, Redis and Apache Kafka (one KRaft node) on 127.0.0.1, with
 # their data under $PROMO_STACK_DIR (default: .stack/ in the repo, git-ignored).
 #
-#   scripts/stack.sh install   install what is missing (Debian packages; tansu from crates.io)
+#   scripts/stack.sh install   install what is missing (Debian packages; Kafka's jars from
+#                              Maven Central into ~/.cache/promo-kafka, scripts/kafka/node.sh)
 #   scripts/stack.sh up        install, start what is not running, create the topics
 #   scripts/stack.sh status    say what runs, and check each server answers
 #   scripts/stack.sh down      stop exactly what `up` started (by its recorded pid / data dir)
@@ -16,8 +17,8 @@ STACK_DIR=${PROMO_STACK_DIR:-$REPO/.stack}
 PG_PORT=${PROMO_PG_PORT:-55432}
 REDIS_PORT=${PROMO_REDIS_PORT:-56379}
 KAFKA_PORT=${PROMO_KAFKA_PORT:-59092}
-TANSU_VERSION=0.6.0
-TANSU_BIN=${TANSU_BIN:-$HOME/.cargo/bin/tansu}
+KAFKA_CONTROLLER_PORT=${PROMO_KAFKA_CONTROLLER_PORT:-59093}
+KAFKA_NODE=$REPO/scripts/kafka/node.sh
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -36,8 +37,8 @@ ours() { alive "$1" && grep -qa -- "$2" "/proc/$(cat "$1")/cmdline" 2>/dev/null;
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_port() {
-  local port=$1 what=$2
-  for _ in $(seq 1 100); do port_open "$port" && return 0; sleep 0.2; done
+  local port=$1 what=$2 tries=${3:-100}
+  for _ in $(seq 1 "$tries"); do port_open "$port" && return 0; sleep 0.2; done
   die "$what did not open 127.0.0.1:$port (see $STACK_DIR/*.log)"
 }
 
@@ -45,20 +46,13 @@ install() {
   local missing=()
   [ -n "$(pg_bin)" ] || missing+=(postgresql)
   command -v redis-server >/dev/null || missing+=(redis-server)
-  command -v sqlite3 >/dev/null || missing+=(sqlite3)
   if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "missing ${missing[*]}: install them (apt-get) or run as root"
     log "installing ${missing[*]} (apt-get)"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-  if [ ! -x "$TANSU_BIN" ]; then
-    # 13-20 minutes cold on 2 cores; the binary stays in ~/.cargo/bin, so only once per machine.
-    # --locked: without it a deadpool version clash breaks the build. The default features
-    # compile no storage engine; libsql gives the sqlite engine that survives restarts.
-    log "building the tansu $TANSU_VERSION broker (cargo install, 13-20 min the first time)"
-    cargo install --locked "tansu@$TANSU_VERSION" --features dynostore,libsql
-  fi
+  "$KAFKA_NODE" install
 }
 
 pg_up() {
@@ -113,47 +107,32 @@ redis_up() {
 }
 
 kafka_up() {
-  mkdir -p "$STACK_DIR/kafka"
-  if ours "$STACK_DIR/tansu.pid" tansu; then
-    log "tansu already running on 127.0.0.1:$KAFKA_PORT"
-    broker_indexes "$STACK_DIR/kafka/tansu.db"
+  if ours "$STACK_DIR/kafka.pid" kafka.Kafka; then
+    log "Apache Kafka already running on 127.0.0.1:$KAFKA_PORT"
     return
   fi
   port_open "$KAFKA_PORT" && die "127.0.0.1:$KAFKA_PORT is taken by another process"
-  log "starting the tansu broker on 127.0.0.1:$KAFKA_PORT"
-  # Its own empty working directory (tansu reads .env from there; the sqlite path is relative
-  # to it). Both listener flags: the default listener is 0.0.0.0. SCHED_IDLE: on 2 cores the
-  # broker runs when the write path and the read side leave a core free, so a flash sale is
-  # not slowed by Kafka; the relay trails during the sale and catches up after (ADR 9).
-  (
-    cd "$STACK_DIR/kafka"
-    nohup chrt --idle 0 "$TANSU_BIN" broker \
-      --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-      --storage-engine "sqlite://tansu.db" \
-      >"$STACK_DIR/tansu.log" 2>&1 &
-    echo $! >"$STACK_DIR/tansu.pid"
-  )
-  wait_port "$KAFKA_PORT" tansu
-  broker_indexes "$STACK_DIR/kafka/tansu.db"
+  port_open "$KAFKA_CONTROLLER_PORT" && die "127.0.0.1:$KAFKA_CONTROLLER_PORT is taken by another process"
+  log "starting Apache Kafka $("$KAFKA_NODE" version) (KRaft, one node) on 127.0.0.1:$KAFKA_PORT"
+  # Normal CPU priority: under SCHED_IDLE a saturated machine starved the node for seconds
+  # at a time, past its own heartbeats (ADR 13).
+  nohup "$KAFKA_NODE" run --dir "$STACK_DIR/kafka" --port "$KAFKA_PORT" \
+    --controller-port "$KAFKA_CONTROLLER_PORT" >"$STACK_DIR/kafka.log" 2>&1 &
+  echo $! >"$STACK_DIR/kafka.pid"
+  # A first start formats the store, then the JVM starts: ~10 s on 2 cores.
+  wait_port "$KAFKA_PORT" "Apache Kafka" 300
 }
 
-# The indexes tansu's sqlite store lacks (scripts/tansu-indexes.sql, ADR 9), once the broker
-# has created its schema. Without them a consumer reading a big topic from offset 0 times out.
-broker_indexes() {
-  for _ in $(seq 1 50); do
-    [ -s "$1" ] && sqlite3 -readonly "$1" "SELECT 1 FROM sqlite_master WHERE name = 'header'" 2>/dev/null |
-      grep -q 1 && break
-    sleep 0.1
-  done
-  sqlite3 -cmd ".timeout 10000" "$1" <"$REPO/scripts/tansu-indexes.sql" ||
-    die "could not index the broker's store $1"
-}
-
+# Creates the system topics as the settings say (APP_KAFKA__PARTITIONS, …), and checks them.
 topics_up() {
   log "creating topics"
   (cd "$REPO" && cargo run -q -p messaging --bin promo-topics -- \
     --brokers "127.0.0.1:$KAFKA_PORT" create) >&2
+}
+
+# The version the running broker logged at its start.
+kafka_version() {
+  grep -o 'Kafka version: [^ ]*' "$STACK_DIR/kafka.log" 2>/dev/null | tail -n 1 | cut -d' ' -f3
 }
 
 print_env() {
@@ -190,11 +169,27 @@ status() {
     echo "redis     down"; ok=1
   fi
   if port_open "$KAFKA_PORT"; then
-    echo "kafka     up    127.0.0.1:$KAFKA_PORT (tansu)"
+    echo "kafka     up    127.0.0.1:$KAFKA_PORT (Apache Kafka $(kafka_version), KRaft)"
   else
     echo "kafka     down"; ok=1
   fi
   return $ok
+}
+
+# Stops the process recorded in $STACK_DIR/$1.pid if it is still ours (its command line
+# mentions $2): SIGTERM, then SIGKILL after $4 seconds.
+stop_recorded() {
+  local pidfile=$STACK_DIR/$1.pid
+  if ours "$pidfile" "$2"; then
+    log "stopping $3"
+    kill "$(cat "$pidfile")"
+    for _ in $(seq 1 $(($4 * 10))); do ours "$pidfile" "$2" || break; sleep 0.1; done
+    if ours "$pidfile" "$2"; then
+      log "$3 (pid $(cat "$pidfile")) did not stop within $4 s: killing it"
+      kill -KILL "$(cat "$pidfile")"
+    fi
+  fi
+  rm -f "$pidfile"
 }
 
 down() {
@@ -204,20 +199,9 @@ down() {
     log "stopping PostgreSQL"
     as_pg "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null || true
   fi
-  if ours "$STACK_DIR/redis.pid" redis-server; then
-    log "stopping Redis"
-    kill "$(cat "$STACK_DIR/redis.pid")"
-  fi
-  if ours "$STACK_DIR/tansu.pid" tansu; then
-    log "stopping tansu"
-    kill "$(cat "$STACK_DIR/tansu.pid")"
-  fi
-  for f in redis tansu; do
-    local pidfile=$STACK_DIR/$f.pid
-    for _ in $(seq 1 50); do alive "$pidfile" || break; sleep 0.1; done
-    alive "$pidfile" && die "$f (pid $(cat "$pidfile")) did not stop"
-    rm -f "$pidfile"
-  done
+  stop_recorded redis redis-server Redis 5
+  # Kafka's controlled shutdown takes a few seconds.
+  stop_recorded kafka kafka.Kafka "Apache Kafka" 30
   log "stopped"
 }
 

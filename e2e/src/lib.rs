@@ -96,23 +96,16 @@ pub struct Answer {
     pub retry_after: Option<String>,
 }
 
-/// The tansu broker's arguments, as `scripts/stack.sh` starts it, listening on `url`
-/// (`tcp://127.0.0.1:PORT`), run in the directory holding its store (ADR 4).
-pub fn broker_args(url: &str) -> Vec<String> {
-    [
-        "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        "sqlite://tansu.db",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
 impl System {
+    /// The topics' spec on `brokers`: the default, replicated on every broker named (up to 3).
+    pub fn topic_spec(brokers: &str) -> messaging::TopicSpec {
+        let named = brokers.split(',').filter(|b| !b.is_empty()).count();
+        messaging::TopicSpec {
+            replication: named.clamp(1, 3) as i32,
+            ..messaging::TopicSpec::default()
+        }
+    }
+
     /// Starts the three services over a fresh database; `redis_url` overrides the stack's.
     pub async fn start_with(redis_url: Option<String>, extra_env: &[(&str, &str)]) -> System {
         Self::start_on(redis_url, None, extra_env).await
@@ -155,7 +148,7 @@ impl System {
         let db_url = format!("{server}/{db_name}");
         let topic_prefix = format!("e2e-{id}.");
         let topics = messaging::system_topics(&topic_prefix);
-        messaging::ensure_topics(&brokers, &topics, 1)
+        messaging::ensure_topics(&brokers, &topics, &Self::topic_spec(&brokers))
             .await
             .unwrap();
 
@@ -233,7 +226,15 @@ impl System {
                     break;
                 }
             }
-            std::thread::spawn(move || for _ in lines {});
+            // E2E_LOGS=1 echoes the rest of the service's log to the test's stderr.
+            let echo = std::env::var_os("E2E_LOGS").is_some();
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    if echo {
+                        eprintln!("[{name}] {line}");
+                    }
+                }
+            });
             port
         })
         .await
@@ -514,6 +515,10 @@ impl System {
             self.kill(name);
         }
         self.pool.close().await;
+        // The stack's broker would otherwise keep every test's topics.
+        let _ =
+            messaging::delete_topics(&self.brokers, &messaging::system_topics(&self.topic_prefix))
+                .await;
         if let Ok(admin) = PgPool::connect(&self.admin_url).await {
             let _ = sqlx::query(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",

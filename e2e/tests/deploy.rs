@@ -1746,3 +1746,57 @@ fn the_promql_reader_finds_series_and_skips_the_rest() {
     );
     assert!(series("vector(1)").is_empty());
 }
+
+/// The Kafka of the compose file is the major version the local stack, the tests and CI run
+/// (scripts/kafka/node.sh), on one node or three; the cluster's extra nodes are a profile.
+#[test]
+fn compose_runs_the_local_stacks_kafka_major_version_on_one_node_or_three() {
+    let compose = compose();
+    let services = services(&compose);
+    let node = read("scripts/kafka/node.sh");
+    let local = node
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION=${PROMO_KAFKA_VERSION:-"))
+        .and_then(|rest| rest.strip_suffix('}'))
+        .expect("scripts/kafka/node.sh sets VERSION=${PROMO_KAFKA_VERSION:-x.y.z}");
+    let major = |version: &str| version.split('.').next().unwrap_or_default().to_owned();
+    let mut problems = Vec::new();
+    let kafkas: Vec<(&String, &Yaml)> = services
+        .iter()
+        .filter(|(_, s)| {
+            s.get("image")
+                .and_then(Yaml::as_str)
+                .is_some_and(|i| i.starts_with("apache/kafka:"))
+        })
+        .collect();
+    for (name, service) in &kafkas {
+        let image = service
+            .get("image")
+            .and_then(Yaml::as_str)
+            .unwrap_or_default();
+        let tag = image.rsplit(':').next().unwrap_or_default();
+        if major(tag) != major(local) {
+            problems.push(format!(
+                "{name}: {image} is Kafka {}, the local stack runs {local}",
+                major(tag)
+            ));
+        }
+    }
+    let always: Vec<&&String> = kafkas
+        .iter()
+        .filter(|(_, s)| s.get("profiles").is_none())
+        .map(|(name, _)| name)
+        .collect();
+    if always.len() != 1 {
+        problems.push(format!(
+            "one Kafka node without a profile expected, found {always:?}"
+        ));
+    }
+    if kafkas.len() != 3 {
+        problems.push(format!(
+            "three Kafka nodes expected (two by profile), found {}",
+            kafkas.len()
+        ));
+    }
+    fail_if_any("docker-compose.yml Kafka", &problems);
+}

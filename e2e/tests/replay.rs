@@ -423,9 +423,13 @@ async fn stream_prints_states_as_of_a_position_and_republish_resends_a_range() {
 
     system.relayed().await;
     let topic = format!("{}replayed", system.topic_prefix);
-    messaging::ensure_topics(&system.brokers, std::slice::from_ref(&topic), 1)
-        .await
-        .unwrap();
+    messaging::ensure_topics(
+        &system.brokers,
+        std::slice::from_ref(&topic),
+        &System::topic_spec(&system.brokers),
+    )
+    .await
+    .unwrap();
     let (code, out) =
         system.replay_tools(&["republish", "--from", "1", "--to", "2", "--topic", &topic]);
     assert_eq!(code, 0, "{out}");

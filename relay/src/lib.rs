@@ -25,7 +25,8 @@ use tokio::sync::watch;
 
 /// The advisory lock of the relay leader.
 const LEADER_LOCK: &str = "relay";
-/// Events read from the log per round: the broker (tansu) is bound by requests, so few big ones.
+/// Events read from the log per round: one read, one wait for the acknowledgements and one
+/// checkpoint update per round.
 const BATCH: i64 = 2_000;
 /// Longest wait for an append notification before looking at the log anyway (the fallback
 /// when a notification is lost).
