@@ -26,18 +26,19 @@
 # Each run works in databases of its own (dropped at the end), topics of its own
 # (`bench-<time>.*` on the stack's broker, deleted at the end) and Redis keys `bench:*`, so the
 # dev system (`./dev run`) never inherits its hundreds of thousands of events.
-# BENCH_BROKERS=host:port,… runs the whole system against another Kafka (broker comparisons).
+# BENCH_BROKERS=host:port,… runs the whole system against another Kafka (broker comparisons);
+# BENCH_BROKER_PID names its process, whose CPU the system phase reports.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/stack.sh up >/dev/null 2>&1
+cargo build -q --release --bins
+PROMO_TOPICS_BIN=${CARGO_TARGET_DIR:-target}/release/promo-topics scripts/stack.sh up >/dev/null 2>&1
 # shellcheck source=/dev/null
 source .stack/env
 export APP_KAFKA__BROKERS=${BENCH_BROKERS:-$APP_KAFKA__BROKERS}
 # The development secret of config/*.toml: the services started with APP_CONFIG=/nonexistent
 # verify with it, and promo-bench mints its tokens with it.
 export APP_AUTH__SECRET=dev-only-secret-do-not-use-in-production-0000
-cargo build -q --release --bins
 target=${CARGO_TARGET_DIR:-target}/release
 run=.stack/bench
 mkdir -p "$run"
@@ -100,15 +101,28 @@ idle_cpu() {
   echo
 }
 
+# The broker's CPU while "$@" runs (a bench, which waits until Kafka holds every event), per
+# 100,000 events of the log.
+broker_pid=${BENCH_BROKER_PID:-$(cat .stack/kafka.pid 2>/dev/null || echo)}
+with_broker_cpu() {
+  local before after events hz
+  hz=$(getconf CLK_TCK)
+  before=$(ticks "$broker_pid" 2>/dev/null || echo 0)
+  "$@"
+  after=$(ticks "$broker_pid" 2>/dev/null || echo 0)
+  events=$(psql "$db_url" -tAc 'SELECT count(*) FROM events')
+  echo "  broker CPU: $(echo "scale=1; ($after - $before) / $hz" | bc) s for $events events, $(echo "scale=1; ($after - $before) * 100000 / $hz / $events" | bc) s per 100,000"
+}
+
 if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = system ]; then
 echo "## whole system (command-api with its relay, projector, query API, broker)"
 system_up promo_bench_system
 idle_cpu 10
 system=(--command http://127.0.0.1:8180 --label whole-system --relay)
-bench "${system[@]}" --concurrency 256 flash-sale --stock "$N"
+with_broker_cpu bench "${system[@]}" --concurrency 256 flash-sale --stock "$N"
 system_down promo_bench_system
 system_up promo_bench_system
-bench "${system[@]}" --concurrency "$C" --rate "$RATE" flash-sale --stock "$N"
+with_broker_cpu bench "${system[@]}" --concurrency "$C" --rate "$RATE" flash-sale --stock "$N"
 system_down promo_bench_system
 # The same closed loop with the command API alone (no relay, no read side), same minute: what
 # the rest of the system costs the write path.

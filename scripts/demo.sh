@@ -6,7 +6,7 @@
 set -euo pipefail
 API=${API:-http://127.0.0.1:8080}
 QUERY=${QUERY:-http://127.0.0.1:8081}
-token() { "${CARGO_TARGET_DIR:-target}/release/promo-token" --role "$1" --sub "$2" --ttl 15m; }
+token() { "${PROMO_BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}/promo-token" --role "$1" --sub "$2" --ttl 15m; }
 ADMIN=$(token admin demo)
 SHOP=$(token service checkout)
 AS=$ADMIN
@@ -65,4 +65,4 @@ get "/api/v1/time-sales/$sale" "$ordered"
 get /api/v1/points/users/1/history "$ordered"
 
 echo "== replay-tools: the read models equal a projection of the event log" >&2
-"${CARGO_TARGET_DIR:-target}/release/replay-tools" verify >&2
+"${PROMO_BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}/replay-tools" verify >&2

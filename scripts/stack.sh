@@ -123,11 +123,17 @@ kafka_up() {
   wait_port "$KAFKA_PORT" "Apache Kafka" 300
 }
 
-# Creates the system topics as the settings say (APP_KAFKA__PARTITIONS, …), and checks them.
+# Creates the system topics as the settings say (APP_KAFKA__PARTITIONS, …), and checks them,
+# with the promo-topics binary the caller built ($PROMO_TOPICS_BIN: ./dev builds it first), or
+# built here.
 topics_up() {
   log "creating topics"
-  (cd "$REPO" && cargo run -q -p messaging --bin promo-topics -- \
-    --brokers "127.0.0.1:$KAFKA_PORT" create) >&2
+  if [ -n "${PROMO_TOPICS_BIN:-}" ] && [ -x "$PROMO_TOPICS_BIN" ]; then
+    "$PROMO_TOPICS_BIN" --brokers "127.0.0.1:$KAFKA_PORT" create >&2
+  else
+    (cd "$REPO" && cargo run -q -p messaging --bin promo-topics -- \
+      --brokers "127.0.0.1:$KAFKA_PORT" create) >&2
+  fi
 }
 
 # The version the running broker logged at its start.
