@@ -107,8 +107,7 @@ pub struct KafkaSettings {
     #[serde(default = "default_topic_prefix")]
     pub topic_prefix: String,
     /// The largest produce request the relay sends, in bytes. The default is what every Kafka
-    /// broker accepts out of the box; the local stack's broker takes 16 MB, so that one relay
-    /// round is one request (ADR 9).
+    /// broker accepts out of the box (`message.max.bytes`), and all the relay needs (ADR 13).
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: u32,
 }
