@@ -8,9 +8,10 @@
 #            the sale ended and how long until Kafka held every event.
 #   read:    the same system: reads, and the mixed load (orders, points and reads at once).
 #   write:   the write path alone (no relay, no read side), the second table: every write
-#            scenario against the single-writer command API and, in the same run, against a
-#            naive one (one transaction per command, optimistic concurrency, retries); then
+#            scenario against the command API, each on a fresh database, closed loop; then
 #            flash sale and coupon race open loop at a fixed rate. Checked against the log.
+#            (The naive baseline — one transaction per command — was removed on 2026-12-03;
+#            its figures are in docs/benchmarks.md.)
 #   auth:    the whole-system closed-loop flash sale with authentication and rate limits on,
 #            with tokens but no limits (APP_RATE_LIMIT__ENABLED=false), and with neither
 #            (APP_AUTH__ENABLED=false too), three rounds (ROUNDS=…) in one run, the order
@@ -61,7 +62,7 @@ drop_db() { psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $1"; }
 # A failed check prints FAIL and the run goes on to the next scenario.
 bench() { "$target/promo-bench" --database-url "$db_url" --query http://127.0.0.1:8181 "$@" || echo "  (exit $?)"; }
 
-if [ "${SCALE:-full}" = small ]; then N=5000; C=200; NAIVE=1000; RATE=2000; else N=100000; C=1000; NAIVE=3000; RATE=10000; fi
+if [ "${SCALE:-full}" = small ]; then N=5000; C=200; RATE=2000; else N=100000; C=1000; RATE=10000; fi
 echo "# $(date -u +%FT%TZ)  $(nproc) cores  $(free -g | awk '/Mem/{print $2}') GiB  scale=${SCALE:-full}"
 
 # The whole system on a fresh database and topics of its own (the services as ./dev run
@@ -144,27 +145,22 @@ fi
 if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = write ]; then
 echo "## write path alone (no relay, no projector, no query API)"
 single=(--command http://127.0.0.1:8180 --label single-writer --write-only)
-naive=(--command http://127.0.0.1:8190 --label naive --write-only)
-# Each scenario on a fresh database, the single writer and the naive path side by side on it:
-# a scenario does not inherit the previous one's rows (or its autovacuum).
+# Each scenario on a fresh database: it does not inherit the previous one's rows (or its
+# autovacuum).
 on_fresh_db() {
   db_url=$(fresh_db promo_bench_write)
   start "command-api" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8180 APP_DATABASE__URL="$db_url"
-  start "command-api#naive" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8190 APP_WRITER__MODE=naive APP_DATABASE__URL="$db_url"
-  ready 8180 8190
+  ready 8180
 }
 done_with_db() { stop_all; drop_db promo_bench_write; }
 on_fresh_db
 bench "${single[@]}" --concurrency "$C" flash-sale --stock "$N"
-bench "${naive[@]}" --concurrency "$C" flash-sale --stock "$N" --requests "$NAIVE"
 done_with_db
 on_fresh_db
 bench "${single[@]}" --concurrency "$C" coupon-race --total "$N"
-bench "${naive[@]}" --concurrency "$C" coupon-race --total "$N" --requests "$NAIVE"
 done_with_db
 on_fresh_db
 bench "${single[@]}" --concurrency "$C" points --users "$N" --requests "$((N / 2))"
-bench "${naive[@]}" --concurrency "$C" points --users "$N" --requests "$((N / 5))"
 done_with_db
 # Open loop: a fixed arrival rate (at most $C in flight), latency counted from when each
 # request was due: the latency of a sale the server keeps up with.

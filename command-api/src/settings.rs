@@ -120,21 +120,9 @@ fn default_topic_prefix() -> String {
     "promo.".into()
 }
 
-/// How commands reach the event log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WriterMode {
-    /// One in-memory writer per aggregate with group commit (ADR 5). The production path.
-    SingleWriter,
-    /// One transaction per command with optimistic concurrency and retries: the baseline the
-    /// benchmark compares against. Never for production.
-    Naive,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct WriterSettings {
-    pub mode: WriterMode,
     /// Commands that may wait for one aggregate before new ones are refused with 503.
     pub queue_capacity: usize,
     /// Most commands one aggregate decides per batch.
@@ -153,7 +141,6 @@ pub struct WriterSettings {
 impl Default for WriterSettings {
     fn default() -> Self {
         Self {
-            mode: WriterMode::SingleWriter,
             queue_capacity: 10_000,
             max_batch: 512,
             max_commit_batch: 256,

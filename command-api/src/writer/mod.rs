@@ -9,8 +9,9 @@
 //!
 //! The parts: [`registry`] (the writers of one aggregate type, started on first use and
 //! dropped when idle), [`task`] (one aggregate's writer), [`batch`] (deciding a batch and
-//! answering it), [`committer`] (group commit), [`loader`] (batched cold loads) and [`naive`]
-//! (the baseline the benchmark compares against).
+//! answering it), [`committer`] (group commit) and [`loader`] (batched cold loads). The naive
+//! baseline the benchmark compared against (one transaction per command) is gone; its figures
+//! stay in docs/benchmarks.md.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,7 +26,6 @@ use crate::error::ApiError;
 mod batch;
 mod committer;
 mod loader;
-mod naive;
 mod registry;
 mod task;
 

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::loader::Loader;
 use super::task::Writer;
 use super::*;
-use crate::settings::{WriterMode, WriterSettings};
+use crate::settings::WriterSettings;
 
 /// The writers of one aggregate type, created on first use and dropped when idle.
 pub struct Aggregates<A: Decide> {
@@ -56,8 +56,6 @@ pub(super) struct Inner<A: Decide> {
     generation: AtomicU64,
     /// `writer_queue_depth{aggregate}`: jobs (commands and reads) sent and not yet taken.
     pub(super) queued: metrics::Gauge,
-    /// Naive mode only: the last state seen per aggregate, caught up from the log's tail.
-    pub(super) naive: Mutex<HashMap<Uuid, (i64, Arc<A>)>>,
 }
 
 impl<A> Aggregates<A>
@@ -75,16 +73,12 @@ where
                 writers: Mutex::new(HashMap::new()),
                 generation: AtomicU64::new(0),
                 queued: metrics::gauge!("writer_queue_depth", "aggregate" => A::CATEGORY),
-                naive: Mutex::new(HashMap::new()),
             }),
         }
     }
 
     /// Decides and appends a command on aggregate `id`.
     pub async fn execute(&self, id: Uuid, request: Request<A>) -> Result<Committed, WriteError> {
-        if self.inner.settings.mode == WriterMode::Naive {
-            return self.execute_naive(id, request).await;
-        }
         let (reply, answer) = oneshot::channel();
         self.send(id, Job::Command(Box::new(request), reply))?;
         let answered = async {
