@@ -1,0 +1,230 @@
+//! The coupon policy's events on the wire: `coupon.policy_created`, `coupon.issued` (v2; v1 is
+//! upcast), `coupon.used`, `coupon.use_canceled`, `coupon.revoked`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::*;
+use crate::coupon::{CouponEvent, DiscountTerms, DiscountType, PolicySpec};
+use crate::values::{Money, Quantity, Text, UserId};
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PolicyCreatedV1 {
+    title: Text,
+    description: Text,
+    total_quantity: Quantity,
+    start_time: DateTime<Utc>,
+    end_time: DateTime<Utc>,
+    discount_type: DiscountType,
+    discount_value: i64,
+    minimum_order_amount: Money,
+    maximum_discount_amount: Money,
+    coupon_expires_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CouponIssuedV2 {
+    coupon_id: Uuid,
+    user_id: UserId,
+    expires_at: DateTime<Utc>,
+    issued_count: u32,
+    occurred_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CouponUsedV1 {
+    coupon_id: Uuid,
+    user_id: UserId,
+    order_id: Text,
+    order_amount: Money,
+    discount_amount: Money,
+    used_count: u32,
+    used_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CouponCanceledV1 {
+    coupon_id: Uuid,
+    user_id: UserId,
+    order_id: Text,
+    used_count: u32,
+    canceled_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CouponRevokedV1 {
+    coupon_id: Uuid,
+    user_id: UserId,
+    revoked_at: DateTime<Utc>,
+}
+
+impl WireCodec for CouponEvent {
+    fn type_name(&self) -> &'static str {
+        match self {
+            CouponEvent::PolicyCreated { .. } => COUPON_POLICY_CREATED,
+            CouponEvent::CouponIssued { .. } => COUPON_ISSUED,
+            CouponEvent::CouponUsed { .. } => COUPON_USED,
+            CouponEvent::CouponUseCanceled { .. } => COUPON_CANCELED,
+            CouponEvent::CouponRevoked { .. } => COUPON_REVOKED,
+        }
+    }
+
+    fn to_wire(&self) -> WireEvent {
+        let name = self.type_name();
+        match self.clone() {
+            CouponEvent::PolicyCreated { spec } => {
+                let terms = spec.terms();
+                encode(
+                    name,
+                    PolicyCreatedV1 {
+                        title: spec.title().clone(),
+                        description: spec.description().clone(),
+                        total_quantity: spec.total_quantity(),
+                        start_time: spec.start_time(),
+                        end_time: spec.end_time(),
+                        discount_type: terms.discount_type(),
+                        discount_value: terms.discount_value(),
+                        minimum_order_amount: terms.minimum_order_amount(),
+                        maximum_discount_amount: terms.maximum_discount_amount(),
+                        coupon_expires_at: spec.coupon_expiry(),
+                    },
+                )
+            }
+            CouponEvent::CouponIssued {
+                coupon_id,
+                user_id,
+                expires_at,
+                issued_count,
+                at,
+            } => encode(
+                name,
+                CouponIssuedV2 {
+                    coupon_id,
+                    user_id,
+                    expires_at,
+                    issued_count,
+                    occurred_at: at,
+                },
+            ),
+            CouponEvent::CouponUsed {
+                coupon_id,
+                user_id,
+                order_id,
+                order_amount,
+                discount,
+                used_count,
+                at,
+            } => encode(
+                name,
+                CouponUsedV1 {
+                    coupon_id,
+                    user_id,
+                    order_id,
+                    order_amount,
+                    discount_amount: discount,
+                    used_count,
+                    used_at: at,
+                },
+            ),
+            CouponEvent::CouponUseCanceled {
+                coupon_id,
+                user_id,
+                order_id,
+                used_count,
+                at,
+            } => encode(
+                name,
+                CouponCanceledV1 {
+                    coupon_id,
+                    user_id,
+                    order_id,
+                    used_count,
+                    canceled_at: at,
+                },
+            ),
+            CouponEvent::CouponRevoked {
+                coupon_id,
+                user_id,
+                at,
+            } => encode(
+                name,
+                CouponRevokedV1 {
+                    coupon_id,
+                    user_id,
+                    revoked_at: at,
+                },
+            ),
+        }
+    }
+
+    fn from_wire(wire: &WireEvent) -> Result<Self, WireError> {
+        let wire = &*upcast(wire)?;
+        Ok(match wire.event_type.as_str() {
+            COUPON_POLICY_CREATED => {
+                let d: PolicyCreatedV1 = decode(wire)?;
+                let terms = DiscountTerms::recorded(
+                    d.discount_type,
+                    d.discount_value,
+                    d.minimum_order_amount,
+                    d.maximum_discount_amount,
+                );
+                let spec = PolicySpec::recorded(
+                    d.title,
+                    d.description,
+                    d.total_quantity,
+                    d.start_time,
+                    d.end_time,
+                    terms,
+                );
+                CouponEvent::PolicyCreated { spec }
+            }
+            COUPON_ISSUED => {
+                let d: CouponIssuedV2 = decode(wire)?;
+                CouponEvent::CouponIssued {
+                    coupon_id: d.coupon_id,
+                    user_id: d.user_id,
+                    expires_at: d.expires_at,
+                    issued_count: d.issued_count,
+                    at: d.occurred_at,
+                }
+            }
+            COUPON_USED => {
+                let d: CouponUsedV1 = decode(wire)?;
+                CouponEvent::CouponUsed {
+                    coupon_id: d.coupon_id,
+                    user_id: d.user_id,
+                    order_id: d.order_id,
+                    order_amount: d.order_amount,
+                    discount: d.discount_amount,
+                    used_count: d.used_count,
+                    at: d.used_at,
+                }
+            }
+            COUPON_CANCELED => {
+                let d: CouponCanceledV1 = decode(wire)?;
+                CouponEvent::CouponUseCanceled {
+                    coupon_id: d.coupon_id,
+                    user_id: d.user_id,
+                    order_id: d.order_id,
+                    used_count: d.used_count,
+                    at: d.canceled_at,
+                }
+            }
+            COUPON_REVOKED => {
+                let d: CouponRevokedV1 = decode(wire)?;
+                CouponEvent::CouponRevoked {
+                    coupon_id: d.coupon_id,
+                    user_id: d.user_id,
+                    at: d.revoked_at,
+                }
+            }
+            _ => return Err(unknown(wire)),
+        })
+    }
+}
