@@ -5,9 +5,15 @@
 //! Redis or a broker of its own to stop and start.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+mod consume;
+mod replay;
+mod scrape;
 pub mod servers;
 
-use std::collections::{BTreeSet, HashMap};
+pub use consume::Consumed;
+pub use scrape::Scrape;
+
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -376,139 +382,6 @@ impl System {
         panic!("the projections never reached position {head}");
     }
 
-    /// Reads this system's topics from the start with a fresh consumer group, as an outside
-    /// consumer would, until at least `at_least` distinct events arrived (re-published
-    /// duplicates are kept but not counted): (key, payload) in the order each partition
-    /// delivered them.
-    pub async fn consume(&self, at_least: usize) -> Vec<(String, Value)> {
-        self.consume_from(&messaging::system_topics(&self.topic_prefix), at_least)
-            .await
-    }
-
-    /// The event ids an outside consumer reads from offset 0 ([`System::consume`]).
-    pub async fn published_event_ids(&self, at_least: usize) -> BTreeSet<String> {
-        self.consume(at_least)
-            .await
-            .iter()
-            .map(|(_, m)| m["eventId"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    /// The id of every event in the log.
-    pub async fn logged_event_ids(&self) -> BTreeSet<String> {
-        sqlx::query_scalar::<_, String>("SELECT event_id::text FROM events")
-            .fetch_all(&self.pool)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect()
-    }
-
-    /// [`System::consume`] from one topic.
-    pub async fn consume_topic(&self, topic: &str, at_least: usize) -> Vec<(String, Value)> {
-        self.consume_from(&[topic.to_owned()], at_least).await
-    }
-
-    async fn consume_from(&self, topics: &[String], at_least: usize) -> Vec<(String, Value)> {
-        self.consume_messages(topics, at_least)
-            .await
-            .into_iter()
-            .map(|m| (m.key, m.payload))
-            .collect()
-    }
-
-    /// [`System::consume`] with each message's headers.
-    pub async fn consume_with_headers(&self, at_least: usize) -> Vec<Consumed> {
-        let topics = messaging::system_topics(&self.topic_prefix);
-        self.consume_messages(&topics, at_least).await
-    }
-
-    async fn consume_messages(&self, topics: &[String], at_least: usize) -> Vec<Consumed> {
-        use rdkafka::consumer::{Consumer, StreamConsumer};
-        use rdkafka::message::Headers;
-        use rdkafka::Message;
-        let group = format!("outside-{}", uuid::Uuid::new_v4().simple());
-        let consumer: StreamConsumer = messaging::consumer_config(&self.brokers, &group)
-            .create()
-            .unwrap();
-        consumer
-            .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
-            .unwrap();
-        let mut messages = Vec::new();
-        let mut distinct = std::collections::HashSet::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while distinct.len() < at_least {
-            let message = tokio::time::timeout_at(deadline, consumer.recv())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!("only {} of {at_least} messages arrived", messages.len())
-                })
-                .unwrap();
-            let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
-            let payload: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
-            let headers = message.headers().map_or_else(Vec::new, |headers| {
-                headers
-                    .iter()
-                    .map(|h| {
-                        let value = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
-                        (h.key.to_owned(), value.unwrap_or_default())
-                    })
-                    .collect()
-            });
-            distinct.insert(payload["eventId"].as_str().unwrap_or_default().to_owned());
-            messages.push(Consumed {
-                key,
-                payload,
-                headers,
-            });
-        }
-        messages
-    }
-
-    /// Where this system's read models live, for replay-tools.
-    pub fn replay_target(&self) -> replay_tools::Target {
-        let env = |key: &str| {
-            self.env
-                .iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-                .unwrap()
-        };
-        replay_tools::Target {
-            pool: self.pool.clone(),
-            redis_url: env("APP_REDIS__URL"),
-            base: "rm".into(),
-            prefix: env("APP_REDIS__PREFIX"),
-        }
-    }
-
-    /// Runs the replay-tools binary against this system; (exit code, stdout).
-    pub fn replay_tools(&self, args: &[&str]) -> (i32, String) {
-        let output = Command::new(Self::binary("replay-tools"))
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("APP_KAFKA__BROKERS", &self.brokers)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        eprintln!(
-            "replay-tools {args:?}: {}\n{stdout}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.code().unwrap_or(-1), stdout)
-    }
-
-    /// What `replay-tools verify` finds: every difference between the live read models
-    /// (tables and Redis) and a projection of the log with the same code.
-    pub async fn read_model_differences(&self) -> Vec<String> {
-        replay_tools::verify(&self.replay_target(), &indicatif::ProgressBar::hidden())
-            .await
-            .unwrap()
-            .differences
-    }
-
     /// Stops every process and drops the database.
     pub async fn stop(mut self) {
         for name in [PROJECTOR, QUERY_API, COMMAND_API] {
@@ -550,85 +423,5 @@ async fn answer(response: reqwest::Response) -> Answer {
         status,
         body,
         retry_after,
-    }
-}
-
-/// A message an outside consumer read: key, JSON payload, headers.
-#[derive(Debug, Clone)]
-pub struct Consumed {
-    pub key: String,
-    pub payload: Value,
-    pub headers: Vec<(String, String)>,
-}
-
-/// One sample line of a scrape: series name, labels, value.
-type Sample = (String, Vec<(String, String)>, f64);
-
-/// One scrape of a process's `/metrics` (Prometheus text format).
-#[derive(Debug, Clone)]
-pub struct Scrape {
-    samples: Vec<Sample>,
-}
-
-impl Scrape {
-    /// GET `{base}/metrics`; panics unless it answers 200 in the text format.
-    pub async fn of(base: &str) -> Scrape {
-        let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let content_type = response.headers()[reqwest::header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        assert!(content_type.starts_with("text/plain"), "{content_type}");
-        Scrape::parse(&response.text().await.unwrap())
-    }
-
-    /// Parses the exposition format (label values here never hold `,` or `"`).
-    pub fn parse(text: &str) -> Scrape {
-        let samples = text
-            .lines()
-            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-            .map(|line| {
-                let (series, value) = line.rsplit_once(' ').unwrap();
-                let (name, labels) = match series.split_once('{') {
-                    Some((name, rest)) => (name, rest.trim_end_matches('}')),
-                    None => (series, ""),
-                };
-                let labels = labels
-                    .split(',')
-                    .filter(|pair| !pair.is_empty())
-                    .map(|pair| {
-                        let (key, value) = pair.split_once('=').unwrap();
-                        (key.to_owned(), value.trim_matches('"').to_owned())
-                    })
-                    .collect();
-                (name.to_owned(), labels, value.parse::<f64>().unwrap())
-            })
-            .collect();
-        Scrape { samples }
-    }
-
-    /// The sum of every `name` series carrying all of `labels` (0 when none does).
-    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.samples
-            .iter()
-            .filter(|(n, have, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
-            })
-            .map(|(_, _, value)| value)
-            .sum()
-    }
-
-    /// Whether any series is called `name`.
-    pub fn has(&self, name: &str) -> bool {
-        self.samples.iter().any(|(n, _, _)| n == name)
-    }
-
-    /// Every series name of this scrape.
-    pub fn names(&self) -> BTreeSet<String> {
-        self.samples.iter().map(|(n, _, _)| n.clone()).collect()
     }
 }
