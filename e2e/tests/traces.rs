@@ -208,6 +208,7 @@ async fn a_silent_collector_neither_slows_commands_nor_holds_the_exit() {
     system.projected().await;
     for name in [e2e::COMMAND_API, e2e::QUERY_API, e2e::PROJECTOR] {
         let took = system.terminate(name);
+        eprintln!("{name} stopped in {took:?}");
         assert!(
             took < Duration::from_millis(1500),
             "{name} took {took:?} to stop"
