@@ -458,7 +458,7 @@ async fn in_process(
     clock: Arc<auth::limit::ManualClock>,
 ) -> axum::Router {
     let log = eventlog::EventLog::from_pool(pool);
-    log.migrate().await.unwrap();
+    command_api::migrate(&log).await.unwrap();
     let redis =
         std::env::var("APP_REDIS__URL").unwrap_or_else(|_| "redis://127.0.0.1:56379/".into());
     let settings: command_api::settings::Settings = serde_json::from_value(json!({
@@ -470,11 +470,11 @@ async fn in_process(
     }))
     .unwrap();
     let mut access = command_api::Access::from_settings(&settings).await.unwrap();
-    let limiter = access.login_limiter.clone().with_clock(clock);
+    let limiter = access.accounts.limiter.clone().with_clock(clock);
     access.gate.limiter = Some(limiter.clone());
-    access.login_limiter = limiter;
-    let state = command_api::AppState::new(log, &settings, access);
-    command_api::app(state, &settings.server)
+    access.accounts.limiter = limiter;
+    let commands = command_api::commands::Commands::new(log, &settings, access.accounts);
+    command_api::app(commands, access.gate, &settings.server)
 }
 
 async fn call(

@@ -200,7 +200,14 @@ impl EventLog {
 
     /// Applies the schema migrations (idempotent; safe with several processes starting).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
+        // The command API's accounts table has migrations of its own in the same bookkeeping
+        // table (versions 4 and 5): they are not this log's, and not missing from it.
+        let mut migrator = sqlx::migrate::Migrator {
+            migrations: MIGRATOR.migrations.clone(),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await?;
         Ok(())
     }
 

@@ -92,7 +92,7 @@ where
             }
             Err(refusal) => {
                 if let Some(key) = &request.key {
-                    let (status, body) = ApiError::Refused(refusal.clone()).problem();
+                    let (status, body) = crate::refusal::problem(&refusal);
                     batch.idempotency.push(IdempotencyRecord {
                         principal: key.principal.clone(),
                         key: key.key.clone(),

@@ -21,8 +21,6 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::error::ApiError;
-
 mod batch;
 mod committer;
 mod loader;
@@ -79,22 +77,6 @@ pub enum WriteError {
     Overloaded,
     #[error("unavailable: {0}")]
     Unavailable(String),
-}
-
-impl From<WriteError> for ApiError {
-    fn from(e: WriteError) -> Self {
-        match e {
-            WriteError::Refused(e) => ApiError::Refused(e),
-            WriteError::KeyReused => ApiError::IdempotencyKeyReused,
-            WriteError::Overloaded => ApiError::Overloaded,
-            WriteError::Unavailable(cause) => ApiError::Unavailable(cause),
-            WriteError::StoredRefusal { status, body } => ApiError::Stored {
-                status: axum::http::StatusCode::from_u16(status)
-                    .unwrap_or(axum::http::StatusCode::UNPROCESSABLE_ENTITY),
-                body,
-            },
-        }
-    }
 }
 
 /// Builds a success body; see [`Request::render`].

@@ -1,0 +1,180 @@
+//! Point accounts, one per user: grant points, spend them, cancel a transaction.
+
+use chrono::Utc;
+use domain::points::{point_account_id, PointCommand, PointEvent, TransactionKind};
+use domain::values::{Points, Text, UserId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{creating, Call, CommandError, Commands, Written};
+
+/// Points granted to a user.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Earn {
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+    #[schema(minimum = 1)]
+    pub amount: i64,
+    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
+    pub description: String,
+}
+
+/// Points a user spends, on an order of the shop's or not.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Spend {
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+    #[schema(minimum = 1)]
+    pub amount: i64,
+    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
+    pub description: String,
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
+    pub order_id: Option<String>,
+}
+
+/// A transaction of a user to cancel.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cancel {
+    #[schema(minimum = 1)]
+    pub user_id: i64,
+    pub transaction_id: Uuid,
+}
+
+/// A transaction's kind (the document's view of [`TransactionKind`]).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EntryKind {
+    Earn,
+    Use,
+    Cancel,
+}
+
+/// A point transaction and the balance right after it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PointEntry {
+    pub transaction_id: Uuid,
+    pub user_id: i64,
+    #[serde(rename = "type")]
+    #[schema(value_type = EntryKind)]
+    pub kind: TransactionKind,
+    pub amount: i64,
+    pub balance: i64,
+    /// A cancellation's target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canceled_transaction_id: Option<Uuid>,
+    /// The kind of a cancellation's target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<EntryKind>)]
+    pub canceled_type: Option<TransactionKind>,
+}
+
+/// The entry of the transaction a command recorded.
+fn entry(events: &[PointEvent]) -> Option<PointEntry> {
+    let event = events.first()?;
+    let (canceled_transaction_id, canceled_type) = match event {
+        PointEvent::Canceled {
+            canceled_transaction_id,
+            canceled_kind,
+            ..
+        } => (Some(*canceled_transaction_id), Some(*canceled_kind)),
+        _ => (None, None),
+    };
+    Some(PointEntry {
+        transaction_id: event.transaction_id(),
+        user_id: event.user_id().get(),
+        kind: event.kind(),
+        amount: event.amount().get(),
+        balance: event.balance_after(),
+        canceled_transaction_id,
+        canceled_type,
+    })
+}
+
+impl Commands {
+    /// Grants points (a service: points are the shop's to grant; a user earning for itself
+    /// would mint money).
+    pub async fn earn_points(
+        &self,
+        call: &Call,
+        input: Earn,
+    ) -> Result<Written<PointEntry>, CommandError> {
+        let user_id = UserId::parse(input.user_id, "userId")?;
+        call.caller.require_service()?;
+        let command = PointCommand::Earn {
+            user_id,
+            transaction_id: Uuid::new_v4(),
+            amount: Points::parse(input.amount, "amount")?,
+            description: Text::parse(&input.description, "description")?,
+            now: Utc::now(),
+        };
+        let account = point_account_id(user_id);
+        self.write(
+            &self.points,
+            account,
+            call,
+            creating("EarnPoints", command),
+            |_, events| entry(events),
+        )
+        .await
+    }
+
+    /// Spends points of a user (the user, or a service for it).
+    pub async fn spend_points(
+        &self,
+        call: &Call,
+        input: Spend,
+    ) -> Result<Written<PointEntry>, CommandError> {
+        let user_id = UserId::parse(input.user_id, "userId")?;
+        call.caller.require_user(user_id.get())?;
+        let command = PointCommand::Use {
+            user_id,
+            transaction_id: Uuid::new_v4(),
+            amount: Points::parse(input.amount, "amount")?,
+            description: Text::parse(&input.description, "description")?,
+            order_id: input
+                .order_id
+                .as_deref()
+                .map(|o| Text::parse_reference(o, "orderId"))
+                .transpose()?,
+            now: Utc::now(),
+        };
+        let account = point_account_id(user_id);
+        self.write(
+            &self.points,
+            account,
+            call,
+            creating("UsePoints", command),
+            |_, events| entry(events),
+        )
+        .await
+    }
+
+    /// Cancels a point transaction (a service: a refund or a correction is the shop's, as
+    /// earning is — a user could otherwise take back a spend its checkout already counted).
+    pub async fn cancel_points(
+        &self,
+        call: &Call,
+        input: Cancel,
+    ) -> Result<Written<PointEntry>, CommandError> {
+        let user_id = UserId::parse(input.user_id, "userId")?;
+        call.caller.require_service()?;
+        let command = PointCommand::Cancel {
+            user_id,
+            transaction_id: Uuid::new_v4(),
+            canceled_transaction_id: input.transaction_id,
+            now: Utc::now(),
+        };
+        let account = point_account_id(user_id);
+        let named = creating("CancelPointTransaction", command);
+        self.write(&self.points, account, call, named, |_, events| {
+            entry(events)
+        })
+        .await
+    }
+}
