@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 mod batch;
 mod committer;
+mod inner;
 mod loader;
 mod registry;
 mod task;

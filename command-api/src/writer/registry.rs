@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::inner::Inner;
 use super::loader::Loader;
 use super::task::Writer;
 use super::*;
@@ -45,17 +46,6 @@ impl<A: Decide> Clone for Aggregates<A> {
             inner: self.inner.clone(),
         }
     }
-}
-
-pub(super) struct Inner<A: Decide> {
-    pub(super) log: EventLog,
-    pub(super) committer: Committer,
-    pub(super) loader: Loader,
-    pub(super) settings: WriterSettings,
-    writers: Registry<A>,
-    generation: AtomicU64,
-    /// `writer_queue_depth{aggregate}`: jobs (commands and reads) sent and not yet taken.
-    pub(super) queued: metrics::Gauge,
 }
 
 impl<A> Aggregates<A>
@@ -154,14 +144,5 @@ where
         let writer = Writer::<A>::new(id, self.inner.clone());
         tokio::spawn(writer.run(generation, receiver));
         Ok((generation, sender))
-    }
-}
-
-impl<A: Decide> Inner<A> {
-    pub(super) fn forget(&self, id: Uuid, generation: u64) {
-        let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
-        if writers.get(&id).is_some_and(|(g, _)| *g == generation) {
-            writers.remove(&id);
-        }
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::batch::*;
-use super::registry::Inner;
+use super::inner::Inner;
 use super::*;
 
 pub(super) struct Loaded<A> {
