@@ -1,14 +1,10 @@
 //! The query API's OpenAPI 3.1 document (ADR 12), built from the handlers' `#[utoipa::path]`
-//! annotations, with the answers' shapes below; served with Swagger UI at `/api/docs/query`
+//! annotations and the answer types the handlers return; served with Swagger UI at `/api/docs/query`
 //! (`/api/docs` redirects there) and checked in CI by openapi-spec-validator and schemathesis
 //! against the running API.
-#![allow(dead_code)] // The answer types describe JSON the handlers build; they are never built.
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use utoipa::openapi::{ObjectBuilder, Type};
-use utoipa::{OpenApi, ToSchema};
-use uuid::Uuid;
+use utoipa::OpenApi;
 
 use crate::routes;
 
@@ -97,140 +93,4 @@ impl utoipa::Modify for Consistency {
             );
         }
     }
-}
-
-/// A coupon policy, with its live counts.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Policy {
-    pub policy_id: Uuid,
-    pub title: String,
-    pub description: String,
-    pub total_quantity: i64,
-    pub start_time: DateTime<Utc>,
-    pub end_time: DateTime<Utc>,
-    /// PERCENTAGE or FIXED_AMOUNT.
-    pub discount_type: String,
-    pub discount_value: i64,
-    pub minimum_order_amount: i64,
-    pub maximum_discount_amount: i64,
-    pub coupon_expires_at: DateTime<Utc>,
-    pub issued_count: i64,
-    pub used_count: i64,
-    pub remaining_quantity: i64,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Coupon {
-    pub coupon_id: Uuid,
-    pub policy_id: Uuid,
-    pub user_id: i64,
-    /// AVAILABLE, USED, EXPIRED or CANCELED (revoked).
-    pub status: String,
-    pub expires_at: DateTime<Utc>,
-    pub issued_at: DateTime<Utc>,
-    pub used_at: Option<DateTime<Utc>>,
-    pub order_id: Option<String>,
-    pub order_amount: Option<i64>,
-    pub discount_amount: Option<i64>,
-}
-
-/// Whether a coupon applies to an order, and the discount; changes nothing.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Quote {
-    pub coupon_id: Uuid,
-    pub order_amount: i64,
-    pub applicable: bool,
-    pub discount_amount: i64,
-    pub final_amount: i64,
-    /// Why not (a refusal code such as EXPIRED, BELOW_MINIMUM, NOT_OWNER), null when it applies.
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Balance {
-    pub user_id: i64,
-    pub balance: i64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct HistoryEntry {
-    pub transaction_id: Uuid,
-    /// EARN, USE or CANCEL.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub amount: i64,
-    pub description: String,
-    pub order_id: Option<String>,
-    pub canceled_transaction_id: Option<Uuid>,
-    pub balance_after: i64,
-    pub occurred_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Product {
-    pub product_id: Uuid,
-    pub name: String,
-    pub price: i64,
-    pub description: String,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TimeSale {
-    pub time_sale_id: Uuid,
-    pub product_id: Uuid,
-    pub product_price: i64,
-    pub discount_price: i64,
-    pub quantity: i64,
-    pub remaining_quantity: i64,
-    pub sold_quantity: i64,
-    pub start_at: DateTime<Utc>,
-    pub end_at: DateTime<Utc>,
-    pub per_user_limit: Option<i64>,
-    /// SCHEDULED, ACTIVE, SOLD_OUT or ENDED.
-    pub status: String,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Order {
-    pub order_id: Uuid,
-    pub time_sale_id: Uuid,
-    pub user_id: i64,
-    pub quantity: i64,
-    pub unit_price: i64,
-    pub total_price: i64,
-    /// CREATED or CANCELED.
-    pub status: String,
-    pub created_at: DateTime<Utc>,
-    pub canceled_at: Option<DateTime<Utc>>,
-}
-
-/// One page of a list: `page` from 1, `limit` 1–100, `total` matching rows.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Paged<T: ToSchema> {
-    pub items: Vec<T>,
-    pub page: i64,
-    pub limit: i64,
-    pub total: i64,
-}
-
-/// A page of a user's point history.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct History {
-    pub items: Vec<HistoryEntry>,
-    pub page: i64,
-    pub limit: i64,
-    pub total: i64,
-    pub user_id: i64,
 }

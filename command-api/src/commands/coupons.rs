@@ -13,27 +13,6 @@ use uuid::Uuid;
 
 use super::{changing, creating, Call, CommandError, Commands, Written};
 
-/// How a policy's coupons discount (the document's view of [`DiscountType`]).
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum DiscountKind {
-    /// `discountValue` percent off (1–100), at most `maximumDiscountAmount` when set.
-    Percentage,
-    /// `discountValue` off the order.
-    FixedAmount,
-}
-
-/// A coupon's status (the document's view of [`CouponStatus`]).
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum CouponState {
-    Available,
-    Used,
-    Expired,
-    /// Revoked.
-    Canceled,
-}
-
 /// A coupon campaign: how many coupons, when, and what each takes off an order.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -47,7 +26,6 @@ pub struct CreatePolicy {
     pub total_quantity: i64,
     pub start_time: DateTime<Utc>,
     pub end_time: DateTime<Utc>,
-    #[schema(value_type = DiscountKind)]
     pub discount_type: DiscountType,
     /// Percent (1–100) or an amount (at least 1).
     #[schema(minimum = 1)]
@@ -93,7 +71,6 @@ pub struct CouponIssued {
     pub coupon_id: Uuid,
     pub policy_id: Uuid,
     pub user_id: i64,
-    #[schema(value_type = CouponState)]
     pub status: CouponStatus,
     pub expires_at: DateTime<Utc>,
 }
@@ -103,7 +80,6 @@ pub struct CouponIssued {
 pub struct CouponUsed {
     pub coupon_id: Uuid,
     pub policy_id: Uuid,
-    #[schema(value_type = CouponState)]
     pub status: CouponStatus,
     pub order_id: String,
     pub order_amount: i64,
@@ -118,7 +94,6 @@ pub struct CouponUsed {
 pub struct CouponChanged {
     pub coupon_id: Uuid,
     pub policy_id: Uuid,
-    #[schema(value_type = CouponState)]
     pub status: CouponStatus,
 }
 

@@ -45,15 +45,6 @@ pub struct Cancel {
     pub transaction_id: Uuid,
 }
 
-/// A transaction's kind (the document's view of [`TransactionKind`]).
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum EntryKind {
-    Earn,
-    Use,
-    Cancel,
-}
-
 /// A point transaction and the balance right after it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -61,7 +52,6 @@ pub struct PointEntry {
     pub transaction_id: Uuid,
     pub user_id: i64,
     #[serde(rename = "type")]
-    #[schema(value_type = EntryKind)]
     pub kind: TransactionKind,
     pub amount: i64,
     pub balance: i64,
@@ -70,7 +60,6 @@ pub struct PointEntry {
     pub canceled_transaction_id: Option<Uuid>,
     /// The kind of a cancellation's target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<EntryKind>)]
     pub canceled_type: Option<TransactionKind>,
 }
 

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::product::{Product, ProductCommand, ProductSpec};
-use domain::time_sale::{TimeSaleCommand, TimeSaleEvent, TimeSaleSpec};
+use domain::time_sale::{OrderStatus, TimeSaleCommand, TimeSaleEvent, TimeSaleSpec};
 use domain::values::{Money, Quantity, Text, UserId};
 use domain::DomainError;
 use serde::{Deserialize, Serialize};
@@ -62,14 +62,6 @@ pub struct ProductCreated {
 pub struct TimeSaleCreated {
     pub time_sale_id: Uuid,
     pub product_id: Uuid,
-}
-
-/// An order's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum OrderStatus {
-    Created,
-    Canceled,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

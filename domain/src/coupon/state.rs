@@ -23,11 +23,13 @@ pub enum CouponState {
 
 /// The status a client sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CouponStatus {
     Available,
     Used,
     Expired,
+    /// Revoked.
     Canceled,
 }
 

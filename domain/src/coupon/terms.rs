@@ -11,9 +11,12 @@ use crate::DomainError;
 pub const COUPON_VALIDITY_AFTER_END_DAYS: i64 = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DiscountType {
+    /// `discountValue` percent off (1–100), at most `maximumDiscountAmount` when set.
     Percentage,
+    /// `discountValue` off the order.
     FixedAmount,
 }
 

@@ -10,8 +10,8 @@ use domain::coupon::{
 use domain::values::{Money, Text, UserId};
 use problem::{Path, Query};
 use readmodel::hot::keys;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use auth::http::Caller;
@@ -20,7 +20,57 @@ use crate::{AppState, QueryError};
 
 use readmodel::queries::{self, CouponFilter, CouponRow, PolicyRow, Window};
 
-use super::{paged, user, Page};
+use super::{paged, recorded, user, Page, Paged};
+
+/// A coupon policy, with its live counts.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Policy {
+    policy_id: Uuid,
+    title: String,
+    description: String,
+    total_quantity: i64,
+    start_time: DateTime<Utc>,
+    end_time: DateTime<Utc>,
+    discount_type: DiscountType,
+    discount_value: i64,
+    minimum_order_amount: i64,
+    maximum_discount_amount: i64,
+    coupon_expires_at: DateTime<Utc>,
+    issued_count: i64,
+    used_count: i64,
+    remaining_quantity: i64,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CouponView {
+    coupon_id: Uuid,
+    policy_id: Uuid,
+    user_id: i64,
+    status: CouponStatus,
+    expires_at: DateTime<Utc>,
+    issued_at: DateTime<Utc>,
+    used_at: Option<DateTime<Utc>>,
+    order_id: Option<String>,
+    order_amount: Option<i64>,
+    discount_amount: Option<i64>,
+}
+
+/// Whether a coupon applies to an order, and the discount; changes nothing.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Quote {
+    coupon_id: Uuid,
+    order_amount: i64,
+    applicable: bool,
+    discount_amount: i64,
+    final_amount: i64,
+    /// Why not (a refusal code such as EXPIRED, BELOW_MINIMUM, NOT_OWNER), null when it
+    /// applies.
+    reason: Option<String>,
+}
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -50,7 +100,7 @@ struct CouponPage {
 
 /// Policies as the API answers them, with their live counts from Redis (one round trip for
 /// them all; the projected counts where Redis has none).
-async fn policies_json(state: &AppState, rows: Vec<PolicyRow>) -> Vec<Value> {
+async fn policies_json(state: &AppState, rows: Vec<PolicyRow>) -> Result<Vec<Policy>, QueryError> {
     let prefix = state.live().prefix.clone();
     let reads: Vec<(String, &str)> = rows
         .iter()
@@ -67,17 +117,26 @@ async fn policies_json(state: &AppState, rows: Vec<PolicyRow>) -> Vec<Value> {
             let used = counts[1].unwrap_or(row.used_count);
             policy_value(row, issued, used)
         })
-        .collect()
+        .collect::<Result<_, _>>()
 }
 
-fn policy_value(row: PolicyRow, issued: i64, used: i64) -> Value {
-    json!({
-        "policyId": row.policy_id, "title": row.title, "description": row.description,
-        "totalQuantity": row.total_quantity, "startTime": row.start_time, "endTime": row.end_time,
-        "discountType": row.discount_type, "discountValue": row.discount_value,
-        "minimumOrderAmount": row.minimum_order_amount, "maximumDiscountAmount": row.maximum_discount_amount,
-        "couponExpiresAt": row.coupon_expires_at, "issuedCount": issued, "usedCount": used,
-        "remainingQuantity": (row.total_quantity - issued).max(0), "createdAt": row.created_at,
+fn policy_value(row: PolicyRow, issued: i64, used: i64) -> Result<Policy, QueryError> {
+    Ok(Policy {
+        policy_id: row.policy_id,
+        title: row.title,
+        description: row.description,
+        total_quantity: row.total_quantity,
+        start_time: row.start_time,
+        end_time: row.end_time,
+        discount_type: recorded(&row.discount_type)?,
+        discount_value: row.discount_value,
+        minimum_order_amount: row.minimum_order_amount,
+        maximum_discount_amount: row.maximum_discount_amount,
+        coupon_expires_at: row.coupon_expires_at,
+        issued_count: issued,
+        used_count: used,
+        remaining_quantity: (row.total_quantity - issued).max(0),
+        created_at: row.created_at,
     })
 }
 
@@ -88,17 +147,22 @@ fn policy_value(row: PolicyRow, issued: i64, used: i64) -> Value {
     summary = "Coupon policies, newest first",
     params(super::Page),
     responses(
-        (status = 200, description = "Found", body = crate::openapi::Paged<crate::openapi::Policy>),
+        (status = 200, description = "Found", body = Paged<Policy>),
     )
 )]
 async fn policies(
     State(state): State<AppState>,
     Query(q): Query<Page>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<Paged<Policy>>, QueryError> {
     let (page, limit, offset) = q.bounds()?;
     let (rows, total) =
         queries::policies(&state.pool, &state.live().schema, Window { limit, offset }).await?;
-    Ok(paged(policies_json(&state, rows).await, page, limit, total))
+    Ok(paged(
+        policies_json(&state, rows).await?,
+        page,
+        limit,
+        total,
+    ))
 }
 
 #[utoipa::path(
@@ -108,19 +172,21 @@ async fn policies(
     summary = "A coupon policy with its live counts",
     params(("id" = Uuid, Path, description = "The policy's id")),
     responses(
-        (status = 200, description = "Found", body = crate::openapi::Policy),
+        (status = 200, description = "Found", body = Policy),
     )
 )]
 async fn policy(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<Policy>, QueryError> {
     state.check_aggregate(id, "coupon policy")?;
     let row = queries::policy(&state.pool, &state.live().schema, id)
         .await?
         .ok_or(QueryError::NotFound("coupon policy"))?;
-    let mut one = policies_json(&state, vec![row]).await;
-    Ok(Json(one.pop().unwrap_or_default()))
+    let mut one = policies_json(&state, vec![row]).await?;
+    one.pop()
+        .map(Json)
+        .ok_or(QueryError::NotFound("coupon policy"))
 }
 
 /// The coupon as the domain sees it, so quote and status use the domain's own rules.
@@ -146,14 +212,20 @@ fn coupon_domain(row: &CouponRow) -> Coupon {
 }
 
 /// A coupon as the API answers it, its status at `now`.
-fn coupon_json(row: &CouponRow, now: DateTime<Utc>) -> Value {
+fn coupon_json(row: &CouponRow, now: DateTime<Utc>) -> CouponView {
     let coupon = coupon_domain(row);
-    json!({
-        "couponId": row.coupon_id, "policyId": row.policy_id, "userId": row.user_id,
-        "status": CouponStatus::at(&coupon.state, coupon.expires_at, now),
-        "expiresAt": row.expires_at, "issuedAt": row.issued_at, "usedAt": row.used_at,
-        "orderId": row.order_id, "orderAmount": row.order_amount, "discountAmount": row.discount_amount,
-    })
+    CouponView {
+        coupon_id: row.coupon_id,
+        policy_id: row.policy_id,
+        user_id: row.user_id,
+        status: CouponStatus::at(&coupon.state, coupon.expires_at, now),
+        expires_at: row.expires_at,
+        issued_at: row.issued_at,
+        used_at: row.used_at,
+        order_id: row.order_id.clone(),
+        order_amount: row.order_amount,
+        discount_amount: row.discount_amount,
+    }
 }
 
 #[utoipa::path(
@@ -163,14 +235,14 @@ fn coupon_json(row: &CouponRow, now: DateTime<Utc>) -> Value {
     summary = "A coupon (its owner, a service or an admin)",
     params(("id" = Uuid, Path, description = "The coupon's id")),
     responses(
-        (status = 200, description = "Found", body = crate::openapi::Coupon),
+        (status = 200, description = "Found", body = CouponView),
     )
 )]
 async fn coupon(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<Uuid>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<CouponView>, QueryError> {
     let row = queries::coupon(&state.pool, &state.live().schema, id).await?;
     let Some(row) = row else {
         state.check_missing_entity(id, "coupon", "coupon").await?;
@@ -188,7 +260,7 @@ async fn coupon(
     summary = "A user's coupons, optionally of one status",
     params(("user_id" = i64, Path, description = "The user's id"), CouponPage),
     responses(
-        (status = 200, description = "Found", body = crate::openapi::Paged<crate::openapi::Coupon>),
+        (status = 200, description = "Found", body = Paged<CouponView>),
     )
 )]
 async fn user_coupons(
@@ -196,7 +268,7 @@ async fn user_coupons(
     Caller(caller): Caller,
     Path(user_id): Path<i64>,
     Query(q): Query<CouponPage>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<Paged<CouponView>>, QueryError> {
     let user_id = user(user_id)?.get();
     caller.require_user(user_id)?;
     state
@@ -251,7 +323,7 @@ struct QuoteQuery {
     summary = "Whether a coupon applies to an order, and the discount",
     params(("id" = Uuid, Path, description = "The coupon's id"), QuoteQuery),
     responses(
-        (status = 200, description = "Found", body = crate::openapi::Quote),
+        (status = 200, description = "Found", body = Quote),
     )
 )]
 async fn quote(
@@ -259,7 +331,7 @@ async fn quote(
     Caller(caller): Caller,
     Path(id): Path<Uuid>,
     Query(q): Query<QuoteQuery>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<Quote>, QueryError> {
     let amount =
         Money::parse(q.order_amount, "orderAmount").map_err(|_| QueryError::BadRequest {
             detail: "orderAmount must not be negative".into(),
@@ -293,11 +365,7 @@ async fn quote(
             p.minimum_order_amount,
             p.maximum_discount_amount,
         );
-        let kind = if kind == "PERCENTAGE" {
-            DiscountType::Percentage
-        } else {
-            DiscountType::FixedAmount
-        };
+        let kind: DiscountType = recorded(&kind).ok()?;
         DiscountTerms::new(
             kind,
             value,
@@ -312,13 +380,21 @@ async fn quote(
         None => Err(domain::DomainError::CouponNotFound),
     };
     Ok(Json(match outcome {
-        Ok(discount) => json!({
-            "couponId": id, "orderAmount": amount, "applicable": true, "discountAmount": discount,
-            "finalAmount": amount.get() - discount.get(), "reason": null,
-        }),
-        Err(reason) => json!({
-            "couponId": id, "orderAmount": amount, "applicable": false, "discountAmount": 0,
-            "finalAmount": amount, "reason": reason.code(),
-        }),
+        Ok(discount) => Quote {
+            coupon_id: id,
+            order_amount: amount.get(),
+            applicable: true,
+            discount_amount: discount.get(),
+            final_amount: amount.get() - discount.get(),
+            reason: None,
+        },
+        Err(reason) => Quote {
+            coupon_id: id,
+            order_amount: amount.get(),
+            applicable: false,
+            discount_amount: 0,
+            final_amount: amount.get(),
+            reason: Some(reason.code().to_owned()),
+        },
     }))
 }

@@ -10,8 +10,8 @@ pub(crate) mod sales;
 
 use axum::{Json, Router};
 use domain::values::UserId;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{AppState, QueryError};
 
@@ -65,8 +65,29 @@ impl Page {
     }
 }
 
-fn paged(items: Vec<Value>, page: i64, limit: i64, total: i64) -> Json<Value> {
-    Json(json!({ "items": items, "page": page, "limit": limit, "total": total }))
+/// One page of a list: `page` from 1, `limit` 1–100, `total` matching rows.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Paged<T> {
+    pub(crate) items: Vec<T>,
+    pub(crate) page: i64,
+    pub(crate) limit: i64,
+    pub(crate) total: i64,
+}
+
+fn paged<T>(items: Vec<T>, page: i64, limit: i64, total: i64) -> Json<Paged<T>> {
+    Json(Paged {
+        items,
+        page,
+        limit,
+        total,
+    })
+}
+
+/// A value the read model stores as its wire name (`PERCENTAGE`, `CANCELED`, …), as the
+/// domain's type; anything else is a read model this code did not write.
+fn recorded<T: serde::de::DeserializeOwned>(name: &str) -> Result<T, QueryError> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned()))
+        .map_err(|e| QueryError::Unavailable(format!("the read model holds {name:?}: {e}")))
 }
 
 fn user(raw: i64) -> Result<UserId, QueryError> {

@@ -3,9 +3,13 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use domain::points::TransactionKind;
 use problem::{Path, Query};
 use readmodel::hot::keys;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 use auth::http::Caller;
 
@@ -13,7 +17,39 @@ use crate::{AppState, QueryError};
 
 use readmodel::queries::{self, Window};
 
-use super::{paged, user, Page};
+use super::{recorded, user, Page};
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Balance {
+    user_id: i64,
+    balance: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct HistoryEntry {
+    transaction_id: Uuid,
+    #[serde(rename = "type")]
+    kind: TransactionKind,
+    amount: i64,
+    description: String,
+    order_id: Option<String>,
+    canceled_transaction_id: Option<Uuid>,
+    balance_after: i64,
+    occurred_at: DateTime<Utc>,
+}
+
+/// A page of a user's point history.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct History {
+    items: Vec<HistoryEntry>,
+    page: i64,
+    limit: i64,
+    total: i64,
+    user_id: i64,
+}
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -28,14 +64,14 @@ pub(super) fn router() -> Router<AppState> {
     summary = "A user's point balance",
     params(("user_id" = i64, Path, description = "The user's id")),
     responses(
-        (status = 200, description = "Found", body = crate::openapi::Balance),
+        (status = 200, description = "Found", body = Balance),
     )
 )]
 async fn balance(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(user_id): Path<i64>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<Balance>, QueryError> {
     let user_id = user(user_id)?.get();
     caller.require_user(user_id)?;
     state.check_account(user_id)?;
@@ -46,7 +82,7 @@ async fn balance(
             .await?
             .unwrap_or(0),
     };
-    Ok(Json(json!({ "userId": user_id, "balance": balance })))
+    Ok(Json(Balance { user_id, balance }))
 }
 
 #[utoipa::path(
@@ -56,7 +92,7 @@ async fn balance(
     summary = "A user's point transactions, newest first",
     params(("user_id" = i64, Path, description = "The user's id"), super::Page),
     responses(
-        (status = 200, description = "Found", body = crate::openapi::History),
+        (status = 200, description = "Found", body = History),
     )
 )]
 async fn history(
@@ -64,7 +100,7 @@ async fn history(
     Caller(caller): Caller,
     Path(user_id): Path<i64>,
     Query(q): Query<Page>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<History>, QueryError> {
     let user_id = user(user_id)?.get();
     caller.require_user(user_id)?;
     state.check_account(user_id)?;
@@ -75,15 +111,23 @@ async fn history(
     let items = rows
         .into_iter()
         .map(|r| {
-            json!({
-                "transactionId": r.transaction_id, "type": r.r#type, "amount": r.amount,
-                "description": r.description, "orderId": r.order_id,
-                "canceledTransactionId": r.canceled_transaction_id,
-                "balanceAfter": r.balance_after, "occurredAt": r.occurred_at,
+            Ok(HistoryEntry {
+                transaction_id: r.transaction_id,
+                kind: recorded(&r.r#type)?,
+                amount: r.amount,
+                description: r.description,
+                order_id: r.order_id,
+                canceled_transaction_id: r.canceled_transaction_id,
+                balance_after: r.balance_after,
+                occurred_at: r.occurred_at,
             })
         })
-        .collect();
-    let mut body = paged(items, page, limit, total);
-    body["userId"] = json!(user_id);
-    Ok(body)
+        .collect::<Result<_, QueryError>>()?;
+    Ok(Json(History {
+        items,
+        page,
+        limit,
+        total,
+        user_id,
+    }))
 }

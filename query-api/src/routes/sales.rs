@@ -3,11 +3,12 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
-use domain::time_sale::TimeSaleStatus;
+use chrono::{DateTime, Utc};
+use domain::time_sale::{OrderStatus, TimeSaleStatus};
 use problem::{Path, Query};
 use readmodel::hot::keys;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use auth::http::Caller;
@@ -16,7 +17,48 @@ use crate::{AppState, QueryError};
 
 use readmodel::queries::{self, OrderRow, SaleRow, Window};
 
-use super::{paged, user, Page};
+use super::{paged, recorded, user, Page, Paged};
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Product {
+    product_id: Uuid,
+    name: String,
+    price: i64,
+    description: String,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TimeSale {
+    time_sale_id: Uuid,
+    product_id: Uuid,
+    product_price: i64,
+    discount_price: i64,
+    quantity: i64,
+    remaining_quantity: i64,
+    sold_quantity: i64,
+    start_at: DateTime<Utc>,
+    end_at: DateTime<Utc>,
+    per_user_limit: Option<i64>,
+    status: TimeSaleStatus,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Order {
+    order_id: Uuid,
+    time_sale_id: Uuid,
+    user_id: i64,
+    quantity: i64,
+    unit_price: i64,
+    total_price: i64,
+    status: OrderStatus,
+    created_at: DateTime<Utc>,
+    canceled_at: Option<DateTime<Utc>>,
+}
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -34,26 +76,29 @@ pub(super) fn router() -> Router<AppState> {
     summary = "A product",
     params(("id" = Uuid, Path, description = "The product's id")),
     responses(
-        (status = 200, description = "Found", body = crate::openapi::Product),
+        (status = 200, description = "Found", body = Product),
     )
 )]
 async fn product(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<Product>, QueryError> {
     state.check_aggregate(id, "product")?;
     let row = queries::product(&state.pool, &state.live().schema, id)
         .await?
         .ok_or(QueryError::NotFound("product"))?;
-    Ok(Json(json!({
-        "productId": row.product_id, "name": row.name, "price": row.price,
-        "description": row.description, "createdAt": row.created_at,
-    })))
+    Ok(Json(Product {
+        product_id: row.product_id,
+        name: row.name,
+        price: row.price,
+        description: row.description,
+        created_at: row.created_at,
+    }))
 }
 
 /// Sales as the API answers them, with their live stock from Redis (one round trip for them
 /// all; the projected stock where Redis has none).
-async fn sales_json(state: &AppState, rows: Vec<SaleRow>) -> Vec<Value> {
+async fn sales_json(state: &AppState, rows: Vec<SaleRow>) -> Vec<TimeSale> {
     let prefix = state.live().prefix.clone();
     let reads: Vec<(String, &str)> = rows
         .iter()
@@ -66,19 +111,27 @@ async fn sales_json(state: &AppState, rows: Vec<SaleRow>) -> Vec<Value> {
         .collect()
 }
 
-fn sale_value(row: &SaleRow, remaining: i64) -> Value {
+fn sale_value(row: &SaleRow, remaining: i64) -> TimeSale {
     let status = TimeSaleStatus::at(
         row.start_at,
         row.end_at,
         u32::try_from(remaining).unwrap_or(0),
         Utc::now(),
     );
-    json!({
-        "timeSaleId": row.time_sale_id, "productId": row.product_id, "productPrice": row.product_price,
-        "discountPrice": row.discount_price, "quantity": row.quantity, "remainingQuantity": remaining,
-        "soldQuantity": row.quantity - remaining, "startAt": row.start_at, "endAt": row.end_at,
-        "perUserLimit": row.per_user_limit, "status": status, "createdAt": row.created_at,
-    })
+    TimeSale {
+        time_sale_id: row.time_sale_id,
+        product_id: row.product_id,
+        product_price: row.product_price,
+        discount_price: row.discount_price,
+        quantity: row.quantity,
+        remaining_quantity: remaining,
+        sold_quantity: row.quantity - remaining,
+        start_at: row.start_at,
+        end_at: row.end_at,
+        per_user_limit: row.per_user_limit,
+        status,
+        created_at: row.created_at,
+    }
 }
 
 #[utoipa::path(
@@ -88,13 +141,13 @@ fn sale_value(row: &SaleRow, remaining: i64) -> Value {
     summary = "Flash sales, newest first, with their live stock",
     params(super::Page),
     responses(
-        (status = 200, description = "Found", body = crate::openapi::Paged<crate::openapi::TimeSale>),
+        (status = 200, description = "Found", body = Paged<TimeSale>),
     )
 )]
 async fn time_sales(
     State(state): State<AppState>,
     Query(q): Query<Page>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<Paged<TimeSale>>, QueryError> {
     let (page, limit, offset) = q.bounds()?;
     let (rows, total) =
         queries::time_sales(&state.pool, &state.live().schema, Window { limit, offset }).await?;
@@ -108,13 +161,13 @@ async fn time_sales(
     summary = "A flash sale with its live stock",
     params(("id" = Uuid, Path, description = "The sale's id")),
     responses(
-        (status = 200, description = "Found", body = crate::openapi::TimeSale),
+        (status = 200, description = "Found", body = TimeSale),
     )
 )]
 async fn time_sale(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<TimeSale>, QueryError> {
     state.check_aggregate(id, "time sale")?;
     let live = state.live();
     // Only the stock of a sale changes: with the stock from Redis, the rest comes from the
@@ -137,11 +190,17 @@ async fn time_sale(
 }
 
 /// An order as the API answers it.
-fn order_json(row: &OrderRow) -> Value {
-    json!({
-        "orderId": row.order_id, "timeSaleId": row.time_sale_id, "userId": row.user_id,
-        "quantity": row.quantity, "unitPrice": row.unit_price, "totalPrice": row.total_price,
-        "status": row.status, "createdAt": row.created_at, "canceledAt": row.canceled_at,
+fn order_json(row: &OrderRow) -> Result<Order, QueryError> {
+    Ok(Order {
+        order_id: row.order_id,
+        time_sale_id: row.time_sale_id,
+        user_id: row.user_id,
+        quantity: row.quantity,
+        unit_price: row.unit_price,
+        total_price: row.total_price,
+        status: recorded(&row.status)?,
+        created_at: row.created_at,
+        canceled_at: row.canceled_at,
     })
 }
 
@@ -152,14 +211,14 @@ fn order_json(row: &OrderRow) -> Value {
     summary = "An order (its buyer, a service or an admin)",
     params(("id" = Uuid, Path, description = "The order's id")),
     responses(
-        (status = 200, description = "Found", body = crate::openapi::Order),
+        (status = 200, description = "Found", body = Order),
     )
 )]
 async fn order(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<Uuid>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<Order>, QueryError> {
     let row = queries::order(&state.pool, &state.live().schema, id).await?;
     let Some(row) = row else {
         state.check_missing_entity(id, "timesale", "order").await?;
@@ -167,7 +226,7 @@ async fn order(
     };
     caller.require_user(row.user_id)?;
     state.check_aggregate(row.time_sale_id, "order")?;
-    Ok(Json(order_json(&row)))
+    Ok(Json(order_json(&row)?))
 }
 
 #[utoipa::path(
@@ -177,7 +236,7 @@ async fn order(
     summary = "A user's orders, newest first",
     params(("user_id" = i64, Path, description = "The user's id"), super::Page),
     responses(
-        (status = 200, description = "Found", body = crate::openapi::Paged<crate::openapi::Order>),
+        (status = 200, description = "Found", body = Paged<Order>),
     )
 )]
 async fn user_orders(
@@ -185,7 +244,7 @@ async fn user_orders(
     Caller(caller): Caller,
     Path(user_id): Path<i64>,
     Query(q): Query<Page>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<Paged<Order>>, QueryError> {
     let user_id = user(user_id)?.get();
     caller.require_user(user_id)?;
     state
@@ -196,7 +255,7 @@ async fn user_orders(
     let (rows, total) =
         queries::user_orders(&state.pool, &state.live().schema, user_id, window).await?;
     Ok(paged(
-        rows.iter().map(order_json).collect(),
+        rows.iter().map(order_json).collect::<Result<_, _>>()?,
         page,
         limit,
         total,
