@@ -47,9 +47,12 @@ pids=()
 stop_all() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
 trap stop_all EXIT
 
+# shellcheck source=scripts/service-env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/service-env.sh"
 start() {
   local name=$1; shift
-  env "$@" nohup "${services:-$target}/${name%%#*}" >"$run/${name//#/-}.log" 2>&1 &
+  service_env "${name%%#*}" "$@"
+  env "${SERVICE_ENV[@]}" nohup "${services:-$target}/${name%%#*}" >"$run/${name//#/-}.log" 2>&1 &
   pids+=($!)
 }
 ready() { for port in "$@"; do for _ in $(seq 1 100); do curl -sf -m 2 "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done; done; }
@@ -66,7 +69,7 @@ if [ "${SCALE:-full}" = small ]; then N=5000; C=200; RATE=2000; else N=100000; C
 echo "# $(date -u +%FT%TZ)  $(nproc) cores  $(free -g | awk '/Mem/{print $2}') GiB  scale=${SCALE:-full}"
 
 # The whole system on a fresh database and topics of its own (the services as ./dev run
-# starts them, on other ports). Settings after the database name apply to all three.
+# starts them, on other ports). Settings after the database name go to each service that has them.
 system_up() {
   db_url=$(fresh_db "$1"); shift
   topics=bench-$(date +%s%N).

@@ -11,7 +11,7 @@ use crate::AuthError;
 
 /// `[auth]` of the APIs' settings (and of `promo-token`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     /// Tokens required. Off only to measure what authentication costs (the benchmark).
     pub enabled: bool,

@@ -14,13 +14,9 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use eventlog::EventLog;
 use secrecy::ExposeSecret;
-use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::commands::accounts::Accounts;
@@ -105,8 +101,8 @@ pub async fn migrate(log: &EventLog) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// The whole router, with the server's limits: body size (413 past it), requests in flight
-/// and a deadline per request (503 past them).
+/// The whole router: the HTTP door inside the edge every server shares (health, readiness,
+/// metrics, documents, request ids, body limit, load shedding, deadlines).
 pub fn app(
     commands: Commands,
     gate: auth::http::Gate,
@@ -114,43 +110,15 @@ pub fn app(
 ) -> Router {
     http::extract::MAX_BODY_BYTES
         .store(server.max_body_bytes, std::sync::atomic::Ordering::Relaxed);
-    let limits = problem::Limits::new(
-        server.max_in_flight,
-        Duration::from_millis(server.request_timeout_ms),
-    );
+    let edge = problem::edge::Edge::new(server, commands.log.pool().clone())
+        .with_docs(http::openapi::DOCS, http::openapi::document());
     let gate = axum::middleware::from_fn_with_state(gate, auth::http::gate);
-    Router::new()
-        .merge(http::gated().route_layer(gate))
-        .merge(http::open())
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(service::metrics::scrape))
-        .merge(problem::openapi::docs(
-            http::openapi::DOCS,
-            http::openapi::document(),
-        ))
-        .fallback(http::not_found)
-        .method_not_allowed_fallback(problem::method_not_allowed)
-        .layer(axum::extract::DefaultBodyLimit::max(server.max_body_bytes))
-        .layer(axum::middleware::map_response(problem::bodiless_refusals))
-        .layer(axum::middleware::from_fn_with_state(limits, problem::limit))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .layer(axum::middleware::from_fn(service::metrics::track_http))
-        // Outermost: the trace layer's own lines (a 5xx is logged at ERROR) are in the span.
-        .layer(axum::middleware::from_fn(problem::request_ids))
-        .with_state(commands)
-}
-
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
-}
-
-/// Ready when the event log answers.
-async fn ready(State(commands): State<Commands>) -> Response {
-    match sqlx::query("SELECT 1").execute(commands.log.pool()).await {
-        Ok(_) => Json(json!({ "status": "ready" })).into_response(),
-        Err(e) => CommandError::from(e).into_response(),
-    }
+    edge.around(
+        Router::new()
+            .merge(http::gated().route_layer(gate))
+            .merge(http::open())
+            .with_state(commands),
+    )
 }
 
 /// The command API bound to its port, ready to run.

@@ -6,6 +6,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
@@ -32,42 +33,17 @@ pub struct Settings {
     pub telemetry: service::TelemetrySettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct ServerSettings {
-    /// Address to bind; keep 127.0.0.1 unless a proxy in front needs otherwise.
-    pub host: String,
-    /// Port to bind; 0 picks a free one (tests).
-    pub port: u16,
-    /// Largest request body, in bytes; a larger one answers 413. A command is a few hundred
-    /// bytes; 64 KiB leaves room for the longest texts.
-    #[serde(default = "default_max_body_bytes")]
-    pub max_body_bytes: usize,
-    /// Longest time, in milliseconds, a request may take before it answers 503 `TIMEOUT`.
-    #[serde(default = "default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
-    /// Requests served at once; past it a new one answers 503 `OVERLOADED` at once.
-    #[serde(default = "default_max_in_flight")]
-    pub max_in_flight: usize,
-}
-
-fn default_max_body_bytes() -> usize {
-    64 * 1024
-}
-fn default_request_timeout_ms() -> u64 {
-    10_000
-}
-fn default_max_in_flight() -> usize {
-    4_096
-}
+pub use problem::edge::ServerSettings;
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     pub url: String,
 }
 
 /// How long a stored answer to an `Idempotency-Key` is kept.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct IdempotencySettings {
     /// Hours after which a key's stored answer is deleted; a retry after that counts as a new
     /// request.
@@ -86,6 +62,7 @@ impl Default for IdempotencySettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `postgres://user:password@host:port/db` — a secret: never logged.
     pub url: SecretString,
@@ -100,6 +77,7 @@ fn default_max_connections() -> u32 {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Bootstrap servers, e.g. `127.0.0.1:59092`.
     pub brokers: String,
@@ -121,7 +99,7 @@ fn default_topic_prefix() -> String {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct WriterSettings {
     /// Commands that may wait for one aggregate before new ones are refused with 503.
     pub queue_capacity: usize,

@@ -69,6 +69,36 @@ fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// Whether `service` has the setting the `APP_` variable `name` sets. Every service refuses a
+/// setting it does not have (`deny_unknown_fields`), so each is given only its own.
+pub fn takes(service: &str, name: &str) -> bool {
+    let key = name.strip_prefix("APP_").unwrap_or(name);
+    let command_api_only = ["KAFKA__", "WRITER__", "IDEMPOTENCY__"];
+    let not_projector = ["AUTH__", "RATE_LIMIT__", "DATABASE__MAX_CONNECTIONS"];
+    if command_api_only.iter().any(|p| key.starts_with(p)) {
+        service == COMMAND_API
+    } else if matches!(key, "REDIS__PREFIX" | "SCHEMA") {
+        service != COMMAND_API
+    } else if matches!(key, "GENERATION_POLL_MS" | "CONSISTENCY_WAIT_MS") {
+        service == QUERY_API
+    } else if not_projector.iter().any(|p| key.starts_with(p)) {
+        service != PROJECTOR
+    } else {
+        true
+    }
+}
+
+/// The command starting the service binary `name`, without the `APP_` variables of this
+/// process's environment (the stack's `.stack/env` exports some): it runs on what the caller
+/// gives it.
+pub fn service_command(name: &str) -> Command {
+    let mut command = Command::new(bin_dir().join(name));
+    for (variable, _) in std::env::vars().filter(|(k, _)| k.starts_with("APP_")) {
+        command.env_remove(variable);
+    }
+    command
+}
+
 pub struct System {
     /// Sends an admin's token (see [`token`] for others).
     pub client: reqwest::Client,
@@ -206,8 +236,9 @@ impl System {
 
     /// Starts (or restarts) one service and waits until it listens (APIs) or runs.
     pub async fn launch(&mut self, name: &'static str) {
-        let mut child = Command::new(bin_dir().join(name))
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        let own = self.env.iter().filter(|(k, _)| takes(name, k));
+        let mut child = service_command(name)
+            .envs(own.map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name} from {}: {e}", bin_dir().display()));

@@ -333,7 +333,7 @@ async fn the_projector_answers_health_ready_and_metrics_refuses_the_rest_and_is_
         .local_addr()
         .unwrap()
         .port();
-    let mut child = std::process::Command::new(System::binary(PROJECTOR))
+    let mut child = e2e::service_command(PROJECTOR)
         .env("APP_CONFIG", "/nonexistent")
         .env("APP_SERVER__PORT", "0")
         .env(

@@ -1,7 +1,8 @@
 //! Problem details (RFC 9457) as both APIs answer them: `type`, `title`, `status`, `detail`,
 //! a machine-readable `code`, and `field` when one input is at fault. A 503 carries
-//! `Retry-After`.
+//! `Retry-After`. And the edge every server shares ([`edge`]).
 
+pub mod edge;
 pub mod openapi;
 
 use axum::http::{header, HeaderValue, StatusCode};

@@ -58,51 +58,18 @@ pub const RETRY_MAX: Duration = Duration::from_secs(2);
 const PARKED_SAMPLE_EVERY: u64 = 5;
 
 /// `/health` (the process answers), `/ready` (its database answers: 503 otherwise) and
-/// `/metrics`, on
-/// `listener`, until `stop` turns true.
+/// `/metrics` on `listener`, inside the edge every server shares, until `stop` turns true.
 pub async fn serve_health(
     listener: tokio::net::TcpListener,
-    database_url: String,
+    settings: &Settings,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    use axum::http::StatusCode;
-    use axum::routing::get;
-    use axum::Json;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(1))
-        .connect_lazy(&database_url)
+        .connect_lazy(settings.database.url.expose_secret())
         .map_err(std::io::Error::other)?;
-    let app = axum::Router::new()
-        .route(
-            "/health",
-            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
-        )
-        .route(
-            "/ready",
-            get(move || {
-                let pool = pool.clone();
-                async move {
-                    match sqlx::query("SELECT 1").execute(&pool).await {
-                        Ok(_) => (
-                            StatusCode::OK,
-                            Json(serde_json::json!({ "status": "ready" })),
-                        ),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "not ready: the database does not answer");
-                            (
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                Json(serde_json::json!({ "status": "unavailable" })),
-                            )
-                        }
-                    }
-                }
-            }),
-        )
-        .route("/metrics", get(service::metrics::scrape))
-        .method_not_allowed_fallback(problem::method_not_allowed)
-        .layer(axum::middleware::map_response(problem::bodiless_refusals))
-        .layer(axum::middleware::from_fn(service::metrics::track_http));
+    let app = problem::edge::Edge::new(&settings.server, pool).around(axum::Router::new());
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|stopped| *stopped).await;

@@ -25,10 +25,9 @@ async fn main() -> anyhow::Result<()> {
     {
         Ok(listener) => {
             tracing::info!(port = listener.local_addr()?.port(), "projector listening");
-            let url = secrecy::ExposeSecret::expose_secret(&settings.database.url).to_owned();
-            let stop = stopped.clone();
+            let (settings, stop) = (settings.clone(), stopped.clone());
             Some(tokio::spawn(async move {
-                if let Err(e) = projector::serve_health(listener, url, stop).await {
+                if let Err(e) = projector::serve_health(listener, &settings, stop).await {
                     tracing::error!(error = %e, "the health server stopped");
                 }
             }))

@@ -5,6 +5,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     pub database: Database,
     pub redis: Redis,
@@ -19,16 +20,13 @@ pub struct Settings {
     #[serde(default)]
     pub telemetry: service::TelemetrySettings,
     /// Where `/health` and `/ready` answer.
-    pub server: Server,
+    pub server: ServerSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Server {
-    pub host: String,
-    pub port: u16,
-}
+pub use problem::edge::ServerSettings;
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Database {
     /// The event log's database, which holds the read models too: the projector reads the
     /// log and writes the read models in one place.
@@ -36,6 +34,7 @@ pub struct Database {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Redis {
     pub url: String,
     /// Prefix of every key this projector writes.

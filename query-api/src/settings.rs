@@ -5,8 +5,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
-    pub server: Server,
+    pub server: ServerSettings,
     pub database: Database,
     pub redis: Redis,
     /// The base PostgreSQL schema of the read models; it names the deployment, whose current
@@ -32,27 +33,10 @@ pub struct Settings {
     pub telemetry: service::TelemetrySettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Server {
-    pub host: String,
-    pub port: u16,
-    /// Longest time, in milliseconds, a request may take before it answers 503 `TIMEOUT`
-    /// (longer than the read-your-writes wait).
-    #[serde(default = "default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
-    /// Requests served at once; past it a new one answers 503 `OVERLOADED` at once.
-    #[serde(default = "default_max_in_flight")]
-    pub max_in_flight: usize,
-}
-
-fn default_request_timeout_ms() -> u64 {
-    10_000
-}
-fn default_max_in_flight() -> usize {
-    4_096
-}
+pub use problem::edge::ServerSettings;
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Database {
     pub url: SecretString,
     #[serde(default = "default_connections")]
@@ -60,6 +44,7 @@ pub struct Database {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Redis {
     pub url: String,
     #[serde(default = "default_prefix")]

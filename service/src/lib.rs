@@ -18,7 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `[log]` of every service's settings.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     /// `json` (default) or `pretty`.
     pub format: String,
@@ -37,7 +37,9 @@ impl Default for LogSettings {
 
 /// Loads settings: `defaults`, then the file named by `APP_CONFIG` (else `default_file`; a
 /// missing file is fine), then `APP_`-prefixed variables with `__` between levels
-/// (`APP_DATABASE__URL` → `database.url`).
+/// (`APP_DATABASE__URL` → `database.url`). The settings types refuse keys they do not have
+/// (`deny_unknown_fields`): a misspelt key, in the file or the environment, is a start-up
+/// error naming it, not a setting silently left at its default.
 pub fn load_settings<T: DeserializeOwned>(
     default_file: &str,
     defaults: &[(&str, &str)],
@@ -47,15 +49,26 @@ pub fn load_settings<T: DeserializeOwned>(
     for (key, value) in defaults {
         builder = builder.set_default(*key, *value)?;
     }
+    // `APP_CONFIG` names the file; it is not a setting.
+    let variables = std::env::vars()
+        .filter(|(name, _)| name.starts_with("APP_") && name != "APP_CONFIG")
+        .collect();
     builder
         .add_source(config::File::with_name(&file).required(false))
         .add_source(
             config::Environment::with_prefix("APP")
                 .prefix_separator("_")
-                .separator("__"),
+                .separator("__")
+                .source(Some(variables)),
         )
         .build()?
         .try_deserialize()
+        .map_err(|e| {
+            config::ConfigError::Message(format!(
+                "settings: {e} (from {file}.toml or an APP_ variable: [section] key is \
+                 APP_SECTION__KEY)"
+            ))
+        })
 }
 
 /// Structured logs: JSON lines (or pretty, for a terminal).

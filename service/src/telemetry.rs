@@ -14,7 +14,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// `[telemetry]` of every service's settings.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TelemetrySettings {
     /// The collector's OTLP/HTTP base URL (e.g. `http://127.0.0.1:4318`); spans go to
     /// `{otlp_endpoint}/v1/traces` as JSON. Unset: no traces.

@@ -17,6 +17,7 @@ pub enum Who {
 /// One rule: at most `limit` requests per `window_seconds` for `who` on routes starting with
 /// `route` (all routes when absent).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rule {
     pub who: Who,
     #[serde(default)]
@@ -27,7 +28,7 @@ pub struct Rule {
 
 /// `[rate_limit]` of the APIs' settings.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
     pub enabled: bool,
     /// Prefix of the counters' Redis keys.

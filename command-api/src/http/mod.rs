@@ -92,8 +92,3 @@ pub fn gated() -> Router<Commands> {
 pub fn open() -> Router<Commands> {
     accounts::open()
 }
-
-/// 404 for a path no route has.
-pub async fn not_found() -> Response {
-    CommandError::NotFound("resource").into_response()
-}

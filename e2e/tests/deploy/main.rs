@@ -736,8 +736,8 @@ fn the_gateway_routes_reads_writes_and_docs_and_hides_metrics() {
             "{file}: proxy_pass_request_headers off drops every header"
         ));
     }
-    // The body limit is command-api's.
-    let settings = read("command-api/src/settings.rs");
+    // The body limit is command-api's; its default is the edge's (every server's).
+    let settings = read("problem/src/edge.rs");
     let default = settings
         .split("fn default_max_body_bytes()")
         .nth(1)
@@ -748,7 +748,7 @@ fn the_gateway_routes_reads_writes_and_docs_and_hides_metrics() {
                 .map(|n| n.trim().replace('_', "").parse::<u64>().unwrap_or(0))
                 .product::<u64>()
         })
-        .expect("command-api/src/settings.rs has default_max_body_bytes()");
+        .expect("problem/src/edge.rs has default_max_body_bytes()");
     let limit = services
         .get("command-api")
         .and_then(|s| environment(s).get("APP_SERVER__MAX_BODY_BYTES").cloned())

@@ -1,0 +1,74 @@
+//! The query API's refusals, as problem+json.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{detail}")]
+    BadRequest { detail: String, field: &'static str },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("the read models have not reached position {0} yet")]
+    NotYetConsistent(i64),
+    #[error(
+        "the read model of this {what} is faulted: the event at position {position} could not be \
+         projected and waits for an operator (replay-tools parked / retry)"
+    )]
+    Faulted { what: &'static str, position: i64 },
+    #[error("a dependency is unavailable")]
+    Unavailable(String),
+    /// The caller may not read this (another user's data).
+    #[error("{0}")]
+    Forbidden(&'static str),
+}
+
+impl From<auth::Forbidden> for QueryError {
+    fn from(e: auth::Forbidden) -> Self {
+        QueryError::Forbidden(e.0)
+    }
+}
+
+impl From<readmodel::ReadModelError> for QueryError {
+    fn from(e: readmodel::ReadModelError) -> Self {
+        QueryError::Unavailable(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for QueryError {
+    fn from(e: sqlx::Error) -> Self {
+        QueryError::Unavailable(e.to_string())
+    }
+}
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        let (status, code, field) = match &self {
+            QueryError::BadRequest { field, .. } => {
+                (StatusCode::BAD_REQUEST, "INVALID_REQUEST", Some(*field))
+            }
+            QueryError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", None),
+            QueryError::NotYetConsistent(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "NOT_YET_CONSISTENT", None)
+            }
+            QueryError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN", None),
+            QueryError::Faulted { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "PROJECTION_FAULTED", None)
+            }
+            QueryError::Unavailable(cause) => {
+                tracing::error!(%cause, "query failed on a dependency");
+                (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", None)
+            }
+        };
+        let detail = match &self {
+            QueryError::Unavailable(_) => "a dependency is unavailable; retry later".to_owned(),
+            other => other.to_string(),
+        };
+        let mut body = problem::body(status, code, &detail, field);
+        if let QueryError::Faulted { position, .. } = &self {
+            body["position"] = json!(position);
+        }
+        problem::response(status, body)
+    }
+}
