@@ -55,7 +55,13 @@ start() {
   env "${SERVICE_ENV[@]}" nohup "${services:-$target}/${name%%#*}" >"$run/${name//#/-}.log" 2>&1 &
   pids+=($!)
 }
-ready() { for port in "$@"; do for _ in $(seq 1 100); do curl -sf -m 2 "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done; done; }
+ready() {
+  for port in "$@"; do
+    for _ in $(seq 1 100); do curl -sf -m 2 "http://127.0.0.1:$port/ready" >/dev/null && continue 2; sleep 0.1; done
+    echo "the service on port $port did not become ready; see $run/*.log" >&2
+    exit 1
+  done
+}
 # A fresh database for a phase; prints its URL.
 fresh_db() {
   psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" 2>/dev/null

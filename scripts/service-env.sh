@@ -5,6 +5,8 @@
 # takes SERVICE NAME: whether SERVICE has the setting the variable NAME sets.
 takes() {
   case "${2#APP_}" in
+    # promo-topics' (the topics' shape), read by no service.
+    KAFKA__PARTITIONS | KAFKA__REPLICATION | KAFKA__RETENTION_MS) false ;;
     KAFKA__* | WRITER__* | IDEMPOTENCY__*) [ "$1" = command-api ] ;;
     REDIS__PREFIX | SCHEMA) [ "$1" != command-api ] ;;
     GENERATION_POLL_MS | CONSISTENCY_WAIT_MS) [ "$1" = query-api ] ;;

@@ -295,7 +295,7 @@ async fn a_time_sale_must_be_cheaper_than_its_product_and_name_a_real_one(pool: 
         .await;
     assert_eq!(
         (dearer.status, dearer.body["field"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("discountPrice"))
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("discountPrice"))
     );
     let unknown = app
         .post("/api/v1/time-sales", sale(json!(uuid::Uuid::new_v4()), 100))
@@ -388,7 +388,7 @@ async fn a_bad_field_is_a_400_naming_the_field(pool: PgPool) {
         .await;
     assert_eq!(
         (window.status, window.body["field"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("endTime"))
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("endTime"))
     );
     let bad_time = app
         .post("/api/v1/coupon-policies", json!({ "title": "t", "totalQuantity": 1, "startTime": "soon", "endTime": "2026-01-01T00:00:00Z", "discountType": "FIXED_AMOUNT", "discountValue": 100 }))

@@ -7,7 +7,7 @@ use thiserror::Error;
 /// kinds apart so that one place in each API maps them (400 / 404 / 409 / 422).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum RefusalKind {
-    /// The input itself is malformed (a field out of range).
+    /// The input itself is malformed (a field out of the range its schema states).
     InvalidInput,
     /// The aggregate or the entity inside it does not exist.
     NotFound,
@@ -24,6 +24,14 @@ pub enum RefusalKind {
 pub enum DomainError {
     #[error("{field}: {message}")]
     InvalidInput {
+        field: &'static str,
+        message: &'static str,
+    },
+    /// A well-formed value a rule refuses, which no schema of one field can say: a window that
+    /// ends before it starts, a percentage over 100, a sale price not below the product's, a
+    /// time outside the years this system keeps.
+    #[error("{field}: {message}")]
+    Unacceptable {
         field: &'static str,
         message: &'static str,
     },
@@ -106,11 +114,16 @@ impl DomainError {
         Self::InvalidInput { field, message }
     }
 
+    pub fn unacceptable(field: &'static str, message: &'static str) -> Self {
+        Self::Unacceptable { field, message }
+    }
+
     /// The stable machine-readable code, e.g. `SOLD_OUT`.
     pub fn code(&self) -> &'static str {
         use DomainError::*;
         match self {
             InvalidInput { .. } => "INVALID_INPUT",
+            Unacceptable { .. } => "UNACCEPTABLE_VALUE",
             PolicyNotFound => "POLICY_NOT_FOUND",
             PolicyAlreadyExists => "POLICY_ALREADY_EXISTS",
             IssuanceNotStarted => "ISSUANCE_NOT_STARTED",
@@ -162,6 +175,7 @@ impl DomainError {
             | TimeSaleAlreadyExists
             | OrderIdTaken => RefusalKind::AlreadyExists,
             NotCouponOwner | NotOrderOwner => RefusalKind::NotOwner,
+            Unacceptable { .. } => RefusalKind::RuleViolated,
             _ => RefusalKind::RuleViolated,
         }
     }
@@ -169,7 +183,9 @@ impl DomainError {
     /// The input field the refusal is about, when there is one.
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            DomainError::InvalidInput { field, .. } => Some(field),
+            DomainError::InvalidInput { field, .. } | DomainError::Unacceptable { field, .. } => {
+                Some(field)
+            }
             _ => None,
         }
     }

@@ -5,6 +5,8 @@
 
 pub mod coupon;
 mod error;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod points;
 pub mod product;
 pub mod time_sale;

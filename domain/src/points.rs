@@ -76,8 +76,8 @@ impl PointCommand {
 
 /// Every event carries `balance_after`: the history's balance snapshot, and an idempotent
 /// value for the read model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(into = "crate::wire::WireEvent", try_from = "crate::wire::WireEvent")]
+/// Serialized as its wire form (`crate::wire`, which implements serde for it).
+#[derive(Debug, Clone, PartialEq)]
 pub enum PointEvent {
     Earned {
         user_id: UserId,

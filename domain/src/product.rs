@@ -35,8 +35,8 @@ pub enum ProductCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(into = "crate::wire::WireEvent", try_from = "crate::wire::WireEvent")]
+/// Serialized as its wire form (`crate::wire`, which implements serde for it).
+#[derive(Debug, Clone, PartialEq)]
 pub enum ProductEvent {
     ProductCreated {
         spec: ProductSpec,

@@ -41,7 +41,7 @@ impl TimeSaleSpec {
             ));
         }
         if discount_price >= product_price {
-            return Err(DomainError::invalid(
+            return Err(DomainError::unacceptable(
                 "discountPrice",
                 "must be below the product's price",
             ));
@@ -49,7 +49,7 @@ impl TimeSaleSpec {
         let start_at = checked_time(start_at, "startAt")?;
         let end_at = checked_time(end_at, "endAt")?;
         if start_at >= end_at {
-            return Err(DomainError::invalid("endAt", "must be after startAt"));
+            return Err(DomainError::unacceptable("endAt", "must be after startAt"));
         }
         Ok(Self::recorded(
             product_id,
@@ -173,8 +173,8 @@ pub enum TimeSaleCommand {
 
 /// Order events carry `remaining_after`, the stock right after them, so a read model sets
 /// the live stock idempotently instead of adding and subtracting.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(into = "crate::wire::WireEvent", try_from = "crate::wire::WireEvent")]
+/// Serialized as its wire form (`crate::wire`, which implements serde for it).
+#[derive(Debug, Clone, PartialEq)]
 pub enum TimeSaleEvent {
     TimeSaleCreated {
         spec: TimeSaleSpec,
@@ -269,10 +269,13 @@ impl TimeSale {
                         return Err(DomainError::PerUserLimitExceeded);
                     }
                 }
-                let total_price = spec
-                    .discount_price
-                    .checked_mul(quantity)
-                    .ok_or(DomainError::invalid("quantity", "order total is too large"))?;
+                let total_price =
+                    spec.discount_price
+                        .checked_mul(quantity)
+                        .ok_or(DomainError::unacceptable(
+                            "quantity",
+                            "order total is too large",
+                        ))?;
                 Ok(vec![TimeSaleEvent::OrderPlaced {
                     order_id,
                     user_id,

@@ -86,7 +86,10 @@ fn a_policy_window_must_end_after_it_starts() {
     let result = PolicySpec::new(text("t"), text("d"), qty(1), at(5), at(5), fixed(100, 0));
     assert_eq!(
         result,
-        Err(DomainError::invalid("endTime", "must be after startTime"))
+        Err(DomainError::unacceptable(
+            "endTime",
+            "must be after startTime"
+        ))
     );
 }
 

@@ -6,11 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 mod consume;
+mod process;
 mod replay;
 mod scrape;
 pub mod servers;
 
 pub use consume::Consumed;
+use process::{bin_dir, env_or};
+pub use process::{service_command, takes};
 pub use scrape::Scrape;
 
 use std::collections::HashMap;
@@ -54,49 +57,6 @@ pub fn admin_client() -> reqwest::Client {
         .default_headers(headers)
         .build()
         .unwrap()
-}
-
-fn env_or(key: &str, default: &str) -> String {
-    std::env::var(key).unwrap_or_else(|_| default.to_owned())
-}
-
-/// target/<profile>/, where cargo put the workspace's binaries.
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Whether `service` has the setting the `APP_` variable `name` sets. Every service refuses a
-/// setting it does not have (`deny_unknown_fields`), so each is given only its own.
-pub fn takes(service: &str, name: &str) -> bool {
-    let key = name.strip_prefix("APP_").unwrap_or(name);
-    let command_api_only = ["KAFKA__", "WRITER__", "IDEMPOTENCY__"];
-    let not_projector = ["AUTH__", "RATE_LIMIT__", "DATABASE__MAX_CONNECTIONS"];
-    if command_api_only.iter().any(|p| key.starts_with(p)) {
-        service == COMMAND_API
-    } else if matches!(key, "REDIS__PREFIX" | "SCHEMA") {
-        service != COMMAND_API
-    } else if matches!(key, "GENERATION_POLL_MS" | "CONSISTENCY_WAIT_MS") {
-        service == QUERY_API
-    } else if not_projector.iter().any(|p| key.starts_with(p)) {
-        service != PROJECTOR
-    } else {
-        true
-    }
-}
-
-/// The command starting the service binary `name`, without the `APP_` variables of this
-/// process's environment (the stack's `.stack/env` exports some): it runs on what the caller
-/// gives it.
-pub fn service_command(name: &str) -> Command {
-    let mut command = Command::new(bin_dir().join(name));
-    for (variable, _) in std::env::vars().filter(|(k, _)| k.starts_with("APP_")) {
-        command.env_remove(variable);
-    }
-    command
 }
 
 pub struct System {

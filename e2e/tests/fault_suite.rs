@@ -395,7 +395,8 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
     ] {
         all.push(query(path, vec![]));
     }
-    // Beyond the end of the log (no command answered it): 400 at once, not a 2 s wait.
+    // Malformed, or beyond the end of the log (no command answered it): 400 or 422 at once,
+    // not a 2 s wait.
     for position in [
         "-1",
         "abc",

@@ -364,7 +364,7 @@ async fn live_stock_follows_orders_and_cancellations() {
 }
 
 #[tokio::test]
-async fn a_position_the_projections_cannot_reach_in_time_is_a_503_and_one_beyond_the_log_a_400() {
+async fn a_position_the_projections_cannot_reach_in_time_is_a_503_and_one_beyond_the_log_a_422() {
     let mut system = System::start_with(None, &[("APP_CONSISTENCY_WAIT_MS", "300")]).await;
     // The projector stopped: a position in the log is not reached in time.
     system.kill("projector");
@@ -386,8 +386,14 @@ async fn a_position_the_projections_cannot_reach_in_time_is_a_503_and_one_beyond
     let beyond = system
         .get("/api/v1/points/users/1/balance", Some(position + 1_000_000))
         .await;
-    assert_eq!(beyond.status, StatusCode::BAD_REQUEST, "{}", beyond.body);
+    assert_eq!(
+        beyond.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        beyond.body
+    );
     assert_eq!(beyond.body["field"], "X-Min-Position");
+    assert_eq!(beyond.body["code"], "UNKNOWN_POSITION");
     let plain = system.get("/api/v1/points/users/1/balance", None).await;
     assert_eq!(plain.status, StatusCode::OK);
     system.stop().await;

@@ -121,12 +121,21 @@ async fn health() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
-/// 200 while the database answers; 503 problem+json `UNAVAILABLE` otherwise.
+/// How long `/ready` waits for the database: within an orchestrator's probe timeout.
+const READY_WITHIN: Duration = Duration::from_secs(1);
+
+/// 200 while the database answers within [`READY_WITHIN`]; 503 problem+json `UNAVAILABLE`
+/// otherwise.
 async fn ready(State(database): State<sqlx::PgPool>) -> Response {
-    match sqlx::query("SELECT 1").execute(&database).await {
-        Ok(_) => Json(json!({ "status": "ready" })).into_response(),
-        Err(e) => {
+    let probe = sqlx::query("SELECT 1").execute(&database);
+    match tokio::time::timeout(READY_WITHIN, probe).await {
+        Ok(Ok(_)) => Json(json!({ "status": "ready" })).into_response(),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready: the database does not answer");
+            unavailable()
+        }
+        Err(_) => {
+            tracing::warn!("not ready: the database did not answer within a second");
             unavailable()
         }
     }
@@ -151,6 +160,6 @@ pub async fn not_found() -> Response {
     let status = StatusCode::NOT_FOUND;
     response(
         status,
-        body(status, "NOT_FOUND", "resource not found", None),
+        body(status, "NOT_FOUND", crate::NO_SUCH_RESOURCE, None),
     )
 }

@@ -257,6 +257,9 @@ pub async fn limit(
     answer
 }
 
+/// The detail of a 404 for a path no route has.
+pub const NO_SUCH_RESOURCE: &str = "no such resource";
+
 /// Middleware (`axum::middleware::map_response`) making a client error that carries no body
 /// (axum's own 404 for no route, Swagger UI's for an asset it does not have) the
 /// problem+json every other refusal is.
@@ -266,7 +269,7 @@ pub async fn bodiless_refusals(answer: Response) -> Response {
         return answer;
     }
     let (code, detail) = if status == StatusCode::NOT_FOUND {
-        ("NOT_FOUND", "no such resource")
+        ("NOT_FOUND", NO_SUCH_RESOURCE)
     } else {
         (
             "INVALID_REQUEST",
@@ -293,13 +296,18 @@ fn large_body(headers: &axum::http::HeaderMap) -> bool {
 /// (whatever a client sent under it is replaced) and echoed on the answer.
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// A correlation id as the APIs take it: 1 to 128 visible ASCII characters.
+/// The header a client names its correlation id in (copied into events and log lines).
+pub const CORRELATION_ID: &str = "x-correlation-id";
+
+/// A correlation id as the APIs take it: 1 to 128 visible ASCII characters
+/// ([`openapi::VISIBLE_ASCII`]); any other is refused at the edge (400).
 pub fn valid_correlation_id(value: &str) -> bool {
     !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Gives every request an id of the server's (a UUID v7), runs it inside a `request` span
-/// holding that id, the `X-Correlation-Id` (when valid; else the request id), the method and
+/// holding that id, the `X-Correlation-Id` (absent: the request id; not 1 to 128 visible
+/// ASCII characters: 400 at once), the method and
 /// the path (its first 100 characters), so every log line of the request carries them; answers with `X-Request-Id`.
 pub async fn request_ids(
     mut request: axum::extract::Request,
@@ -307,12 +315,22 @@ pub async fn request_ids(
 ) -> Response {
     use tracing::Instrument;
     let request_id = uuid::Uuid::now_v7().to_string();
-    let correlation_id = request
-        .headers()
-        .get("x-correlation-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| valid_correlation_id(v))
-        .map_or_else(|| request_id.clone(), str::to_owned);
+    let correlation_id = match request.headers().get(CORRELATION_ID) {
+        None => request_id.clone(),
+        Some(value) => match value.to_str().ok().filter(|v| valid_correlation_id(v)) {
+            Some(value) => value.to_owned(),
+            None => {
+                let mut answer = bad_request(
+                    "X-Correlation-Id must be 1 to 128 visible ASCII characters",
+                    Some("X-Correlation-Id"),
+                );
+                if let Ok(value) = HeaderValue::from_str(&request_id) {
+                    answer.headers_mut().insert(REQUEST_ID, value);
+                }
+                return answer;
+            }
+        },
+    };
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()

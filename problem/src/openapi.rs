@@ -88,8 +88,8 @@ fn conventions(operation: &mut Operation, open: bool, has_body: bool) {
         operation,
         "X-Correlation-Id",
         "Carried into every event the request records and into its log lines: \
-         1 to 128 visible ASCII characters (else the request id is used)",
-        string(),
+         1 to 128 visible ASCII characters (absent: the request id is used)",
+        visible_ascii(128),
     );
     problem_answer(
         operation,
@@ -192,6 +192,19 @@ pub fn problem_answer(operation: &mut Operation, status: &str, description: &str
                     .build(),
             )
         });
+}
+
+/// Visible ASCII (`!` to `~`), as a pattern's character class.
+pub const VISIBLE_ASCII: &str = "[!-~]";
+
+/// 1 to `max` visible ASCII characters: the correlation id, the idempotency key.
+pub fn visible_ascii(max: usize) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(format!("^{VISIBLE_ASCII}+$")))
+        .build()
 }
 
 fn string() -> Object {

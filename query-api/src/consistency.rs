@@ -11,7 +11,7 @@ use crate::{AppState, QueryError};
 
 /// Read-your-writes: with `X-Min-Position: P`, wait until the watermark reaches P (polling
 /// every few milliseconds, less often as the wait grows), at most `consistency_wait`; then
-/// 503 with `Retry-After`. A P no command has answered yet (beyond the log's head) is a 400
+/// 503 with `Retry-After`. A P no command has answered yet (beyond the log's head) is a 422
 /// at once, not a wait.
 pub(crate) async fn consistency(
     State(state): State<AppState>,
@@ -48,13 +48,7 @@ pub(crate) async fn consistency(
                         tokio::time::sleep(Duration::from_millis(3)).await;
                     }
                     Ok(Some(false)) => {
-                        return QueryError::BadRequest {
-                            detail: "X-Min-Position is beyond the end of the event log: send \
-                                     the position a command answered"
-                                .into(),
-                            field: "X-Min-Position",
-                        }
-                        .into_response();
+                        return QueryError::UnknownPosition(wanted).into_response();
                     }
                     Err(e) => return e.into_response(),
                 }

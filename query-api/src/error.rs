@@ -12,6 +12,12 @@ pub enum QueryError {
     NotFound(&'static str),
     #[error("the read models have not reached position {0} yet")]
     NotYetConsistent(i64),
+    /// `X-Min-Position` beyond the end of the log: well formed, but no command answered it.
+    #[error(
+        "X-Min-Position {0} is beyond the end of the event log: send the position a command \
+         answered"
+    )]
+    UnknownPosition(i64),
     #[error(
         "the read model of this {what} is faulted: the event at position {position} could not be \
          projected and waits for an operator (replay-tools parked / retry)"
@@ -49,6 +55,11 @@ impl IntoResponse for QueryError {
                 (StatusCode::BAD_REQUEST, "INVALID_REQUEST", Some(*field))
             }
             QueryError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", None),
+            QueryError::UnknownPosition(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "UNKNOWN_POSITION",
+                Some("X-Min-Position"),
+            ),
             QueryError::NotYetConsistent(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "NOT_YET_CONSISTENT", None)
             }

@@ -3,7 +3,7 @@
 //! (`/api/docs` redirects there) and checked in CI by openapi-spec-validator and schemathesis
 //! against the running API.
 
-use utoipa::openapi::{ObjectBuilder, Type};
+use utoipa::openapi::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::OpenApi;
 
 use crate::routes;
@@ -68,10 +68,18 @@ impl utoipa::Modify for Consistency {
                 "X-Min-Position",
                 "A log position a command answered: the read waits (up to 2 s) until the read \
                  models have reached it, else 503 NOT_YET_CONSISTENT. A position beyond the \
-                 log's end is 400.",
+                 log's end is 422 UNKNOWN_POSITION.",
                 ObjectBuilder::new()
                     .schema_type(Type::Integer)
-                    .minimum(Some(0)),
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0))
+                    .maximum(Some(i64::MAX)),
+            );
+            problem_answer(
+                operation,
+                "422",
+                "X-Min-Position is beyond the end of the event log (UNKNOWN_POSITION): no \
+                 command answered it",
             );
             // What a path names (`{id}`, `{user_id}`) may not exist; a whole list always does.
             if path.contains('{') {

@@ -69,9 +69,22 @@ fn default_prefix() -> String {
 
 impl Settings {
     pub fn load() -> Result<Self, config::ConfigError> {
-        service::load_settings(
+        let settings: Self = service::load_settings(
             "config/query-api",
             &[("server.host", "127.0.0.1"), ("server.port", "8081")],
-        )
+        )?;
+        settings.checked()
+    }
+
+    /// Refuses a read-your-writes wait the request deadline would cut short: the read would
+    /// answer `TIMEOUT` where `NOT_YET_CONSISTENT` is due.
+    pub fn checked(self) -> Result<Self, config::ConfigError> {
+        if self.consistency_wait_ms >= self.server.request_timeout_ms {
+            return Err(config::ConfigError::Message(format!(
+                "consistency_wait_ms ({}) must be below server.request_timeout_ms ({})",
+                self.consistency_wait_ms, self.server.request_timeout_ms
+            )));
+        }
+        Ok(self)
     }
 }

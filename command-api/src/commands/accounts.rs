@@ -72,10 +72,11 @@ impl Accounts {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Credentials {
     /// One `@` between non-empty parts, no white space, control or invisible characters.
-    #[schema(min_length = 3, max_length = 254, pattern = r"^[^\s@]+@[^\s@]+$")]
+    #[schema(schema_with = email_schema)]
     pub email: String,
-    /// 12 to 128 characters (any when signing in; accounts hold only such).
-    #[schema(min_length = 12, max_length = 128)]
+    /// 12 to 128 characters, no control character (any when signing in; accounts hold only
+    /// such).
+    #[schema(schema_with = password_schema)]
     pub password: String,
 }
 
@@ -128,18 +129,36 @@ fn is_invisible(c: char) -> bool {
         | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}')
 }
 
-/// An email, lower-cased: one `@` between non-empty parts, no spaces, control or invisible
-/// characters, at most 254 characters.
+/// Longest email, in characters.
+const EMAIL_MAX_CHARS: usize = 254;
+
+/// [`checked_email`] as an ECMA-262 pattern, for the document: one `@` between non-empty parts
+/// of no white space, control or invisible ([`is_invisible`]) character.
+const EMAIL_PATTERN: &str = concat!(
+    r"^[^\s@\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]+",
+    r"@[^\s@\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]+$"
+);
+
+fn email_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .min_length(Some(3))
+        .max_length(Some(EMAIL_MAX_CHARS))
+        .pattern(Some(EMAIL_PATTERN))
+        .build()
+}
+
+/// An email as sent, lower-cased: one `@` between non-empty parts, no white space (around it
+/// either), control or invisible characters, at most 254 characters.
 fn checked_email(raw: &str) -> Result<String, CommandError> {
-    let email = raw.trim().to_lowercase();
-    let valid = email.chars().count() <= 254
-        && !email
+    let valid = raw.chars().count() <= EMAIL_MAX_CHARS
+        && !raw
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
-        && matches!(email.split_once('@'), Some((local, domain))
+        && matches!(raw.split_once('@'), Some((local, domain))
             if !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
     if valid {
-        Ok(email)
+        Ok(raw.to_lowercase())
     } else {
         Err(CommandError::invalid(
             "email must be an address like name@example.com",
@@ -148,9 +167,22 @@ fn checked_email(raw: &str) -> Result<String, CommandError> {
     }
 }
 
+/// [`checked_password`]'s characters as a pattern, for the document.
+const PASSWORD_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*$";
+const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 12..=128;
+
+fn password_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .min_length(Some(*PASSWORD_CHARS.start()))
+        .max_length(Some(*PASSWORD_CHARS.end()))
+        .pattern(Some(PASSWORD_PATTERN))
+        .build()
+}
+
 fn checked_password(password: &str) -> Result<(), CommandError> {
     let chars = password.chars().count();
-    if (12..=128).contains(&chars) && !password.chars().any(char::is_control) {
+    if PASSWORD_CHARS.contains(&chars) && !password.chars().any(char::is_control) {
         Ok(())
     } else {
         Err(CommandError::invalid(
@@ -358,5 +390,54 @@ impl Commands {
             user_id: caller.user_id(),
             email,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRICKY: &[&str] = &[
+        "a", "B", "@", " ", "\t", "\n", "\u{0}", "\u{7f}", "\u{85}", "\u{a0}", "\u{ad}",
+        "\u{200b}", "\u{202e}", "\u{2066}", "\u{feff}", "\u{3000}", "é", "İ", "😀", ".",
+    ];
+
+    /// The document's email and password rules (pattern and lengths) accept exactly what the
+    /// checks accept.
+    #[test]
+    fn the_documented_rules_are_the_checks() {
+        let email = regex::Regex::new(EMAIL_PATTERN).unwrap();
+        let password = regex::Regex::new(PASSWORD_PATTERN).unwrap();
+        let mut samples = vec![
+            "a@b".to_owned(),
+            format!("{}@b", "a".repeat(252)),
+            format!("{}@b", "a".repeat(253)),
+            "x".repeat(12),
+            "x".repeat(128),
+            "x".repeat(129),
+        ];
+        for a in TRICKY {
+            for b in TRICKY {
+                samples.push(format!("{a}x@y{b}"));
+                samples.push(format!("x{a}@{b}y"));
+                samples.push(format!("{a}{b}"));
+                samples.push(format!("passphrase-{a}{b}"));
+            }
+        }
+        for sample in &samples {
+            let chars = sample.chars().count();
+            let documented = email.is_match(sample) && (3..=EMAIL_MAX_CHARS).contains(&chars);
+            assert_eq!(
+                documented,
+                checked_email(sample).is_ok(),
+                "email {sample:?}"
+            );
+            let documented = password.is_match(sample) && PASSWORD_CHARS.contains(&chars);
+            assert_eq!(
+                documented,
+                checked_password(sample).is_ok(),
+                "password {sample:?}"
+            );
+        }
     }
 }

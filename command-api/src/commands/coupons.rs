@@ -17,10 +17,10 @@ use super::{changing, creating, Call, CommandError, Commands, Written};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreatePolicy {
-    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
+    #[schema(schema_with = domain::openapi::text)]
     pub title: String,
     #[serde(default)]
-    #[schema(max_length = 1000)]
+    #[schema(schema_with = domain::openapi::optional_text)]
     pub description: String,
     #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
     pub total_quantity: i64,
@@ -53,7 +53,7 @@ pub struct Issue {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Use {
     /// The shop's order id.
-    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
+    #[schema(schema_with = domain::openapi::reference)]
     pub order_id: String,
     #[schema(minimum = 0)]
     pub order_amount: i64,

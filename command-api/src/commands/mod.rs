@@ -1,12 +1,13 @@
 //! The command layer: every command of the product as a function of [`Commands`] — who may
 //! send it, its idempotency key, its aggregate's writer, and its answer — with typed inputs,
-//! typed answers ([`Written`]) and typed refusals ([`CommandError`]). It knows no transport:
-//! the HTTP handlers (`crate::http`) only extract a [`Call`] and an input and render what comes
+//! typed answers ([`Written`]) and typed refusals ([`CommandError`]). It knows no transport
+//! (a refusal carries the HTTP status it maps to, which other doors translate): the HTTP handlers (`crate::http`) only extract a [`Call`] and an input and render what comes
 //! back, and any other door (gRPC between instances) calls the same functions.
 //!
-//! A command's way: the input parses into domain values (an invalid one is
-//! [`CommandError::Invalid`] naming the field); the caller's role is checked against the user
-//! the input names; an aggregate the command names but does not create must exist; then the
+//! A command's way: the caller's role is checked against the user the input names, the input
+//! parses into domain values (an invalid one is [`CommandError::Invalid`] naming the field),
+//! an aggregate the command names but does not create must exist (the order of these three
+//! varies by command: each refusal is the same whichever comes first); then the
 //! writer of its aggregate decides it, appends its events with the call's idempotency key and
 //! metadata, and the answer is built from the state after it.
 

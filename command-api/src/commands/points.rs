@@ -17,7 +17,7 @@ pub struct Earn {
     pub user_id: i64,
     #[schema(minimum = 1)]
     pub amount: i64,
-    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
+    #[schema(schema_with = domain::openapi::text)]
     pub description: String,
 }
 
@@ -29,10 +29,10 @@ pub struct Spend {
     pub user_id: i64,
     #[schema(minimum = 1)]
     pub amount: i64,
-    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
+    #[schema(schema_with = domain::openapi::text)]
     pub description: String,
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
+    #[schema(schema_with = domain::openapi::optional_reference)]
     pub order_id: Option<String>,
 }
 

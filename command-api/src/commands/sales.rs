@@ -14,12 +14,12 @@ use super::{changing, creating, Call, CommandError, Commands, Written};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateProduct {
-    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
+    #[schema(schema_with = domain::openapi::text)]
     pub name: String,
     #[schema(minimum = 1)]
     pub price: i64,
     #[serde(default)]
-    #[schema(max_length = 1000)]
+    #[schema(schema_with = domain::openapi::optional_text)]
     pub description: String,
 }
 
@@ -28,7 +28,8 @@ pub struct CreateProduct {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTimeSale {
     pub product_id: Uuid,
-    #[schema(minimum = 0)]
+    /// Below the product's price.
+    #[schema(minimum = 1)]
     pub discount_price: i64,
     #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
     pub quantity: i64,

@@ -74,7 +74,8 @@ pub(super) async fn issue(
     responses(
         (status = 200, description = "The coupon, used, with the discount", body = Answered<CouponUsed>),
         (status = 404, description = "No such coupon", body = problem::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not usable: used, expired, revoked, not the owner, or under the minimum order", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The coupon is another user's (NOT_OWNER)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not usable: used, expired, revoked, or under the minimum order", body = problem::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn use_coupon(

@@ -36,13 +36,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 CommandError::invalid(format!("unreadable body: {e}"), None)
             }
         })?;
-        let raw: Value = if bytes.is_empty() {
-            Value::Object(Default::default())
+        let mut raw: Value = if bytes.is_empty() {
+            Value::Null
         } else {
-            serde_json::from_slice(&bytes).map_err(|e| {
+            serde_json::from_slice(&super::integers::integral_literals(&bytes)).map_err(|e| {
                 CommandError::invalid(problem::bounded(&format!("malformed JSON: {e}"), 200), None)
             })?
         };
+        // No body and a `null` body are `{}`: a command without fields may be sent any of them.
+        if raw.is_null() {
+            raw = Value::Object(Default::default());
+        }
         let value: T = serde_path_to_error::deserialize(&raw).map_err(|e| {
             // Both may echo the client's input (an unknown field's name): kept short.
             let field = problem::bounded(&e.path().to_string(), 64);
@@ -124,23 +128,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         let request_id = header(problem::REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
-        let correlation_id = match header("x-correlation-id") {
-            None => None,
-            Some(value) => Some(
-                value
-                    .to_str()
-                    .ok()
-                    .filter(|v| problem::valid_correlation_id(v))
-                    .ok_or_else(|| {
-                        CommandError::invalid(
-                            "X-Correlation-Id must be 1 to 128 visible ASCII characters",
-                            Some("X-Correlation-Id"),
-                        )
-                        .into_response()
-                    })?
-                    .to_owned(),
-            ),
-        };
+        // The edge refused a correlation id that is not 1 to 128 visible ASCII characters.
+        let correlation_id = header(problem::CORRELATION_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| problem::valid_correlation_id(v))
+            .map(str::to_owned);
         Ok(Caller {
             call: Call {
                 caller,

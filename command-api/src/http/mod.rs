@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod coupons;
 pub mod extract;
+mod integers;
 pub mod openapi;
 pub mod points;
 pub mod sales;

@@ -84,10 +84,7 @@ fn idempotent(operation: &mut Operation) {
         "Idempotency-Key",
         "1 to 255 visible ASCII characters. A retry with the same key and body gets the \
          first answer again (kept 24 h); the same key with another body is 409.",
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .min_length(Some(1))
-            .max_length(Some(255)),
+        problem::openapi::visible_ascii(255),
     );
     problem_answer(
         operation,

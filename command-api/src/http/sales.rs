@@ -97,7 +97,8 @@ pub(super) async fn place_order(
     responses(
         (status = 200, description = "The order, canceled", body = Answered<OrderCanceled>),
         (status = 404, description = "No such order", body = problem::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Canceled already, or not the owner", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The order is another user's (NOT_OWNER)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Canceled already", body = problem::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 pub(super) async fn cancel_order(

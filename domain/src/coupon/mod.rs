@@ -48,8 +48,8 @@ pub enum CouponCommand {
 
 /// Everything that happens to a policy and its coupons. The counts carried by the events are
 /// the values right after the event, so a read model can set them idempotently.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(into = "crate::wire::WireEvent", try_from = "crate::wire::WireEvent")]
+/// Serialized as its wire form (`crate::wire`, which implements serde for it).
+#[derive(Debug, Clone, PartialEq)]
 pub enum CouponEvent {
     PolicyCreated {
         spec: PolicySpec,

@@ -56,7 +56,7 @@ impl DiscountTerms {
             ));
         }
         if discount_type == DiscountType::Percentage && discount_value > 100 {
-            return Err(DomainError::invalid(
+            return Err(DomainError::unacceptable(
                 "discountValue",
                 "a percentage must be between 1 and 100",
             ));
@@ -131,7 +131,10 @@ impl PolicySpec {
         let start_time = checked_time(start_time, "startTime")?;
         let end_time = checked_time(end_time, "endTime")?;
         if start_time >= end_time {
-            return Err(DomainError::invalid("endTime", "must be after startTime"));
+            return Err(DomainError::unacceptable(
+                "endTime",
+                "must be after startTime",
+            ));
         }
         Ok(Self::recorded(
             title,

@@ -178,6 +178,7 @@ fn unknown(wire: &WireEvent) -> WireError {
 }
 
 /// Serde glue: domain events serialize as their wire form (cqrs-es requires serde on events).
+/// Written here, not derived on the events, so the aggregates do not depend on their codec.
 macro_rules! serde_via_wire {
     ($($event:ty),*) => {$(
         impl From<$event> for WireEvent {
@@ -189,6 +190,17 @@ macro_rules! serde_via_wire {
             type Error = WireError;
             fn try_from(wire: WireEvent) -> Result<Self, Self::Error> {
                 <$event>::from_wire(&wire)
+            }
+        }
+        impl serde::Serialize for $event {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.to_wire().serialize(serializer)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $event {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let wire = WireEvent::deserialize(deserializer)?;
+                <$event>::from_wire(&wire).map_err(serde::de::Error::custom)
             }
         }
     )*};

@@ -993,3 +993,67 @@ fn compose_runs_the_local_stacks_kafka_major_version_on_one_node_or_three() {
     }
     fail_if_any("docker-compose.yml Kafka", &problems);
 }
+
+/// `./dev` and `scripts/bench.sh` (scripts/service-env.sh) give each service the same `APP_`
+/// variables the end-to-end harness does (`e2e::takes`): every service refuses a setting it
+/// does not have, so a table that drifts stops a service in one of them.
+#[test]
+fn the_launchers_give_each_service_the_same_variables() {
+    let names = [
+        "APP_SERVER__PORT",
+        "APP_DATABASE__URL",
+        "APP_DATABASE__MAX_CONNECTIONS",
+        "APP_REDIS__URL",
+        "APP_REDIS__PREFIX",
+        "APP_KAFKA__BROKERS",
+        "APP_KAFKA__TOPIC_PREFIX",
+        "APP_KAFKA__PARTITIONS",
+        "APP_KAFKA__REPLICATION",
+        "APP_KAFKA__RETENTION_MS",
+        "APP_WRITER__MAX_BATCH",
+        "APP_IDEMPOTENCY__RETENTION_HOURS",
+        "APP_AUTH__SECRET",
+        "APP_RATE_LIMIT__PREFIX",
+        "APP_SCHEMA",
+        "APP_GENERATION_POLL_MS",
+        "APP_CONSISTENCY_WAIT_MS",
+        "APP_LOG__LEVEL",
+        "APP_TELEMETRY__OTLP_ENDPOINT",
+    ];
+    let mut script = String::from("source scripts/service-env.sh\n");
+    for service in [e2e::COMMAND_API, e2e::QUERY_API, e2e::PROJECTOR] {
+        for name in names {
+            script.push_str(&format!(
+                "takes {service} {name} && echo {service} {name} yes || echo {service} {name} no\n"
+            ));
+        }
+    }
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(repo::root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut differ = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut words = line.split(' ');
+        let (service, name, shell) = (
+            words.next().unwrap(),
+            words.next().unwrap(),
+            words.next().unwrap() == "yes",
+        );
+        if shell != e2e::takes(service, name) {
+            differ.push(format!("{service} {name}: the script says {shell}"));
+        }
+    }
+    assert_eq!(differ.len(), 0, "{differ:#?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        3 * names.len()
+    );
+}

@@ -62,7 +62,7 @@ pub(super) fn router() -> Router<AppState> {
     path = "/api/v1/points/users/{user_id}/balance",
     tag = "points",
     summary = "A user's point balance",
-    params(("user_id" = i64, Path, description = "The user's id")),
+    params(("user_id" = i64, Path, minimum = 1, description = "The user's id")),
     responses(
         (status = 200, description = "Found", body = Balance),
     )
@@ -90,7 +90,7 @@ async fn balance(
     path = "/api/v1/points/users/{user_id}/history",
     tag = "points",
     summary = "A user's point transactions, newest first",
-    params(("user_id" = i64, Path, description = "The user's id"), super::Page),
+    params(("user_id" = i64, Path, minimum = 1, description = "The user's id"), super::Page),
     responses(
         (status = 200, description = "Found", body = History),
     )

@@ -98,7 +98,7 @@ async fn product(
 
 /// Sales as the API answers them, with their live stock from Redis (one round trip for them
 /// all; the projected stock where Redis has none).
-async fn sales_json(state: &AppState, rows: Vec<SaleRow>) -> Vec<TimeSale> {
+async fn time_sale_views(state: &AppState, rows: Vec<SaleRow>) -> Vec<TimeSale> {
     let prefix = state.live().prefix.clone();
     let reads: Vec<(String, &str)> = rows
         .iter()
@@ -151,7 +151,12 @@ async fn time_sales(
     let (page, limit, offset) = q.bounds()?;
     let (rows, total) =
         queries::time_sales(&state.pool, &state.live().schema, Window { limit, offset }).await?;
-    Ok(paged(sales_json(&state, rows).await, page, limit, total))
+    Ok(paged(
+        time_sale_views(&state, rows).await,
+        page,
+        limit,
+        total,
+    ))
 }
 
 #[utoipa::path(
@@ -190,7 +195,7 @@ async fn time_sale(
 }
 
 /// An order as the API answers it.
-fn order_json(row: &OrderRow) -> Result<Order, QueryError> {
+fn order_view(row: &OrderRow) -> Result<Order, QueryError> {
     Ok(Order {
         order_id: row.order_id,
         time_sale_id: row.time_sale_id,
@@ -226,7 +231,7 @@ async fn order(
     };
     caller.require_user(row.user_id)?;
     state.check_aggregate(row.time_sale_id, "order")?;
-    Ok(Json(order_json(&row)?))
+    Ok(Json(order_view(&row)?))
 }
 
 #[utoipa::path(
@@ -234,7 +239,7 @@ async fn order(
     path = "/api/v1/orders/user/{user_id}",
     tag = "sales",
     summary = "A user's orders, newest first",
-    params(("user_id" = i64, Path, description = "The user's id"), super::Page),
+    params(("user_id" = i64, Path, minimum = 1, description = "The user's id"), super::Page),
     responses(
         (status = 200, description = "Found", body = Paged<Order>),
     )
@@ -255,7 +260,7 @@ async fn user_orders(
     let (rows, total) =
         queries::user_orders(&state.pool, &state.live().schema, user_id, window).await?;
     Ok(paged(
-        rows.iter().map(order_json).collect::<Result<_, _>>()?,
+        rows.iter().map(order_view).collect::<Result<_, _>>()?,
         page,
         limit,
         total,
