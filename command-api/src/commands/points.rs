@@ -102,15 +102,8 @@ impl Commands {
             description: Text::parse(&input.description, "description")?,
             now: Utc::now(),
         };
-        let account = point_account_id(user_id);
-        self.write(
-            &self.points,
-            account,
-            call,
-            creating("EarnPoints", command),
-            |_, events| entry(events),
-        )
-        .await
+        self.write_points(call, user_id, "EarnPoints", command)
+            .await
     }
 
     /// Spends points of a user (the user, or a service for it).
@@ -133,15 +126,7 @@ impl Commands {
                 .transpose()?,
             now: Utc::now(),
         };
-        let account = point_account_id(user_id);
-        self.write(
-            &self.points,
-            account,
-            call,
-            creating("UsePoints", command),
-            |_, events| entry(events),
-        )
-        .await
+        self.write_points(call, user_id, "UsePoints", command).await
     }
 
     /// Cancels a point transaction (a service: a refund or a correction is the shop's, as
@@ -159,11 +144,26 @@ impl Commands {
             canceled_transaction_id: input.transaction_id,
             now: Utc::now(),
         };
+        self.write_points(call, user_id, "CancelPointTransaction", command)
+            .await
+    }
+
+    /// `command` (named `name`) to the point account of `user_id`; the entry it made.
+    async fn write_points(
+        &self,
+        call: &Call,
+        user_id: UserId,
+        name: &'static str,
+        command: PointCommand,
+    ) -> Result<Written<PointEntry>, CommandError> {
         let account = point_account_id(user_id);
-        let named = creating("CancelPointTransaction", command);
-        self.write(&self.points, account, call, named, |_, events| {
-            entry(events)
-        })
+        self.write(
+            &self.points,
+            account,
+            call,
+            creating(name, command),
+            |_, events| entry(events),
+        )
         .await
     }
 }
