@@ -336,3 +336,66 @@ async fn integers_written_as_decimals_and_null_bodies_are_what_the_document_says
         answer.2
     );
 }
+
+/// A body must be JSON by its media type: a form on another site can post `text/plain` or a
+/// form's type without a preflight, and sign-up and sign-in take no token. 415 problem+json
+/// naming `Content-Type`, nothing written; `application/json` with a charset, in any case, is
+/// JSON; a command without a body needs no media type.
+#[sqlx::test(migrations = false)]
+async fn a_body_that_is_not_sent_as_json_is_415(pool: PgPool) {
+    let app = spawn(pool).await;
+    let body = br#"{"email":"form@example.com","password":"correct horse battery"}"#;
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonx",
+        "",
+    ] {
+        let mut request = app
+            .client
+            .post(format!("{}/api/v1/auth/register", app.base))
+            .body(body.to_vec());
+        if !content_type.is_empty() {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type}: {answer}"
+        );
+        assert_eq!(answer["field"], "Content-Type", "{answer}");
+    }
+    let earned = app
+        .client
+        .post(format!("{}/api/v1/points/earn", app.base))
+        .header("content-type", "Application/JSON; charset=utf-8")
+        .body(br#"{"userId":1,"amount":10,"description":"d"}"#.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(earned.status(), StatusCode::CREATED);
+
+    let policy = app.policy(5).await;
+    let issued = app
+        .post(
+            "/api/v1/coupons/issue",
+            json!({ "policyId": policy, "userId": 1 }),
+        )
+        .await;
+    let coupon = issued.body["couponId"].as_str().unwrap().to_owned();
+    let revoked = app
+        .client
+        .post(format!("{}/api/v1/coupons/{coupon}/revoke", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked.status(),
+        StatusCode::OK,
+        "no body, no media type needed"
+    );
+}

@@ -116,6 +116,11 @@ fn conventions(operation: &mut Operation, open: bool, has_body: bool) {
     }
     if has_body {
         problem_answer(operation, "413", "The body is over the server's limit");
+        problem_answer(
+            operation,
+            "415",
+            "A body that is not sent as `Content-Type: application/json`",
+        );
     }
     // Every 429 and 503, the handlers' own too, says when to retry.
     answer_header(

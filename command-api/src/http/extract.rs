@@ -29,6 +29,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let path = req.uri().path().to_owned();
+        let json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(is_json);
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 CommandError::TooLarge(MAX_BODY_BYTES.load(std::sync::atomic::Ordering::Relaxed))
@@ -36,6 +40,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 CommandError::invalid(format!("unreadable body: {e}"), None)
             }
         })?;
+        // A body in any other media type is refused, not read as JSON: a form on another
+        // site can post `text/plain` or a form's type without asking (a "simple" request).
+        if !bytes.is_empty() && !json {
+            return Err(CommandError::Other {
+                status: axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code: "UNSUPPORTED_MEDIA_TYPE",
+                detail: "a body must be JSON, sent as Content-Type: application/json",
+                field: Some("Content-Type"),
+            });
+        }
         let mut raw: Value = if bytes.is_empty() {
             Value::Null
         } else {
@@ -65,6 +79,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             hash: hasher.finalize().to_vec(),
         })
     }
+}
+
+/// `application/json`, with parameters (`; charset=utf-8`) or without, in any case.
+fn is_json(value: &axum::http::HeaderValue) -> bool {
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters.
