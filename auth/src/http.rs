@@ -158,8 +158,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The client's address (the peer of the connection; never a header a client could forge),
-/// or `unknown` when the server does not record it.
+/// The client's address as per-address limits key it ([`problem::client`]): the peer of the
+/// connection — or the address a trusted proxy forwarded, never a header anyone else sent —
+/// an IPv6 address by its /64; `unknown` when the server does not record it.
 #[derive(Debug, Clone)]
 pub struct ClientAddress(pub String);
 
@@ -167,11 +168,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddress(
+        use problem::client::ClientIp;
+        let client = parts.extensions.get::<ClientIp>().copied().or_else(|| {
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map_or_else(|| "unknown".into(), |c| c.0.ip().to_string()),
+                .map(|c| ClientIp(c.0.ip().to_canonical()))
+        });
+        Ok(ClientAddress(
+            client.map_or_else(|| "unknown".into(), ClientIp::limit_key),
         ))
     }
 }

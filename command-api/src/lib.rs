@@ -124,7 +124,7 @@ pub fn app(
 /// The command API bound to its port, ready to run.
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
+    listener: problem::edge::Guarded,
     router: Router,
     log: EventLog,
     kafka: Option<settings::KafkaSettings>,
@@ -145,8 +145,9 @@ impl Application {
     /// As [`Application::build`], over an existing pool (tests pass a fresh database).
     pub async fn build_with_log(settings: Settings, log: EventLog) -> Result<Self, StartupError> {
         migrate(&log).await?;
-        let listener =
-            TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?;
+        let listener = settings
+            .server
+            .guard(TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?);
         let access = Access::from_settings(&settings).await?;
         let commands = Commands::new(log.clone(), &settings, access.accounts);
         let router = app(commands, access.gate, &settings.server);
@@ -160,7 +161,9 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        axum::serve::Listener::local_addr(&self.listener)
+            .map(|a| a.port())
+            .unwrap_or(0)
     }
 
     /// Serves (and relays events to Kafka, when configured) until `shutdown` completes, then

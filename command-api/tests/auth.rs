@@ -12,7 +12,7 @@ use std::time::Duration;
 use auth::{Claims, Role};
 use axum::body::Body;
 use common::{spawn, token, SECRET};
-use reqwest::StatusCode;
+use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tower::ServiceExt;
@@ -539,4 +539,68 @@ async fn past_its_limit_a_user_gets_429_with_retry_after_until_the_window_has_pa
     assert!(headers.contains_key("retry-after"));
     clock.advance(Duration::from_secs(60));
     assert_eq!(call(&router, login()).await.0, StatusCode::UNAUTHORIZED);
+}
+
+/// Per-address sign-in limits key on the real client: behind a trusted proxy (here the test
+/// itself, on 127.0.0.1) the address its `X-Forwarded-For` names, an IPv6 one by its /64;
+/// from anyone else the header is ignored and the TCP peer counts.
+#[sqlx::test(migrations = false)]
+async fn sign_in_limits_count_the_forwarded_client_only_behind_a_trusted_proxy(pool: PgPool) {
+    let limits = [
+        ("APP_RATE_LIMIT__LOGINS_PER_ADDRESS", "3"),
+        ("APP_RATE_LIMIT__LOGINS_PER_ACCOUNT", "100"),
+    ];
+    let login = |app: &common::TestApp, forwarded: &'static str, n: usize| {
+        let request = Client::new()
+            .post(format!("{}/api/v1/auth/login", app.base))
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", forwarded)
+            .body(format!(
+                r#"{{"email":"guess{n}@example.com","password":"a wrong password"}}"#
+            ));
+        async move { request.send().await.unwrap().status() }
+    };
+    let mut trusted = limits.to_vec();
+    trusted.push(("APP_SERVER__TRUSTED_PROXIES", "127.0.0.1"));
+    let app = common::spawn_with(pool.clone(), &trusted).await;
+    for n in 0..3 {
+        assert_eq!(
+            login(&app, "203.0.113.7", n).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login(&app, "203.0.113.7", 3).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        login(&app, "203.0.113.8", 4).await,
+        StatusCode::UNAUTHORIZED,
+        "another client behind the same proxy has its own budget"
+    );
+    for n in 5..8 {
+        assert_eq!(
+            login(&app, "2001:db8:1:2::1", n).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login(&app, "2001:db8:1:2:ffff::9", 8).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "one /64 is one client"
+    );
+    drop(app);
+
+    // Nothing trusted: the header is the client's own words, and the peer counts.
+    let app = common::spawn_with(pool, &limits).await;
+    for (n, forwarded) in ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(login(&app, forwarded, n).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        login(&app, "198.51.100.4", 3).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }

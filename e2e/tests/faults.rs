@@ -1,5 +1,5 @@
 //! Faults: SIGKILL of the relay (it runs in the command API) and of the projector in the
-//! middle of a stream, and Redis stopped. Nothing is lost; read models end equal to an
+//! middle of a stream, Redis stopped, and thousands of silent sockets. Nothing is lost; read models end equal to an
 //! uninterrupted projection; reads keep answering from PostgreSQL without Redis. (The broker
 //! stopped, and events the projector cannot apply: `read_side.rs`.)
 #![allow(clippy::unwrap_used)]
@@ -169,4 +169,76 @@ async fn with_redis_stopped_balances_and_stock_still_answer_from_postgres() {
         (StatusCode::OK, Some(3))
     );
     system.stop().await;
+}
+
+/// Thousands of sockets that connect and send nothing (issue 23's probe): command-api closes
+/// every one after its header-read deadline, counts them in `/metrics`, and a valid caller gets
+/// its answer while they are held and after.
+#[tokio::test]
+async fn thousands_of_silent_sockets_are_closed_and_valid_callers_keep_their_answers() {
+    let system = System::start_with(
+        None,
+        &[
+            ("APP_SERVER__HEADER_READ_TIMEOUT_MS", "2000"),
+            ("APP_SERVER__IDLE_TIMEOUT_MS", "2000"),
+        ],
+    )
+    .await;
+    let address = system.command.trim_start_matches("http://").to_owned();
+    // 3,000, or fewer where this process (and so the server) may open fewer descriptors: the
+    // server holds at most its limit less 128, and this test needs its own.
+    let sockets = descriptor_limit()
+        .map_or(3_000, |limit| limit.saturating_sub(400) / 2)
+        .min(3_000);
+    let mut silent = Vec::new();
+    for _ in 0..sockets {
+        silent.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    let answer = system
+        .post(
+            "/api/v1/points/earn",
+            json!({ "userId": 1, "amount": 10, "description": "while 3,000 sockets idle" }),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+
+    // Every one closed by the server (EOF or reset), none answered.
+    let mut reads = tokio::task::JoinSet::new();
+    for mut socket in silent {
+        reads.spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 64];
+            matches!(
+                tokio::time::timeout(std::time::Duration::from_secs(20), socket.read(&mut buf))
+                    .await,
+                Ok(Ok(0)) | Ok(Err(_))
+            )
+        });
+    }
+    let closed = reads.join_all().await.into_iter().filter(|c| *c).count();
+    assert_eq!(closed, sockets, "silent sockets the server closed");
+
+    let metrics = e2e::Scrape::of(&system.command).await;
+    let silent_closed = metrics.sum("http_connections_closed_total", &[("reason", "silent")]);
+    assert!(silent_closed >= sockets as f64, "{silent_closed} counted");
+    let answer = system
+        .post(
+            "/api/v1/points/earn",
+            json!({ "userId": 1, "amount": 10, "description": "after" }),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    system.stop().await;
+}
+
+/// This process's soft limit of open files, from `/proc/self/limits`.
+fn descriptor_limit() -> Option<usize> {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
 }

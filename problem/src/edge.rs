@@ -1,7 +1,8 @@
 //! What every server of the system puts around its routes, built here once for command-api,
 //! query-api and the projector: `/health` (the process answers), `/ready` (its database
 //! answers), `/metrics`, the API's documents, request ids, load shedding and a deadline per
-//! request, a body limit, and problem+json for every refusal, its own 404 and 405 included.
+//! request, a body limit, the client's address ([`crate::client`]), and problem+json for every
+//! refusal, its own 404 and 405 included.
 
 use std::time::Duration;
 
@@ -34,6 +35,23 @@ pub struct ServerSettings {
     /// Requests served at once; past it a new one answers 503 `OVERLOADED` at once.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Connections held at once (never more than the process's descriptor limit allows);
+    /// past it a new one is closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A new connection must send its first byte within this, in milliseconds; a request's
+    /// answer must begin within this plus `request_timeout_ms` of the request's first byte (a
+    /// client trickling its head or body is cut off).
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection idle this long between requests is closed, in milliseconds.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Proxies in front (the gateway) whose `X-Forwarded-For` names the client for
+    /// per-address limits: addresses or networks separated by commas; none by default (the
+    /// TCP peer is the client).
+    #[serde(default)]
+    pub trusted_proxies: crate::client::TrustedProxies,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -45,6 +63,42 @@ fn default_request_timeout_ms() -> u64 {
 fn default_max_in_flight() -> usize {
     4_096
 }
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    // Longer than the gateway keeps an idle upstream connection (deploy/nginx: 30 s), so the
+    // gateway, not the API, closes one: a request sent on a closing connection would be a 502.
+    75_000
+}
+
+impl ServerSettings {
+    /// The connection limits these settings give ([`crate::connections`]), the cap lowered
+    /// below the process's descriptor limit when that is lower (with a warning).
+    pub fn connection_limits(&self) -> crate::connections::ConnectionLimits {
+        let header = Duration::from_millis(self.header_read_timeout_ms.max(1));
+        crate::connections::ConnectionLimits {
+            max_connections: crate::connections::within_descriptor_limit(self.max_connections),
+            first_byte: header,
+            idle: Duration::from_millis(self.idle_timeout_ms.max(1)),
+            request: header + Duration::from_millis(self.request_timeout_ms),
+        }
+    }
+
+    /// `listener`, guarded by [`ServerSettings::connection_limits`]: serve with it.
+    pub fn guard(&self, listener: tokio::net::TcpListener) -> Guarded {
+        use axum::serve::ListenerExt;
+        crate::connections::Guarded::new(listener, self.connection_limits()).tap_io(|_| ())
+    }
+}
+
+/// A listener as the servers serve on: guarded ([`crate::connections::Guarded`]), with the
+/// client's address for `ConnectInfo` (which axum gives a tapped listener).
+pub type Guarded =
+    axum::serve::TapIo<crate::connections::Guarded, fn(&mut crate::connections::Timed)>;
 
 /// A service's API document: Swagger UI at `ui`, the document at `{ui}/openapi.json`.
 #[derive(Clone)]
@@ -92,6 +146,7 @@ impl Edge {
             self.server.max_in_flight,
             Duration::from_millis(self.server.request_timeout_ms),
         );
+        let trusted = std::sync::Arc::new(self.server.trusted_proxies.clone());
         let probes = Router::new()
             .route("/health", get(health))
             .route("/ready", get(ready))
@@ -107,6 +162,10 @@ impl Edge {
             .method_not_allowed_fallback(crate::method_not_allowed)
             .layer(axum::extract::DefaultBodyLimit::max(
                 self.server.max_body_bytes,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                trusted,
+                crate::client::client_address,
             ))
             .layer(axum::middleware::map_response(crate::bodiless_refusals))
             .layer(axum::middleware::from_fn_with_state(limits, crate::limit))

@@ -2,6 +2,8 @@
 //! a machine-readable `code`, and `field` when one input is at fault. A 503 carries
 //! `Retry-After`. And the edge every server shares ([`edge`]).
 
+pub mod client;
+pub mod connections;
 pub mod edge;
 pub mod openapi;
 

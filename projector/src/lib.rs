@@ -70,7 +70,7 @@ pub async fn serve_health(
         .connect_lazy(settings.database.url.expose_secret())
         .map_err(std::io::Error::other)?;
     let app = problem::edge::Edge::new(&settings.server, pool).around(axum::Router::new());
-    axum::serve(listener, app)
+    axum::serve(settings.server.guard(listener), app)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
         })

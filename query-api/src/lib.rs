@@ -46,7 +46,7 @@ pub fn app(state: AppState, server: &settings::ServerSettings) -> Router {
 
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
+    listener: problem::edge::Guarded,
     router: Router,
 }
 
@@ -96,8 +96,9 @@ impl Application {
             settings.schema.clone(),
             Duration::from_millis(settings.generation_poll_ms.max(1)),
         ));
-        let listener =
-            TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?;
+        let listener = settings
+            .server
+            .guard(TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?);
         Ok(Self {
             listener,
             router: app(state, &settings.server),
@@ -105,7 +106,9 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        axum::serve::Listener::local_addr(&self.listener)
+            .map(|a| a.port())
+            .unwrap_or(0)
     }
 
     pub async fn run_until(

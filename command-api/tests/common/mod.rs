@@ -57,7 +57,13 @@ pub fn url_of(pool: &PgPool) -> String {
 /// Starts the real binary on port 0 over the test's fresh database, configured only through
 /// `APP_` variables, and waits for the port it logs.
 pub async fn spawn(pool: PgPool) -> TestApp {
+    spawn_with(pool, &[]).await
+}
+
+/// As [`spawn`], with more settings (`APP_…` variables).
+pub async fn spawn_with(pool: PgPool, settings: &[(&str, &str)]) -> TestApp {
     let mut child = Command::new(env!("CARGO_BIN_EXE_command-api"))
+        .envs(settings.iter().copied())
         .env("APP_CONFIG", "/nonexistent")
         .env("APP_SERVER__PORT", "0")
         .env("APP_DATABASE__URL", url_of(&pool))
