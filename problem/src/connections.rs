@@ -171,6 +171,29 @@ impl Timed {
         }
     }
 
+    /// What a write came to: bytes out move the deadline (an answer is going out, so the
+    /// request is over and the connection idles from its last byte); a write that waits is
+    /// held to the deadline.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.wrote();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => match self.check(cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+            other => other,
+        }
+    }
+
     /// `TimedOut` once the deadline has passed (registering the waker otherwise).
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if self.expired || self.deadline.as_mut().poll(cx).is_ready() {
@@ -227,22 +250,8 @@ impl AsyncWrite for Timed {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.stream).poll_write(cx, data) {
-            Poll::Ready(Ok(written)) => {
-                // An answer is going out: the request is over, and the connection idles from
-                // its last byte until the next request.
-                if written > 0 {
-                    this.wrote();
-                }
-                Poll::Ready(Ok(written))
-            }
-            Poll::Pending => match this.check(cx) {
-                Ok(()) => Poll::Pending,
-                Err(e) => Poll::Ready(Err(e)),
-            },
-            other => other,
-        }
+        let written = Pin::new(&mut self.stream).poll_write(cx, data);
+        self.after_write(cx, written)
     }
 
     fn poll_write_vectored(
@@ -250,20 +259,8 @@ impl AsyncWrite for Timed {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.stream).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(written)) => {
-                if written > 0 {
-                    this.wrote();
-                }
-                Poll::Ready(Ok(written))
-            }
-            Poll::Pending => match this.check(cx) {
-                Ok(()) => Poll::Pending,
-                Err(e) => Poll::Ready(Err(e)),
-            },
-            other => other,
-        }
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.after_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
