@@ -50,9 +50,20 @@ impl<V> Windows<V> {
     }
 
     /// Runs `f` on the values of `key`'s shard, windows over at `now` dropped first.
-    fn with<T>(&self, key: &str, now: u64, f: impl FnOnce(&mut Shard<V>, &Room) -> T) -> T {
-        let shard = &self.shards[self.hasher.hash_one(key) as usize % SHARDS];
-        let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+    fn with<T>(&self, key: &str, now: u64, f: impl FnOnce(&mut Shard<V>, &Room<'_, V>) -> T) -> T {
+        let index = self.hasher.hash_one(key) as usize % SHARDS;
+        let mut shard = self.shards[index].lock().unwrap_or_else(|e| e.into_inner());
+        self.drop_over(&mut shard, now);
+        let room = Room {
+            windows: self,
+            current: index,
+            now,
+        };
+        f(&mut shard, &room)
+    }
+
+    /// Drops the windows of `shard` that are over at `now`, giving their keys' room back.
+    fn drop_over(&self, shard: &mut Shard<V>, now: u64) {
         while let Some(entry) = shard.by_end.first_entry() {
             if *entry.key() > now {
                 break;
@@ -60,30 +71,42 @@ impl<V> Windows<V> {
             let over = entry.remove();
             self.keys.fetch_sub(over.len(), Ordering::Relaxed);
         }
-        f(
-            &mut shard,
-            &Room {
-                keys: &self.keys,
-                capacity: self.capacity,
-            },
-        )
     }
 }
 
-/// The keys held in every shard, and how many may be.
-struct Room<'a> {
-    keys: &'a AtomicUsize,
-    capacity: usize,
+/// The room for keys in every shard, while one of them (`current`) is locked.
+struct Room<'a, V> {
+    windows: &'a Windows<V>,
+    current: usize,
+    now: u64,
 }
 
-impl Room<'_> {
-    /// Takes room for one key, if there is any.
+impl<V> Room<'_, V> {
+    /// Takes room for one key, if there is any — after dropping the windows that are over in
+    /// the other shards, when full (each shard drops its own only when touched): a window
+    /// over counts for nothing. A shard another check holds is left for it.
     fn take(&self) -> bool {
-        let held = self.keys.fetch_add(1, Ordering::Relaxed);
-        if held < self.capacity {
+        if self.try_take() {
+            return true;
+        }
+        for (index, shard) in self.windows.shards.iter().enumerate() {
+            if index == self.current {
+                continue;
+            }
+            if let Ok(mut shard) = shard.try_lock() {
+                self.windows.drop_over(&mut shard, self.now);
+            }
+        }
+        self.try_take()
+    }
+
+    fn try_take(&self) -> bool {
+        let keys = &self.windows.keys;
+        let held = keys.fetch_add(1, Ordering::Relaxed);
+        if held < self.windows.capacity {
             true
         } else {
-            self.keys.fetch_sub(1, Ordering::Relaxed);
+            keys.fetch_sub(1, Ordering::Relaxed);
             false
         }
     }
@@ -92,7 +115,7 @@ impl Room<'_> {
 impl<V> Shard<V> {
     /// The value of `key` in the window ending at `end`, inserted with `new` when absent —
     /// unless the shard is full (`None` then).
-    fn entry(&mut self, key: &str, end: u64, room: &Room, new: V) -> Option<(&mut V, bool)> {
+    fn entry(&mut self, key: &str, end: u64, room: &Room<'_, V>, new: V) -> Option<(&mut V, bool)> {
         let window = self.by_end.entry(end).or_default();
         if window.contains_key(key) {
             return window.get_mut(key).map(|v| (v, false));
