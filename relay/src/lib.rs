@@ -11,13 +11,17 @@
 //! after a pause that grows to at most [`RETRY_MAX`]; the first round that publishes again
 //! logs the recovery.
 
+pub mod priority;
+
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventlog::appends::Appends;
 use eventlog::leader::Leader;
 use eventlog::{EventLog, RecordedEvent};
 use messaging::envelope::{Envelope, ENVELOPE_VERSION};
+use priority::Priority;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -46,6 +50,8 @@ pub enum RelayError {
     Store(#[from] eventlog::StoreError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("no thread to start the producer on: {0}")]
+    Thread(#[from] std::io::Error),
 }
 
 /// The envelope of a recorded event.
@@ -82,19 +88,15 @@ pub struct Kafka {
 #[derive(Debug)]
 pub struct Relay {
     done: tokio::sync::oneshot::Receiver<()>,
-    /// The relay thread, once it runs (to give it back normal priority when it must stop).
-    thread: std::sync::Arc<std::sync::OnceLock<thread_priority::unix::ThreadId>>,
+    priority: Arc<Priority>,
 }
 
 impl Relay {
-    /// Completes once the relay's thread has stopped (after `stop` turned true). The thread
-    /// runs at idle priority, which a saturated machine never schedules: it gets normal
-    /// priority back first, so it stops in milliseconds whatever else runs (measured: 7 s
-    /// to stop with three busy loops on 2 cores before this).
+    /// Completes once the relay's thread has stopped (after `stop` turned true). The relay
+    /// runs at idle priority, which a saturated machine hardly schedules: it gets normal
+    /// priority back first, so it stops in milliseconds whatever else runs.
     pub async fn stopped(self) {
-        if let Some(thread) = self.thread.get() {
-            normal_priority(*thread);
-        }
+        self.priority.raise_to_stop();
         let _ = self.done.await;
     }
 }
@@ -102,7 +104,8 @@ impl Relay {
 /// Starts the relay on a thread of its own, with its own single-threaded runtime and its own
 /// connections to the log: a round decodes and encodes thousands of events in one go, which
 /// on the command API's runtime held up request threads (orders/s fell by about a quarter
-/// with the relay on, measured 2026-12-01). Runs until `stop` turns true.
+/// with the relay on, measured 2026-12-01). Runs at idle CPU priority, bounded by a watcher
+/// ([`priority`]), until `stop` turns true.
 pub fn spawn(
     database: PgConnectOptions,
     kafka: Kafka,
@@ -112,13 +115,13 @@ pub fn spawn(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let thread = std::sync::Arc::new(std::sync::OnceLock::new());
-    let this_thread = thread.clone();
+    let priority = Arc::new(Priority::default());
+    priority.clone().watch(stop.clone())?;
+    let relay_priority = priority.clone();
     std::thread::Builder::new()
         .name("relay".into())
         .spawn(move || {
-            let _ = this_thread.set(thread_priority::unix::thread_native_id());
-            background_priority();
+            relay_priority.start_idle();
             runtime.block_on(async move {
                 // The leader's lock connection, the append listener, reads of the log, and
                 // the lag sampler's.
@@ -126,43 +129,11 @@ pub fn spawn(
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(3))
                     .connect_lazy_with(database);
-                run(EventLog::from_pool(pool), kafka, stop).await;
+                run(EventLog::from_pool(pool), kafka, &relay_priority, stop).await;
             });
             let _ = finished.send(());
         })?;
-    Ok(Relay { done, thread })
-}
-
-/// Puts the calling thread — and the threads it starts, librdkafka's among them — under
-/// `SCHED_IDLE`: it runs when the command API, the projector and the database leave a core
-/// free. On 2 cores the relay and the broker would otherwise take about a quarter of a flash
-/// sale's orders/s; Kafka only trails during the sale and catches up after (ADR 9).
-fn background_priority() {
-    use thread_priority::unix::{
-        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
-        ThreadSchedulePolicy,
-    };
-    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-    if let Err(e) = set_thread_priority_and_policy(
-        thread_native_id(),
-        thread_priority::ThreadPriority::Min,
-        idle,
-    ) {
-        tracing::warn!(error = ?e, "the relay runs at normal priority");
-    }
-}
-
-/// Gives `thread` the normal scheduling policy back (from [`background_priority`]'s idle one).
-fn normal_priority(thread: thread_priority::unix::ThreadId) {
-    use thread_priority::unix::{
-        set_thread_priority_and_policy, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
-    };
-    let normal = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
-    if let Err(e) =
-        set_thread_priority_and_policy(thread, thread_priority::ThreadPriority::Min, normal)
-    {
-        tracing::warn!(error = ?e, "the relay keeps its idle priority while it stops");
-    }
+    Ok(Relay { done, priority })
 }
 
 /// The last log position Kafka acknowledged: everything at or below it is published.
@@ -175,7 +146,7 @@ pub async fn checkpoint<'e>(executor: impl sqlx::PgExecutor<'e>) -> Result<i64, 
 /// Runs the relay until `stop` turns true: stand by until leader, then publish, retrying
 /// from the checkpoint after any failure. Stops at once, whatever it is doing: the checkpoint
 /// moves only after an acknowledgement, so an interrupted round is published again.
-pub async fn run(log: EventLog, kafka: Kafka, stop: watch::Receiver<bool>) {
+async fn run(log: EventLog, kafka: Kafka, priority: &Priority, stop: watch::Receiver<bool>) {
     let pool = log.pool().clone();
     tokio::spawn(eventlog::sample_lag(
         log.clone(),
@@ -188,15 +159,17 @@ pub async fn run(log: EventLog, kafka: Kafka, stop: watch::Receiver<bool>) {
     ));
     let mut signal = stop.clone();
     tokio::select! {
-        () = relay(log, kafka, stop) => {}
+        () = relay(log, kafka, priority, stop) => {}
         _ = signal.wait_for(|stopped| *stopped) => {}
     }
 }
 
-async fn relay(log: EventLog, kafka: Kafka, mut stop: watch::Receiver<bool>) {
+async fn relay(log: EventLog, kafka: Kafka, priority: &Priority, mut stop: watch::Receiver<bool>) {
     let appends = Appends::listen(log.pool().clone());
     let mut failures: u32 = 0;
     loop {
+        // A relay standing by has nothing to publish.
+        priority.caught_up();
         let mut leader = match Leader::acquire(log.pool(), LEADER_LOCK, &mut stop).await {
             Ok(Some(leader)) => leader,
             Ok(None) => return,
@@ -209,7 +182,7 @@ async fn relay(log: EventLog, kafka: Kafka, mut stop: watch::Receiver<bool>) {
         };
         tracing::info!("relay is the leader; publishing");
         loop {
-            let error = lead(&log, &kafka, &mut leader, &appends, &mut failures).await;
+            let error = lead(&log, &kafka, &mut leader, &appends, priority, &mut failures).await;
             failures += 1;
             metrics::counter!("background_failures_total", "loop" => "relay").increment(1);
             tracing::warn!(error = %error, failures, "relay round failed; retrying from the checkpoint");
@@ -236,17 +209,23 @@ async fn lead(
     kafka: &Kafka,
     leader: &mut Leader,
     appends: &Appends,
+    priority: &Priority,
     failures: &mut u32,
 ) -> RelayError {
+    // A leader is behind until its first read says otherwise.
+    priority.behind();
     let publishing: Result<Infallible, RelayError> = async {
-        let producer: FutureProducer =
-            messaging::producer_config(&kafka.brokers, kafka.max_request_bytes).create()?;
+        let config = messaging::producer_config(&kafka.brokers, kafka.max_request_bytes);
+        let producer: FutureProducer = priority::normal_priority_call(|| config.create())??;
         let mut checkpoint: i64 = self::checkpoint(leader.connection()).await?;
         let mut lag_reported = Instant::now();
         loop {
             let events = log.read_all(checkpoint, BATCH).await?;
             let Some(last) = events.last().map(|e| e.position) else {
+                priority.caught_up();
                 appends.next(POLL).await;
+                // Behind until a read says otherwise.
+                priority.behind();
                 continue;
             };
             let started = Instant::now();
@@ -261,6 +240,7 @@ async fn lead(
                 .execute(leader.connection())
                 .await?;
             checkpoint = last;
+            priority.moved();
             if *failures > 0 {
                 tracing::info!(
                     failed_rounds = *failures,

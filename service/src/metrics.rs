@@ -160,6 +160,10 @@ fn describe() {
         "time to publish one batch and have every acknowledgement"
     );
     describe_counter!("relay_published_events_total", "events published to Kafka");
+    describe_counter!(
+        "relay_priority_raised_total",
+        "times the relay, starved at idle CPU priority while behind, was given normal priority"
+    );
     describe_gauge!(
         "projector_lag_events",
         "log head minus the last position projected"
