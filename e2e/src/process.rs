@@ -35,7 +35,7 @@ pub fn takes(service: &str, name: &str) -> bool {
         false
     } else if command_api_only.iter().any(|p| key.starts_with(p)) {
         service == COMMAND_API
-    } else if matches!(key, "REDIS__PREFIX" | "SCHEMA") {
+    } else if matches!(key, "REDIS__PREFIX" | "REDIS__TIMEOUT_MS" | "SCHEMA") {
         service != COMMAND_API
     } else if matches!(key, "GENERATION_POLL_MS" | "CONSISTENCY_WAIT_MS") {
         service == QUERY_API

@@ -63,6 +63,26 @@ impl PrivateRedis {
     pub fn stop(&mut self) {
         end(&mut self.child);
     }
+
+    /// SIGSTOP: the server keeps its port and accepts connections (the kernel does), and
+    /// answers nothing — a hung Redis, not one that is down.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`PrivateRedis::freeze`].
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis runs").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
 }
 
 impl Drop for PrivateRedis {

@@ -133,8 +133,9 @@ async fn lead(
         };
         let mut live = generation::current(pool, base).await?;
         projection::ensure_schema(pool, &live.schema).await?;
-        let mut hot =
-            HotStore::new(&settings.redis.url, &live.prefix).map_err(ReadModelError::from)?;
+        let mut hot = HotStore::new(&settings.redis.url, &live.prefix)
+            .map_err(ReadModelError::from)?
+            .with_deadline(Duration::from_millis(settings.redis.timeout_ms.max(1)));
         let mut position = watermark::read(pool, &live.schema).await?;
         let log = EventLog::from_pool(pool.clone());
         tracing::info!(schema = %live.schema, generation = live.number, position, "projector following the log");

@@ -40,10 +40,18 @@ pub struct Redis {
     /// Prefix of every key this projector writes.
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// Longest wait, in milliseconds, for Redis to take a batch's writes; past it the
+    /// projector goes on without Redis (reads fall back to PostgreSQL) and rewrites Redis from
+    /// the read models once it answers again.
+    #[serde(default = "default_redis_timeout")]
+    pub timeout_ms: u64,
 }
 
 fn default_schema() -> String {
     "rm".into()
+}
+fn default_redis_timeout() -> u64 {
+    250
 }
 fn default_prefix() -> String {
     "promo:".into()

@@ -1,16 +1,29 @@
 //! Hot values (balances, stock, counts) from Redis, counted as hits, misses and fallbacks.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
+use readmodel::generation::Generation;
 use redis::aio::ConnectionManager;
+use service::breaker::{Admit, Breaker};
 use tokio::sync::OnceCell;
 
 /// Redis, when it answers. Connected lazily (retried on the next read while Redis is
-/// unreachable; lock-free once connected); every failure falls back to PostgreSQL.
+/// unreachable; lock-free once connected); every failure falls back to PostgreSQL. Each call
+/// has a deadline short enough for a read to fall back within its own bound; a Redis that
+/// misses it (frozen, not down) opens the breaker, and reads go straight to PostgreSQL until
+/// a probe finds Redis answering **and caught up**: its watermark at least the read models'
+/// (a Redis that was frozen holds the values of before; the projector rewrites them once it
+/// answers, and only then is it read again).
 #[derive(Clone)]
 pub struct Hot {
-    pub(crate) client: redis::Client,
-    pub(crate) connection: Arc<OnceCell<ConnectionManager>>,
+    client: redis::Client,
+    connection: Arc<OnceCell<ConnectionManager>>,
+    deadline: Duration,
+    breaker: Arc<Breaker>,
+    /// For the probe: the read models' watermark, in the generation answered from.
+    pool: sqlx::PgPool,
+    live: Arc<RwLock<Arc<Generation>>>,
 }
 
 impl std::fmt::Debug for Hot {
@@ -20,12 +33,95 @@ impl std::fmt::Debug for Hot {
 }
 
 impl Hot {
-    async fn connection(&self) -> Option<ConnectionManager> {
-        self.connection
+    /// How often a probe goes to a Redis that missed its deadline.
+    const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+    pub fn new(
+        client: redis::Client,
+        deadline: Duration,
+        pool: sqlx::PgPool,
+        live: Arc<RwLock<Arc<Generation>>>,
+    ) -> Self {
+        Self {
+            client,
+            connection: Arc::default(),
+            deadline,
+            breaker: Arc::new(Breaker::new("redis", Self::PROBE_EVERY)),
+            pool,
+            live,
+        }
+    }
+
+    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+        Ok(self
+            .connection
             .get_or_try_init(|| readmodel::hot::connect(&self.client))
+            .await?
+            .clone())
+    }
+
+    /// Runs `command` on Redis within the deadline, through the breaker: `None` when skipped,
+    /// failed or late.
+    async fn run<T>(
+        &self,
+        command: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
+    ) -> Option<T> {
+        match self.breaker.admit() {
+            Admit::Skip => return None,
+            Admit::Probe if !self.caught_up().await => return None,
+            Admit::Probe | Admit::Call => {}
+        }
+        self.breaker
+            .timed(self.deadline, async {
+                command(self.connection().await?).await
+            })
             .await
-            .ok()
-            .cloned()
+    }
+
+    /// The probe of an open breaker: whether Redis answers within the deadline with a
+    /// watermark at least the read models'. Closes the breaker if so.
+    async fn caught_up(&self) -> bool {
+        let live = match self.live.read() {
+            Ok(live) => live.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let Ok(Ok(projected)) = tokio::time::timeout(
+            self.deadline,
+            readmodel::watermark::read(&self.pool, &live.schema),
+        )
+        .await
+        else {
+            // PostgreSQL could not say: try again at the next probe.
+            return false;
+        };
+        let key = readmodel::hot::keys::watermark(&live.prefix);
+        let hot = tokio::time::timeout(self.deadline, async {
+            let mut connection = self.connection().await?;
+            redis::cmd("GET")
+                .arg(&key)
+                .query_async::<Option<i64>>(&mut connection)
+                .await
+        })
+        .await;
+        match hot {
+            Ok(Ok(Some(position))) if position >= projected => {
+                self.breaker.succeeded();
+                true
+            }
+            Ok(Ok(behind)) => {
+                tracing::debug!(
+                    redis = ?behind,
+                    projected,
+                    "redis answers but is behind the read models; reads stay on PostgreSQL"
+                );
+                false
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "redis probe failed");
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     /// A field of a hot hash, or `None` (missing, or Redis unavailable).
@@ -52,14 +148,14 @@ impl Hot {
         for (key, field) in reads {
             pipeline.cmd("HGET").arg(key).arg(*field);
         }
-        let answer = match self.connection().await {
-            Some(mut connection) => pipeline
-                .query_async::<Vec<Option<i64>>>(&mut connection)
-                .await
-                .ok()
-                .filter(|values| values.len() == reads.len()),
-            None => None,
-        };
+        let answer = self
+            .run(async move |mut connection| {
+                pipeline
+                    .query_async::<Vec<Option<i64>>>(&mut connection)
+                    .await
+            })
+            .await
+            .filter(|values| values.len() == reads.len());
         match answer {
             Some(values) => {
                 let hits = values.iter().filter(|v| v.is_some()).count();
@@ -77,13 +173,11 @@ impl Hot {
     /// Runs a read and counts it in `hot_reads_total`: a `hit`, a `miss` (not in Redis), or a
     /// `fallback` (Redis unreachable or failing): the caller reads PostgreSQL for the last two.
     async fn query(&self, command: redis::Cmd) -> Option<i64> {
-        let answer = match self.connection().await {
-            Some(mut connection) => command
-                .query_async::<Option<i64>>(&mut connection)
-                .await
-                .ok(),
-            None => None,
-        };
+        let answer = self
+            .run(async move |mut connection| {
+                command.query_async::<Option<i64>>(&mut connection).await
+            })
+            .await;
         let result = match answer {
             Some(Some(_)) => "hit",
             Some(None) => "miss",

@@ -61,15 +61,18 @@ impl Application {
         readmodel::generation::ensure(&pool, &settings.schema, &settings.redis.prefix).await?;
         let live = readmodel::generation::current(&pool, &settings.schema).await?;
         readmodel::projection::ensure_schema(&pool, &live.schema).await?;
-        let hot = Hot {
-            client: redis::Client::open(settings.redis.url.as_str())?,
-            connection: Default::default(),
-        };
+        let live = Arc::new(RwLock::new(Arc::new(live)));
+        let hot = Hot::new(
+            redis::Client::open(settings.redis.url.as_str())?,
+            Duration::from_millis(settings.redis.timeout_ms.max(1)),
+            pool.clone(),
+            live.clone(),
+        );
         settings.auth.check_exposure(&settings.server.host)?;
         let state = AppState {
             pool,
             hot,
-            live: Arc::new(RwLock::new(Arc::new(live))),
+            live,
             faults: Default::default(),
             faults_refresh: Default::default(),
             consistency_wait: Duration::from_millis(settings.consistency_wait_ms),

@@ -49,6 +49,10 @@ pub struct Redis {
     pub url: String,
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// Longest wait, in milliseconds, for Redis to answer a read before the read falls back to
+    /// PostgreSQL (and later reads skip Redis until it answers a probe, once a second).
+    #[serde(default = "default_redis_timeout")]
+    pub timeout_ms: u64,
 }
 
 fn default_schema() -> String {
@@ -62,6 +66,11 @@ fn default_wait() -> u64 {
 }
 fn default_connections() -> u32 {
     16
+}
+fn default_redis_timeout() -> u64 {
+    // A hundred times a loopback round trip; short enough that a read that misses it and
+    // falls back stays within its 50 ms.
+    25
 }
 fn default_prefix() -> String {
     "promo:".into()

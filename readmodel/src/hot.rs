@@ -161,13 +161,24 @@ pub fn hot_writes(prefix: &str, batch: &[Decoded]) -> Vec<HotWrite> {
     writes
 }
 
-/// The projector's Redis side.
+/// The projector's Redis side. Every write has a deadline: a Redis that misses it (frozen, not
+/// down) turns the store dirty, and later writes skip Redis at once; a resync is tried at most
+/// every [`RESYNC_EVERY`], after a `PING` within [`PING_DEADLINE`], so a frozen Redis costs
+/// the projector 50 ms a second, not a deadline per batch.
 pub struct HotStore {
     client: redis::Client,
     connection: Option<ConnectionManager>,
     prefix: String,
     dirty: bool,
+    deadline: Duration,
+    last_resync_try: Option<std::time::Instant>,
 }
+
+/// How often a dirty store tries to resync.
+pub const RESYNC_EVERY: Duration = Duration::from_secs(1);
+/// How long the `PING` before a resync may take: a loopback round trip is well under a
+/// millisecond, and while Redis hangs the projector waits this long once a second.
+const PING_DEADLINE: Duration = Duration::from_millis(50);
 
 impl std::fmt::Debug for HotStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -176,6 +187,21 @@ impl std::fmt::Debug for HotStore {
             .field("dirty", &self.dirty)
             .finish()
     }
+}
+
+/// `call` within `deadline`; past it, an I/O error saying so.
+async fn within<T>(
+    deadline: Duration,
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    tokio::time::timeout(deadline, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "no answer within the deadline",
+            )))
+        })
 }
 
 /// A Redis connection that fails fast, so nobody waits on a Redis that is down.
@@ -195,7 +221,16 @@ impl HotStore {
             connection: None,
             prefix: prefix.to_owned(),
             dirty: true,
+            deadline: Duration::from_secs(5),
+            last_resync_try: None,
         })
+    }
+
+    /// Each Redis call waits at most `deadline` (default 5 s, for the tools' bulk writes).
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// For a writer that only adds guarded values on top of what the projector wrote (a
@@ -265,6 +300,7 @@ impl HotStore {
         if self.dirty {
             return false;
         }
+        let deadline = self.deadline;
         let result = async {
             let mut connection = self.connection().await?;
             let script = redis::Script::new(GUARDED_HSET);
@@ -291,8 +327,8 @@ impl HotStore {
                     .ignore();
             }
             pipe.query_async::<()>(&mut connection).await
-        }
-        .await;
+        };
+        let result = within(deadline, result).await;
         self.settle(result)
     }
 
@@ -309,9 +345,27 @@ impl HotStore {
 
     /// When dirty and Redis answers again: drop this prefix's keys, load the scripts, rewrite
     /// every hot value from the read models in `schema`. Returns whether the store is clean.
+    /// Tried at most every [`RESYNC_EVERY`], and only once Redis answers a `PING` within
+    /// [`PING_DEADLINE`].
     pub async fn resync_if_dirty(&mut self, pool: &sqlx::PgPool, schema: &str) -> bool {
         if !self.dirty {
             return true;
+        }
+        if self
+            .last_resync_try
+            .is_some_and(|at| at.elapsed() < RESYNC_EVERY)
+        {
+            return false;
+        }
+        self.last_resync_try = Some(std::time::Instant::now());
+        let deadline = self.deadline.min(PING_DEADLINE);
+        let ping = async {
+            let mut connection = self.connection().await?;
+            redis::cmd("PING").query_async::<()>(&mut connection).await
+        };
+        if let Err(e) = within(deadline, ping).await {
+            tracing::debug!(error = %e, "redis still unavailable");
+            return false;
         }
         match self.resync(pool, schema).await {
             Ok(keys) => {

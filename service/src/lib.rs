@@ -2,6 +2,7 @@
 //! file plus `APP_` environment variables, structured JSON logs, the shutdown signal, and the
 //! memory allocator.
 
+pub mod breaker;
 pub mod metrics;
 pub mod telemetry;
 

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use service::breaker::{Admit, Breaker};
 use tokio::sync::oneshot;
 
 mod clock;
@@ -26,12 +27,13 @@ use local::{LocalCounts, Seen};
 use rounds::{closed, Check, Rounds};
 pub use rules::{LimitSettings, Rule, Verdict, Who};
 
-/// After Redis fails, requests go through without asking it for this long, so an outage
-/// costs no caller a connection timeout each.
-const BACK_OFF_MS: u64 = 1_000;
+/// After Redis fails or misses [`WAIT`], requests go through without waiting for it (the
+/// breaker is open), and one of them at most this often sends its count as a probe, without
+/// waiting for the answer: an outage, or a Redis that hangs, costs no caller a timeout each.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
-/// Longest a request waits for its count; past it, it goes through (and Redis counts as
-/// failed). A round trip takes well under a millisecond when Redis is well.
+/// Longest a request waits for its count; past it, it goes through (and the breaker opens). A
+/// round trip takes well under a millisecond when Redis is well.
 const WAIT: Duration = Duration::from_millis(100);
 
 /// The shared limiter.
@@ -42,8 +44,9 @@ pub struct RateLimiter {
     rounds: Option<Arc<Rounds>>,
     clock: Arc<dyn Clock>,
     last_warning: Arc<AtomicU64>,
-    /// When Redis last failed (ms, the system clock).
-    last_failure: Arc<AtomicU64>,
+    /// Open while Redis fails or hangs: requests go through uncounted (strict ones are
+    /// counted here), without waiting.
+    breaker: Arc<Breaker>,
     /// Counts of [`RateLimiter::count_strict`] while Redis cannot count.
     local: Arc<LocalCounts>,
     /// Keys whose first request of a window here went through without waiting.
@@ -64,7 +67,7 @@ impl RateLimiter {
         Ok(Self {
             rounds: Some(Arc::new(Rounds::new(
                 redis::Client::open(redis_url)?,
-                limiter.last_failure.clone(),
+                limiter.breaker.clone(),
             ))),
             ..limiter
         })
@@ -78,7 +81,7 @@ impl RateLimiter {
             rounds: None,
             clock: Arc::new(SystemClock),
             last_warning: Default::default(),
-            last_failure: Default::default(),
+            breaker: Arc::new(Breaker::new("redis-limits", PROBE_EVERY)),
             local: Default::default(),
             seen: Default::default(),
         }
@@ -136,12 +139,22 @@ impl RateLimiter {
             };
         };
         let window_ms = window_seconds.max(1) * 1_000;
-        let failed_at = self.last_failure.load(Ordering::Relaxed);
         let now_ms = self.clock.now_ms();
         let key = format!("{}{key}", self.settings.prefix);
         let end_ms = (now_ms / window_ms + 1) * window_ms;
-        let backing_off = SystemClock.now_ms().saturating_sub(failed_at) < BACK_OFF_MS;
+        let admit = self.breaker.admit();
         let rounds = link.sender();
+        // While the breaker is open nobody waits for Redis: a probe's check is sent to be
+        // counted without a reply, and the round that answers it closes the breaker.
+        if admit == Admit::Probe {
+            let _ = rounds.try_send(Check {
+                key: key.clone(),
+                window_ms,
+                now_ms,
+                reply: None,
+            });
+        }
+        let backing_off = admit != Admit::Call;
         // Only while the queue has room to spare: under more load than Redis keeps up with,
         // every request waits for its count (or goes through uncounted past the queue).
         let room = rounds.capacity() > rounds.max_capacity() / 2;
@@ -171,7 +184,7 @@ impl RateLimiter {
             if backing_off {
                 return Err(redis::RedisError::from((
                     redis::ErrorKind::Io,
-                    "backing off after a failure",
+                    "Redis failed or hung: the breaker is open",
                 )));
             }
             let (reply, answer) = oneshot::channel();
@@ -189,16 +202,14 @@ impl RateLimiter {
                 Ok(answer) => answer.map_err(|_| closed())?,
                 Err(_) => Err(redis::RedisError::from((
                     redis::ErrorKind::Io,
-                    "no answer within 100 ms",
+                    "no answer within the limiter's wait",
                 ))),
             }
         }
         .await;
         match result {
             Ok((count, left_ms)) => {
-                if failed_at != 0 && self.last_failure.swap(0, Ordering::Relaxed) != 0 {
-                    tracing::info!("rate limiter reachable again");
-                }
+                self.breaker.succeeded();
                 Verdict {
                     allowed: count <= limit,
                     limit,
@@ -210,12 +221,8 @@ impl RateLimiter {
             Err(e) => {
                 // A full queue is load, not a Redis failure: no back-off for everyone.
                 let redis_failed = e.kind() != redis::ErrorKind::Client;
-                if redis_failed
-                    && (failed_at == 0
-                        || SystemClock.now_ms().saturating_sub(failed_at) >= BACK_OFF_MS)
-                {
-                    self.last_failure
-                        .store(SystemClock.now_ms(), Ordering::Relaxed);
+                if redis_failed {
+                    self.breaker.failed(&e);
                 }
                 let now = self.clock.now_ms();
                 let last = self.last_warning.load(Ordering::Relaxed);

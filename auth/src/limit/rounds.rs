@@ -1,30 +1,29 @@
 //! Counting in Redis in rounds: the checks that arrive while a round trip is out go together
 //! in the next one — one Lua script over all their keys, each counted atomically.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, oneshot};
 
-use super::clock::{Clock, SystemClock};
+use service::breaker::Breaker;
 
 /// The link to Redis: the task that sends checks in rounds, started with the first check (and
 /// again should it have ended with the runtime it ran on).
 pub(super) struct Rounds {
     client: redis::Client,
     sender: Mutex<Option<mpsc::Sender<Check>>>,
-    /// When Redis last failed (ms, the system clock), shared with the limiter.
-    last_failure: Arc<AtomicU64>,
+    /// The limiter's breaker: a failed round opens it, an answered one closes it.
+    breaker: Arc<Breaker>,
 }
 
 impl Rounds {
-    pub(super) fn new(client: redis::Client, last_failure: Arc<AtomicU64>) -> Self {
+    pub(super) fn new(client: redis::Client, breaker: Arc<Breaker>) -> Self {
         Self {
             client,
             sender: Mutex::new(None),
-            last_failure,
+            breaker,
         }
     }
 
@@ -38,7 +37,7 @@ impl Rounds {
                 tokio::spawn(send_rounds(
                     self.client.clone(),
                     receiver,
-                    self.last_failure.clone(),
+                    self.breaker.clone(),
                 ));
                 *sender = Some(next.clone());
                 next
@@ -87,18 +86,21 @@ pub(super) fn closed() -> redis::RedisError {
 /// Takes every check waiting (up to [`MAX_BATCH`]), counts them in one script call, answers
 /// each; again. Ends when the limiter is dropped. A failed round fails its checks (they are
 /// let through), and every check queued behind it at once, without asking Redis again; it
-/// starts the limiter's back-off. The next round connects again.
+/// opens the limiter's breaker. The next round connects again.
 async fn send_rounds(
     client: redis::Client,
     mut receiver: mpsc::Receiver<Check>,
-    last_failure: Arc<AtomicU64>,
+    breaker: Arc<Breaker>,
 ) {
     let mut connection: Option<ConnectionManager> = None;
     let mut round = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut round, MAX_BATCH).await > 0 {
         let counted = count_round(&client, &mut connection, &round).await;
+        match &counted {
+            Ok(_) => breaker.succeeded(),
+            Err(e) => breaker.failed(e),
+        }
         if counted.is_err() {
-            last_failure.store(SystemClock.now_ms().max(1), Ordering::Relaxed);
             while let Ok(check) = receiver.try_recv() {
                 round.push(check);
             }

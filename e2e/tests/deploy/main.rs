@@ -1005,6 +1005,7 @@ fn the_launchers_give_each_service_the_same_variables() {
         "APP_DATABASE__MAX_CONNECTIONS",
         "APP_REDIS__URL",
         "APP_REDIS__PREFIX",
+        "APP_REDIS__TIMEOUT_MS",
         "APP_KAFKA__BROKERS",
         "APP_KAFKA__TOPIC_PREFIX",
         "APP_KAFKA__PARTITIONS",
