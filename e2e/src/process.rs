@@ -37,7 +37,10 @@ pub fn takes(service: &str, name: &str) -> bool {
         service == COMMAND_API
     } else if matches!(key, "REDIS__PREFIX" | "REDIS__TIMEOUT_MS" | "SCHEMA") {
         service != COMMAND_API
-    } else if matches!(key, "GENERATION_POLL_MS" | "CONSISTENCY_WAIT_MS") {
+    } else if matches!(
+        key,
+        "GENERATION_POLL_MS" | "CONSISTENCY_WAIT_MS" | "DATABASE__TIMEOUT_MS"
+    ) {
         service == QUERY_API
     } else if not_projector.iter().any(|p| key.starts_with(p)) {
         service != PROJECTOR

@@ -75,13 +75,8 @@ impl PrivateRedis {
         self.signal("-CONT");
     }
 
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("redis runs").id();
-        let status = Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {signal} {pid}");
+    fn signal(&self, name: &str) {
+        signal(&[self.child.as_ref().expect("redis runs").id()], name);
     }
 }
 
@@ -381,11 +376,70 @@ impl PrivatePostgres {
         format!("postgres://promo:promo@127.0.0.1:{}/promo", self.port)
     }
 
+    /// SIGSTOP to the server and every process it started: connections stay open and nothing
+    /// answers — a hung database, not one that is down.
+    pub fn freeze(&self) {
+        let postmaster = self.postmaster();
+        signal(&[postmaster], "-STOP");
+        signal(&children_of(postmaster), "-STOP");
+    }
+
+    /// SIGCONT after [`PrivatePostgres::freeze`].
+    pub fn thaw(&self) {
+        let postmaster = self.postmaster();
+        signal(&children_of(postmaster), "-CONT");
+        signal(&[postmaster], "-CONT");
+    }
+
+    /// The server's process id, from the first line of `postmaster.pid`.
+    fn postmaster(&self) -> u32 {
+        let file = self.dir.join("data").join("postmaster.pid");
+        std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|text| text.lines().next()?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {}", file.display()))
+    }
+
     /// A crash and a start: the server stops without a checkpoint (`immediate`: recovery
     /// replays the WAL on start), every connection is cut.
     pub fn crash_and_restart(&self) {
         self.pg_ctl(&["restart", "-m", "immediate", "-w", "-t", "60"]);
     }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to `pids`.
+fn signal(pids: &[u32], signal: &str) {
+    if pids.is_empty() {
+        return;
+    }
+    let status = Command::new("kill")
+        .arg(signal)
+        .args(pids.iter().map(u32::to_string))
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pids:?}");
+}
+
+/// The processes whose parent is `parent`, from `/proc/*/stat`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …: the name may hold spaces and parentheses; it ends at the
+        // last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            children.push(pid);
+        }
+    }
+    children
 }
 
 impl Drop for PrivatePostgres {

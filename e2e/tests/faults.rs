@@ -1,5 +1,6 @@
 //! Faults: SIGKILL of the relay (it runs in the command API) and of the projector in the
-//! middle of a stream, Redis stopped, Redis frozen, and thousands of silent sockets. Nothing is lost; read models end equal to an
+//! middle of a stream, Redis stopped, Redis frozen, PostgreSQL frozen under the query API, and
+//! thousands of silent sockets. Nothing is lost; read models end equal to an
 //! uninterrupted projection; reads keep answering from PostgreSQL without Redis. (The broker
 //! stopped, and events the projector cannot apply: `read_side.rs`.)
 #![allow(clippy::unwrap_used)]
@@ -328,6 +329,98 @@ async fn with_redis_frozen_reads_stay_answered_and_right_and_redis_serves_again_
     assert!(differences.is_empty(), "{differences:?}");
     system.stop().await;
     drop(redis);
+}
+
+/// A PostgreSQL that hangs (SIGSTOP to the server and its backends) under the query API:
+/// reads Redis can answer alone go on; the others answer 503 problem+json within the read
+/// deadline, then at once while it stays frozen — never a hang — and answer again once it
+/// is back.
+#[tokio::test]
+async fn with_the_database_frozen_reads_answer_from_redis_or_503_within_their_deadline() {
+    use std::time::{Duration, Instant};
+
+    let postgres = tokio::task::spawn_blocking(e2e::servers::PrivatePostgres::start)
+        .await
+        .unwrap();
+    let system = System::start_over(
+        Some(postgres.url()),
+        None,
+        None,
+        &[("APP_DATABASE__TIMEOUT_MS", "500")],
+    )
+    .await;
+    let earned = system
+        .post(
+            "/api/v1/points/earn",
+            json!({ "userId": 5, "amount": 40, "description": "before" }),
+        )
+        .await;
+    assert_eq!(earned.status, StatusCode::CREATED, "{}", earned.body);
+    let balance = system
+        .get(
+            "/api/v1/points/users/5/balance",
+            earned.body["position"].as_i64(),
+        )
+        .await;
+    assert_eq!(balance.body["balance"], 40);
+    let history = system.get("/api/v1/points/users/5/history", None).await;
+    assert_eq!(history.status, StatusCode::OK);
+
+    postgres.freeze();
+    let mut slowest = Duration::ZERO;
+    let mut unavailable = 0;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let balance = system.get("/api/v1/points/users/5/balance", None).await;
+        let history = system.get("/api/v1/points/users/5/history", None).await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(
+            (balance.status, balance.body["balance"].as_i64()),
+            (StatusCode::OK, Some(40)),
+            "the balance Redis holds answers without the database"
+        );
+        assert_eq!(
+            history.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            history.body
+        );
+        assert_eq!(history.body["code"], "UNAVAILABLE", "{}", history.body);
+        unavailable += 1;
+    }
+    let metrics = e2e::Scrape::of(&system.query).await;
+    postgres.thaw();
+    eprintln!(
+        "database frozen: {unavailable} history reads answered 503, the slowest balance + \
+         history pair in {slowest:?}"
+    );
+    // The first read waits the 500 ms deadline; none waits on the frozen database beyond it.
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a read waited on the frozen database: {slowest:?}"
+    );
+    assert_eq!(
+        metrics.sum("breaker_open", &[("dependency", "postgres")]),
+        1.0,
+        "the query API saw the database hang"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let history = system.get("/api/v1/points/users/5/history", None).await;
+        if history.status == StatusCode::OK {
+            assert_eq!(history.body["items"][0]["amount"], 40, "{}", history.body);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reads did not come back: {}",
+            history.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    system.stop().await;
+    drop(postgres);
 }
 
 /// Thousands of sockets that connect and send nothing (issue 23's probe): command-api closes

@@ -79,6 +79,9 @@ impl Application {
             log_head: Default::default(),
             log_head_read_at: Default::default(),
             sales: SaleCache::default(),
+            database: state::Database::new(Duration::from_millis(
+                settings.database.timeout_ms.max(1),
+            )),
             gate: auth::http::Gate {
                 authenticator: if settings.auth.enabled {
                     Some(Arc::new(auth::Authenticator::new(&settings.auth)?))

@@ -41,6 +41,11 @@ pub struct Database {
     pub url: SecretString,
     #[serde(default = "default_connections")]
     pub max_connections: u32,
+    /// Longest wait, in milliseconds, for a read of PostgreSQL (a connection from the pool
+    /// included); past it the read answers 503, and reads skip the database until it answers
+    /// a probe (once a second).
+    #[serde(default = "default_database_timeout")]
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +71,9 @@ fn default_wait() -> u64 {
 }
 fn default_connections() -> u32 {
     16
+}
+fn default_database_timeout() -> u64 {
+    2_000
 }
 fn default_redis_timeout() -> u64 {
     // A hundred times a loopback round trip; short enough that a read that misses it and

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use readmodel::generation::Generation;
 use readmodel::parked::Faults;
+use service::breaker::{Admit, Breaker};
 
 use crate::hot::Hot;
 use crate::QueryError;
@@ -31,6 +32,27 @@ pub struct AppState {
     pub(crate) sales: SaleCache,
     /// Tokens and rate limits.
     pub(crate) gate: auth::http::Gate,
+    /// PostgreSQL, through [`AppState::db`].
+    pub(crate) database: Database,
+}
+
+/// How reads use PostgreSQL: each within a deadline, through a breaker.
+#[derive(Debug, Clone)]
+pub(crate) struct Database {
+    pub(crate) deadline: Duration,
+    pub(crate) breaker: Arc<Breaker>,
+}
+
+impl Database {
+    /// How often a probe goes to a database that missed its deadline.
+    const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+    pub(crate) fn new(deadline: Duration) -> Self {
+        Self {
+            deadline,
+            breaker: Arc::new(Breaker::new("postgres", Self::PROBE_EVERY)),
+        }
+    }
 }
 
 /// Time-sale rows by (generation, id). Every column but the stock is fixed once a sale
@@ -66,6 +88,34 @@ impl SaleCache {
 }
 
 impl AppState {
+    /// A read of PostgreSQL within `database.timeout_ms`. A database that hangs (frozen, a
+    /// full network buffer) answers 503 `UNAVAILABLE` at the deadline, and every read after
+    /// it at once, until a probe (one read a second) is answered: a hung database costs each
+    /// caller nothing, and readers that do not need it (hot values in Redis) go on. Errors it
+    /// answers with fail on their own, fast, as before.
+    pub(crate) async fn db<T, E: Into<QueryError>>(
+        &self,
+        read: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, QueryError> {
+        let Database { deadline, breaker } = &self.database;
+        if breaker.admit() == Admit::Skip {
+            return Err(QueryError::Unavailable(
+                "the database did not answer in time; skipped until it does".into(),
+            ));
+        }
+        match tokio::time::timeout(*deadline, read).await {
+            Ok(answered) => {
+                breaker.succeeded();
+                answered.map_err(Into::into)
+            }
+            Err(_) => {
+                let cause = format!("the database did not answer within {deadline:?}");
+                breaker.failed(&cause);
+                Err(QueryError::Unavailable(cause))
+            }
+        }
+    }
+
     /// The read-model generation to answer from.
     pub fn live(&self) -> Arc<Generation> {
         match self.live.read() {
@@ -102,9 +152,7 @@ impl AppState {
 
     /// Re-reads the faults of the live generation.
     async fn refresh_faults(&self) -> Result<(), QueryError> {
-        let faults = Faults::load(&self.pool, &self.live())
-            .await
-            .map_err(|e| QueryError::Unavailable(e.to_string()))?;
+        let faults = self.db(Faults::load(&self.pool, &self.live())).await?;
         self.set_faults(faults);
         Ok(())
     }
@@ -152,10 +200,14 @@ impl AppState {
         what: &'static str,
     ) -> Result<(), QueryError> {
         let faults = self.faults();
-        match readmodel::parked::entity_fault(&self.pool, &faults, id, category).await {
-            Ok(Some(position)) => Err(QueryError::Faulted { what, position }),
-            Ok(None) => Ok(()),
-            Err(e) => Err(QueryError::Unavailable(e.to_string())),
+        match self
+            .db(readmodel::parked::entity_fault(
+                &self.pool, &faults, id, category,
+            ))
+            .await?
+        {
+            Some(position) => Err(QueryError::Faulted { what, position }),
+            None => Ok(()),
         }
     }
 
@@ -169,11 +221,18 @@ impl AppState {
     ) -> Result<(), QueryError> {
         let faults = self.faults();
         let live = self.live();
-        match readmodel::parked::user_fault(&self.pool, &faults, &live.schema, category, user).await
+        match self
+            .db(readmodel::parked::user_fault(
+                &self.pool,
+                &faults,
+                &live.schema,
+                category,
+                user,
+            ))
+            .await?
         {
-            Ok(Some(position)) => Err(QueryError::Faulted { what, position }),
-            Ok(None) => Ok(()),
-            Err(e) => Err(QueryError::Unavailable(e.to_string())),
+            Some(position) => Err(QueryError::Faulted { what, position }),
+            None => Ok(()),
         }
     }
 
@@ -206,9 +265,7 @@ impl AppState {
         {
             return Ok(None);
         }
-        let head = readmodel::watermark::log_head(&self.pool)
-            .await
-            .map_err(|e| QueryError::Unavailable(e.to_string()))?;
+        let head = self.db(readmodel::watermark::log_head(&self.pool)).await?;
         self.log_head.fetch_max(head, Ordering::Relaxed);
         Ok(Some(position <= head))
     }
@@ -220,9 +277,8 @@ impl AppState {
         if let Some(position) = self.hot.number(&key).await {
             return Ok(position);
         }
-        readmodel::watermark::read(&self.pool, &live.schema)
+        self.db(readmodel::watermark::read(&self.pool, &live.schema))
             .await
-            .map_err(|e| QueryError::Unavailable(e.to_string()))
     }
 }
 

@@ -1003,6 +1003,7 @@ fn the_launchers_give_each_service_the_same_variables() {
         "APP_SERVER__PORT",
         "APP_DATABASE__URL",
         "APP_DATABASE__MAX_CONNECTIONS",
+        "APP_DATABASE__TIMEOUT_MS",
         "APP_REDIS__URL",
         "APP_REDIS__PREFIX",
         "APP_REDIS__TIMEOUT_MS",

@@ -158,8 +158,13 @@ async fn policies(
     Query(q): Query<Page>,
 ) -> Result<Json<Paged<Policy>>, QueryError> {
     let (page, limit, offset) = q.bounds()?;
-    let (rows, total) =
-        queries::policies(&state.pool, &state.live().schema, Window { limit, offset }).await?;
+    let (rows, total) = state
+        .db(queries::policies(
+            &state.pool,
+            &state.live().schema,
+            Window { limit, offset },
+        ))
+        .await?;
     Ok(paged(
         policies_with_counts(&state, rows).await?,
         page,
@@ -183,7 +188,8 @@ async fn policy(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Policy>, QueryError> {
     state.check_aggregate(id, "coupon policy")?;
-    let row = queries::policy(&state.pool, &state.live().schema, id)
+    let row = state
+        .db(queries::policy(&state.pool, &state.live().schema, id))
         .await?
         .ok_or(QueryError::NotFound("coupon policy"))?;
     let mut one = policies_with_counts(&state, vec![row]).await?;
@@ -246,7 +252,9 @@ async fn coupon(
     Caller(caller): Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<CouponView>, QueryError> {
-    let row = queries::coupon(&state.pool, &state.live().schema, id).await?;
+    let row = state
+        .db(queries::coupon(&state.pool, &state.live().schema, id))
+        .await?;
     let Some(row) = row else {
         state.check_missing_entity(id, "coupon", "coupon").await?;
         return Err(QueryError::NotFound("coupon"));
@@ -296,8 +304,15 @@ async fn user_coupons(
         }
     };
     let window = Window { limit, offset };
-    let (rows, total) =
-        queries::user_coupons(&state.pool, &state.live().schema, user_id, filter, window).await?;
+    let (rows, total) = state
+        .db(queries::user_coupons(
+            &state.pool,
+            &state.live().schema,
+            user_id,
+            filter,
+            window,
+        ))
+        .await?;
     let now = Utc::now();
     Ok(paged(
         rows.iter().map(|r| coupon_view(r, now)).collect(),
@@ -354,13 +369,19 @@ async fn quote(
         None => acting,
     };
     let live = state.live();
-    let row = queries::coupon(&state.pool, &live.schema, id).await?;
+    let row = state
+        .db(queries::coupon(&state.pool, &live.schema, id))
+        .await?;
     match &row {
         Some(row) => state.check_aggregate(row.policy_id, "coupon")?,
         None => state.check_missing_entity(id, "coupon", "coupon").await?,
     }
     let policy = match &row {
-        Some(row) => queries::terms(&state.pool, &live.schema, row.policy_id).await?,
+        Some(row) => {
+            state
+                .db(queries::terms(&state.pool, &live.schema, row.policy_id))
+                .await?
+        }
         None => None,
     };
     // A discount type this code does not know is a read model it did not write: 503, as on

@@ -78,7 +78,8 @@ async fn balance(
     let key = keys::balance(&state.live().prefix, user_id);
     let balance = match state.hot.field(&key, "balance").await {
         Some(balance) => balance,
-        None => queries::balance(&state.pool, &state.live().schema, user_id)
+        None => state
+            .db(queries::balance(&state.pool, &state.live().schema, user_id))
             .await?
             .unwrap_or(0),
     };
@@ -106,8 +107,14 @@ async fn history(
     state.check_account(user_id)?;
     let (page, limit, offset) = q.bounds()?;
     let window = Window { limit, offset };
-    let (rows, total) =
-        queries::history(&state.pool, &state.live().schema, user_id, window).await?;
+    let (rows, total) = state
+        .db(queries::history(
+            &state.pool,
+            &state.live().schema,
+            user_id,
+            window,
+        ))
+        .await?;
     let items = rows
         .into_iter()
         .map(|r| {

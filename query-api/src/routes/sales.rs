@@ -84,7 +84,8 @@ async fn product(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Product>, QueryError> {
     state.check_aggregate(id, "product")?;
-    let row = queries::product(&state.pool, &state.live().schema, id)
+    let row = state
+        .db(queries::product(&state.pool, &state.live().schema, id))
         .await?
         .ok_or(QueryError::NotFound("product"))?;
     Ok(Json(Product {
@@ -149,8 +150,13 @@ async fn time_sales(
     Query(q): Query<Page>,
 ) -> Result<Json<Paged<TimeSale>>, QueryError> {
     let (page, limit, offset) = q.bounds()?;
-    let (rows, total) =
-        queries::time_sales(&state.pool, &state.live().schema, Window { limit, offset }).await?;
+    let (rows, total) = state
+        .db(queries::time_sales(
+            &state.pool,
+            &state.live().schema,
+            Window { limit, offset },
+        ))
+        .await?;
     Ok(paged(
         time_sale_views(&state, rows).await,
         page,
@@ -186,7 +192,8 @@ async fn time_sale(
             return Ok(Json(sale_value(&row, remaining)));
         }
     }
-    let row = queries::time_sale(&state.pool, &live.schema, id)
+    let row = state
+        .db(queries::time_sale(&state.pool, &live.schema, id))
         .await?
         .ok_or(QueryError::NotFound("time sale"))?;
     let value = sale_value(&row, hot.unwrap_or(row.remaining));
@@ -224,7 +231,9 @@ async fn order(
     Caller(caller): Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Order>, QueryError> {
-    let row = queries::order(&state.pool, &state.live().schema, id).await?;
+    let row = state
+        .db(queries::order(&state.pool, &state.live().schema, id))
+        .await?;
     let Some(row) = row else {
         state.check_missing_entity(id, "timesale", "order").await?;
         return Err(QueryError::NotFound("order"));
@@ -257,8 +266,14 @@ async fn user_orders(
         .await?;
     let (page, limit, offset) = q.bounds()?;
     let window = Window { limit, offset };
-    let (rows, total) =
-        queries::user_orders(&state.pool, &state.live().schema, user_id, window).await?;
+    let (rows, total) = state
+        .db(queries::user_orders(
+            &state.pool,
+            &state.live().schema,
+            user_id,
+            window,
+        ))
+        .await?;
     Ok(paged(
         rows.iter().map(order_view).collect::<Result<_, _>>()?,
         page,
