@@ -21,7 +21,14 @@
 #   ab:      the whole-system closed-loop flash sale, this build against an earlier one
 #            (BASELINE=<its release directory>; the services only, promo-bench is this
 #            build's), alternating for ROUNDS rounds: what a change costs a sale.
-# PHASE=system, PHASE=read, PHASE=write, PHASE=auth, PHASE=ab or PHASE=rebuild runs one phase.
+#   users:   reads by 400,000 distinct signed-in users (USERS=…), each its own token, then a
+#            250,000-unit flash sale with a distinct buyer each (BUYERS=…): answers/s by 10-s
+#            slice, whether the cost per user stays flat as the users seen grow (issue 23).
+#   frozen:  reads (64 connections) with Redis well, then with the stack's Redis stopped with
+#            SIGSTOP (accepting, never answering) for the whole run: reads fall back to
+#            PostgreSQL within their deadline. Redis is sent SIGCONT at the end, whatever happens.
+# PHASE=system, PHASE=read, PHASE=write, PHASE=auth, PHASE=users, PHASE=frozen, PHASE=ab or
+# PHASE=rebuild runs one phase.
 # Starts the release services it needs and stops exactly those. Loopback only; every load is
 # bounded in requests.  SCALE=small scripts/bench.sh for a quick run.
 # Each run works in databases of its own (dropped at the end), topics of its own
@@ -199,6 +206,29 @@ for round in $(seq 1 "${ROUNDS:-3}"); do
     system_down promo_bench_auth
   done
 done
+fi
+if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = users ]; then
+echo "## distinct users (the whole system): each read by another signed-in user, then a flash sale with a buyer each"
+if [ "${SCALE:-full}" = small ]; then U=40000; B=25000; else U=${USERS:-400000}; B=${BUYERS:-250000}; fi
+system_up promo_bench_users
+bench --command http://127.0.0.1:8180 --label distinct-users --concurrency 64 user-reads --users "$U"
+system_down promo_bench_users
+system_up promo_bench_buyers
+bench --command http://127.0.0.1:8180 --label distinct-buyers --concurrency 256 flash-sale --stock "$B"
+system_down promo_bench_buyers
+fi
+if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = frozen ]; then
+echo "## reads with Redis frozen (SIGSTOP: it accepts and never answers) against Redis well, one system"
+system_up promo_bench_frozen
+redis_pid=$(cat .stack/redis.pid)
+bench --command http://127.0.0.1:8180 --label redis-well --concurrency 64 reads --requests "$N"
+kill -STOP "$redis_pid"
+# Thawed whatever happens: the stack's Redis serves the dev system too.
+trap 'kill -CONT "$redis_pid" 2>/dev/null || true' EXIT
+bench --command http://127.0.0.1:8180 --label redis-frozen --concurrency 64 reads --requests "$N" || true
+kill -CONT "$redis_pid"
+trap - EXIT
+system_down promo_bench_frozen
 fi
 if [ "${PHASE:-all}" = ab ]; then
 echo "## this build against ${BASELINE:?BASELINE=<release dir of the earlier build>} (the whole system, closed loop, alternating)"

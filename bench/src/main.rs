@@ -113,6 +113,11 @@ enum Scenario {
         #[arg(long, default_value_t = 200_000)]
         requests: usize,
     },
+    /// Each request another signed-in user reading their own balance, `users` in all.
+    UserReads {
+        #[arg(long, default_value_t = 400_000)]
+        users: usize,
+    },
 }
 
 /// What every scenario works with.
@@ -180,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
             requests,
         } => scenarios::mixed::run(ctx, stock, users, requests).await?,
         Scenario::Reads { requests } => scenarios::reads::run(ctx, requests).await?,
+        Scenario::UserReads { users } => scenarios::user_reads::run(ctx, users).await?,
     };
     if cli.relay {
         all_ok &= checks::report_relay(&pool).await?;

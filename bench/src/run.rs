@@ -200,10 +200,8 @@ impl Record {
     ) {
         let micros = latency.as_micros().min(u128::from(u32::MAX)) as u32;
         self.latencies.push(micros);
-        if TIMELINE.get().copied().unwrap_or(false) {
-            self.timeline
-                .push((started.elapsed().as_millis() as u32, micros));
-        }
+        self.timeline
+            .push((started.elapsed().as_millis() as u32, micros));
         *self.statuses.entry(status).or_default() += 1;
         if keep(status) {
             if let Some(Ok(mut slot)) = freshness.map(|latest| latest.lock()) {
@@ -248,6 +246,38 @@ pub(crate) fn print_timeline(timeline: &[(u32, u32)]) {
     }
 }
 
+/// The slices a long run's answers are counted in.
+const SLICE: Duration = Duration::from_secs(10);
+
+/// Answers per second in each whole slice of a long run, and the last whole slice against the
+/// first: whether the rate held as the run went on (more distinct users seen, larger tables).
+fn print_slices(timeline: &[(u32, u32)]) {
+    let slice_ms = SLICE.as_millis() as u32;
+    let mut slices: BTreeMap<u32, usize> = BTreeMap::new();
+    for &(at, _) in timeline {
+        *slices.entry(at / slice_ms).or_default() += 1;
+    }
+    // The last slice is cut short by the end of the load.
+    let whole: Vec<f64> = slices
+        .values()
+        .take(slices.len().saturating_sub(1))
+        .map(|answers| *answers as f64 / SLICE.as_secs_f64())
+        .collect();
+    let (Some(first), Some(last)) = (whole.first(), whole.last()) else {
+        return;
+    };
+    println!(
+        "  answers/s by {} s slice: {}  (last whole slice {:+.1} % against the first)",
+        SLICE.as_secs(),
+        whole
+            .iter()
+            .map(|rate| format!("{rate:.0}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        (last / first - 1.0) * 100.0
+    );
+}
+
 pub(crate) fn report(
     label: &str,
     scenario: &str,
@@ -257,6 +287,9 @@ pub(crate) fn report(
 ) -> Value {
     if TIMELINE.get().copied().unwrap_or(false) {
         print_timeline(&record.timeline);
+    }
+    if elapsed >= SLICE * 3 {
+        print_slices(&record.timeline);
     }
     record.latencies.sort_unstable();
     let succeeded = record.statuses.get(&success).copied().unwrap_or(0);

@@ -6,3 +6,4 @@ pub(crate) mod flash_sale;
 pub(crate) mod mixed;
 pub(crate) mod points;
 pub(crate) mod reads;
+pub(crate) mod user_reads;
