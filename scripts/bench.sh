@@ -222,12 +222,13 @@ echo "## reads with Redis frozen (SIGSTOP: it accepts and never answers) against
 system_up promo_bench_frozen
 redis_pid=$(cat .stack/redis.pid)
 bench --command http://127.0.0.1:8180 --label redis-well --concurrency 64 reads --requests "$N"
+# Resumed whatever happens (the stack's Redis serves the dev system too), then the services
+# stopped as the script's own trap does.
+trap 'kill -CONT "$redis_pid" 2>/dev/null || true; stop_all' EXIT
 kill -STOP "$redis_pid"
-# Thawed whatever happens: the stack's Redis serves the dev system too.
-trap 'kill -CONT "$redis_pid" 2>/dev/null || true' EXIT
-bench --command http://127.0.0.1:8180 --label redis-frozen --concurrency 64 reads --requests "$N" || true
+bench --command http://127.0.0.1:8180 --label redis-frozen --concurrency 64 reads --requests "$N"
 kill -CONT "$redis_pid"
-trap - EXIT
+trap stop_all EXIT
 system_down promo_bench_frozen
 fi
 if [ "${PHASE:-all}" = ab ]; then

@@ -253,14 +253,19 @@ const SLICE: Duration = Duration::from_secs(10);
 /// first: whether the rate held as the run went on (more distinct users seen, larger tables).
 fn print_slices(timeline: &[(u32, u32)]) {
     let slice_ms = SLICE.as_millis() as u32;
-    let mut slices: BTreeMap<u32, usize> = BTreeMap::new();
+    let last = timeline
+        .iter()
+        .map(|(at, _)| at / slice_ms)
+        .max()
+        .unwrap_or(0) as usize;
+    // Every slice, a silent one too (a stall shows as 0).
+    let mut slices = vec![0usize; last + 1];
     for &(at, _) in timeline {
-        *slices.entry(at / slice_ms).or_default() += 1;
+        slices[(at / slice_ms) as usize] += 1;
     }
     // The last slice is cut short by the end of the load.
-    let whole: Vec<f64> = slices
-        .values()
-        .take(slices.len().saturating_sub(1))
+    let whole: Vec<f64> = slices[..last]
+        .iter()
         .map(|answers| *answers as f64 / SLICE.as_secs_f64())
         .collect();
     let (Some(first), Some(last)) = (whole.first(), whole.last()) else {

@@ -65,18 +65,9 @@ impl PrivateRedis {
     }
 
     /// SIGSTOP: the server keeps its port and accepts connections (the kernel does), and
-    /// answers nothing — a hung Redis, not one that is down.
-    pub fn freeze(&self) {
-        self.signal("-STOP");
-    }
-
-    /// SIGCONT after [`PrivateRedis::freeze`].
-    pub fn thaw(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, name: &str) {
-        signal(&[self.child.as_ref().expect("redis runs").id()], name);
+    /// answers nothing — a hung Redis, not one that is down — until the guard is dropped.
+    pub fn freeze(&self) -> Frozen {
+        Frozen::stop(vec![self.child.as_ref().expect("redis runs").id()])
     }
 }
 
@@ -376,19 +367,14 @@ impl PrivatePostgres {
         format!("postgres://promo:promo@127.0.0.1:{}/promo", self.port)
     }
 
-    /// SIGSTOP to the server and every process it started: connections stay open and nothing
-    /// answers — a hung database, not one that is down.
-    pub fn freeze(&self) {
+    /// SIGSTOP to the server, then to every process it started (none can start another
+    /// meanwhile): connections stay open and nothing answers — a hung database, not one that
+    /// is down — until the guard is dropped.
+    pub fn freeze(&self) -> Frozen {
         let postmaster = self.postmaster();
-        signal(&[postmaster], "-STOP");
-        signal(&children_of(postmaster), "-STOP");
-    }
-
-    /// SIGCONT after [`PrivatePostgres::freeze`].
-    pub fn thaw(&self) {
-        let postmaster = self.postmaster();
-        signal(&children_of(postmaster), "-CONT");
-        signal(&[postmaster], "-CONT");
+        let mut pids = vec![postmaster];
+        pids.extend(children_of(postmaster));
+        Frozen::stop(pids)
     }
 
     /// The server's process id, from the first line of `postmaster.pid`.
@@ -407,17 +393,42 @@ impl PrivatePostgres {
     }
 }
 
-/// Sends `signal` (`-STOP`, `-CONT`) to `pids`.
-fn signal(pids: &[u32], signal: &str) {
-    if pids.is_empty() {
-        return;
+/// Processes stopped with SIGSTOP, resumed (SIGCONT, in the reverse order) when dropped —
+/// also when the test fails meanwhile, so no server is left frozen.
+#[derive(Debug)]
+#[must_use = "the processes resume when this is dropped"]
+pub struct Frozen {
+    pids: Vec<u32>,
+}
+
+impl Frozen {
+    fn stop(pids: Vec<u32>) -> Self {
+        for pid in &pids {
+            // A process that ended meanwhile (a backend) has nothing to stop.
+            let _ = signal(*pid, "-STOP");
+        }
+        Self { pids }
     }
-    let status = Command::new("kill")
-        .arg(signal)
-        .args(pids.iter().map(u32::to_string))
+
+    /// SIGCONT now (as dropping it does).
+    pub fn thaw(self) {}
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for pid in self.pids.iter().rev() {
+            let _ = signal(*pid, "-CONT");
+        }
+    }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to `pid`; whether it was delivered.
+fn signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .stderr(Stdio::null())
         .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} {pids:?}");
+        .is_ok_and(|s| s.success())
 }
 
 /// The processes whose parent is `parent`, from `/proc/*/stat`.

@@ -28,6 +28,8 @@ const STOCK: i64 = 8_000;
 const COUPONS: i64 = 4_000;
 const USERS: i64 = 40;
 const CLIENTS: usize = 24;
+/// Sockets held silent on each API during the calm phase.
+const SILENT_SOCKETS: usize = 300;
 
 fn seconds(name: &str, default: u64) -> Duration {
     Duration::from_secs(
@@ -492,6 +494,44 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
     ] {
         all.push(command(path, body));
     }
+    // A JSON body under another content type (a form on another site posting cross-site as a
+    // "simple" request): 415 naming Content-Type, on commands and on sign-up and sign-in.
+    for (path, body, content_type) in [
+        (
+            "/api/v1/points/earn",
+            &br#"{"userId":7,"amount":1,"description":"d"}"#[..],
+            "text/plain",
+        ),
+        (
+            "/api/v1/auth/register",
+            br#"{"email":"form@example.com","password":"long enough pass"}"#,
+            "application/x-www-form-urlencoded",
+        ),
+        (
+            "/api/v1/auth/login",
+            br#"{"email":"form@example.com","password":"long enough pass"}"#,
+            "multipart/form-data; boundary=x",
+        ),
+        ("/api/v1/orders", b"{}", ""),
+    ] {
+        let mut case = command(path, body);
+        case.headers.push(("content-type", content_type.to_owned()));
+        all.push(case);
+    }
+    // A forged X-Forwarded-For from a peer that is no trusted proxy: ignored (the limits key
+    // on the peer), whatever it holds — a sign-in with it is refused as any other.
+    for forged in [
+        "203.0.113.7".to_owned(),
+        "not-an-address, 198.51.100.1".to_owned(),
+        format!("{}1.2.3.4", "9.9.9.9, ".repeat(1_000)),
+    ] {
+        let mut case = command(
+            "/api/v1/auth/login",
+            br#"{"email":"nobody@example.com","password":"wrong password"}"#,
+        );
+        case.headers.push(("x-forwarded-for", forged));
+        all.push(case);
+    }
     // A password no account has (over 128 characters): refused before any hashing.
     let overlong = format!(r#"{{"email":"a@b.c","password":"{}"}}"#, "p".repeat(10_000));
     all.push(command("/api/v1/auth/login", overlong.as_bytes()));
@@ -542,8 +582,10 @@ async fn send_hostile(system: &System, command: &str, catalogue: &[Hostile]) -> 
         };
         let mut request = http
             .request(case.method.clone(), format!("{base}{}", case.path))
-            .header("content-type", "application/json")
             .body(case.body.clone());
+        if !case.headers.iter().any(|(h, _)| *h == "content-type") {
+            request = request.header("content-type", "application/json");
+        }
         if !case.headers.iter().any(|(h, _)| *h == "x-correlation-id") {
             request = request.header("x-correlation-id", format!("hostile-{n}"));
         }
@@ -709,7 +751,14 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
         *faults
             .entry("Redis killed and restarted (empty)")
             .or_default() += 1;
+        pause(2).await;
+        let frozen = redis.freeze();
+        *faults
+            .entry("Redis frozen (SIGSTOP) 4 s, then resumed")
+            .or_default() += 1;
         pause(4).await;
+        frozen.thaw();
+        pause(2).await;
         broker.kill();
         *faults
             .entry("broker kill -9, started again 5 s later")
@@ -725,9 +774,19 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
             break;
         }
     }
-    // Calm: no faults; the hostile catalogue against every endpoint while the clients go on.
+    // Calm: no faults; the hostile catalogue against every endpoint while the clients go on,
+    // and sockets that connect to both APIs and send nothing, held meanwhile.
     pause(3).await;
     calm.store(true, Ordering::Relaxed);
+    let mut silent = Vec::new();
+    let command = base.read().unwrap().clone();
+    for api in [command, system.query.clone()] {
+        let address = api.trim_start_matches("http://").to_owned();
+        for _ in 0..SILENT_SOCKETS {
+            silent.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+        }
+    }
+    let silent_held = silent.len();
     let catalogue = hostile_catalogue(&policy, &sale, &sample_coupon, &sample_order);
     while started.elapsed() < total || hostile_sent == 0 {
         let command = base.read().unwrap().clone();
@@ -739,6 +798,19 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
         client.await.unwrap();
     }
     soak.push((started.elapsed().as_secs(), sample(&system)));
+    // Every silent socket closed by the server within its first-byte deadline (10 s).
+    let mut closing = tokio::task::JoinSet::new();
+    for mut socket in silent {
+        closing.spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 16];
+            matches!(
+                tokio::time::timeout(Duration::from_secs(20), socket.read(&mut buf)).await,
+                Ok(Ok(0) | Err(_))
+            )
+        });
+    }
+    let silent_closed = closing.join_all().await.into_iter().filter(|c| *c).count();
 
     // ---- the checks, against the event log ----
     let outcomes = load.outcomes.lock().unwrap().clone();
@@ -872,7 +944,7 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
         "fault suite, {} s: {} commands ({} requests with retries; {} commands needed more than one try), \
          {} undetermined; definitive answers {by_status:?}; faults {faults:?}; {} hostile requests ({} kinds) \
          sent, {} answered wrong; log head {head}, sold {sold} of {STOCK}, issued {issued} of {COUPONS}; \
-         5xx while calm: {}",
+         5xx while calm: {}; {silent_closed} of {silent_held} silent sockets closed by the servers",
         started.elapsed().as_secs(),
         outcomes.len(),
         load.sent.load(Ordering::Relaxed),
@@ -896,6 +968,10 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
         hostile_wrong.len()
     );
     assert_eq!(hostile_in_log, 0, "a hostile request left an event");
+    assert_eq!(
+        silent_closed, silent_held,
+        "silent sockets the servers closed"
+    );
     assert_eq!(
         load.undetermined.load(Ordering::Relaxed),
         0,

@@ -246,10 +246,10 @@ async fn with_redis_frozen_reads_stay_answered_and_right_and_redis_serves_again_
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = e2e::Scrape::of(&system.query).await;
-    redis.freeze();
+    let frozen = redis.freeze();
     phase.store(1, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(8)).await;
-    redis.thaw();
+    frozen.thaw();
     phase.store(2, Ordering::Relaxed);
     let thawed = Instant::now();
     // Back on Redis: the projector rewrote it (at most a second after it answers) and the
@@ -366,14 +366,16 @@ async fn with_the_database_frozen_reads_answer_from_redis_or_503_within_their_de
     let history = system.get("/api/v1/points/users/5/history", None).await;
     assert_eq!(history.status, StatusCode::OK);
 
-    postgres.freeze();
-    let mut slowest = Duration::ZERO;
-    let mut unavailable = 0;
+    let frozen = postgres.freeze();
+    // Ten balance + history pairs, a few milliseconds apart: the first history read waits the
+    // 500 ms deadline and opens the breaker; the rest answer at once (a probe a second may
+    // wait its deadline again).
+    let mut took = Vec::new();
     for _ in 0..10 {
         let started = Instant::now();
         let balance = system.get("/api/v1/points/users/5/balance", None).await;
         let history = system.get("/api/v1/points/users/5/history", None).await;
-        slowest = slowest.max(started.elapsed());
+        took.push(started.elapsed());
         assert_eq!(
             (balance.status, balance.body["balance"].as_i64()),
             (StatusCode::OK, Some(40)),
@@ -386,18 +388,22 @@ async fn with_the_database_frozen_reads_answer_from_redis_or_503_within_their_de
             history.body
         );
         assert_eq!(history.body["code"], "UNAVAILABLE", "{}", history.body);
-        unavailable += 1;
     }
     let metrics = e2e::Scrape::of(&system.query).await;
-    postgres.thaw();
-    eprintln!(
-        "database frozen: {unavailable} history reads answered 503, the slowest balance + \
-         history pair in {slowest:?}"
-    );
-    // The first read waits the 500 ms deadline; none waits on the frozen database beyond it.
+    frozen.thaw();
+    let at_once = took
+        .iter()
+        .filter(|t| **t < Duration::from_millis(100))
+        .count();
+    eprintln!("database frozen: balance + history pairs answered in {took:?}");
+    // Not a speed target: the bound is the 500 ms deadline, then skipping the database.
     assert!(
-        slowest < Duration::from_secs(2),
-        "a read waited on the frozen database: {slowest:?}"
+        took.iter().all(|t| *t < Duration::from_secs(2)),
+        "a read waited on the frozen database: {took:?}"
+    );
+    assert!(
+        at_once >= 8,
+        "reads went on waiting for the frozen database once it was found hung: {took:?}"
     );
     assert_eq!(
         metrics.sum("breaker_open", &[("dependency", "postgres")]),

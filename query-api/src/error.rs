@@ -25,6 +25,10 @@ pub enum QueryError {
     Faulted { what: &'static str, position: i64 },
     #[error("a dependency is unavailable")]
     Unavailable(String),
+    /// A dependency that hangs, skipped while its breaker is open (logged once, when it
+    /// opened, not per read).
+    #[error("a dependency is unavailable")]
+    Skipped(&'static str),
     /// The caller may not read this (another user's data).
     #[error("{0}")]
     Forbidden(&'static str),
@@ -71,9 +75,15 @@ impl IntoResponse for QueryError {
                 tracing::error!(%cause, "query failed on a dependency");
                 (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", None)
             }
+            QueryError::Skipped(dependency) => {
+                tracing::debug!(dependency, "read skipped: its dependency hangs");
+                (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", None)
+            }
         };
         let detail = match &self {
-            QueryError::Unavailable(_) => "a dependency is unavailable; retry later".to_owned(),
+            QueryError::Unavailable(_) | QueryError::Skipped(_) => {
+                "a dependency is unavailable; retry later".to_owned()
+            }
             other => other.to_string(),
         };
         let mut body = problem::body(status, code, &detail, field);

@@ -1,29 +1,33 @@
 //! Hot values (balances, stock, counts) from Redis, counted as hits, misses and fallbacks.
 
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use readmodel::generation::Generation;
 use redis::aio::ConnectionManager;
 use service::breaker::{Admit, Breaker};
-use tokio::sync::OnceCell;
 
-/// Redis, when it answers. Connected lazily (retried on the next read while Redis is
-/// unreachable; lock-free once connected); every failure falls back to PostgreSQL. Each call
-/// has a deadline short enough for a read to fall back within its own bound; a Redis that
-/// misses it (frozen, not down) opens the breaker, and reads go straight to PostgreSQL until
-/// a probe finds Redis answering **and caught up**: its watermark at least the read models'
-/// (a Redis that was frozen holds the values of before; the projector rewrites them once it
-/// answers, and only then is it read again).
+/// Redis, when it answers; every failure falls back to PostgreSQL. Each call has a deadline
+/// short enough for a read to fall back within its own bound; a Redis that misses it (frozen,
+/// not down) opens the breaker, and reads go straight to PostgreSQL until a probe finds Redis
+/// answering **and caught up**: its watermark at least the read models' (a Redis that was
+/// frozen holds the values of before; the projector rewrites them once it answers, and only
+/// then is it read again). The connection is made in the background, never inside a read's
+/// deadline (a Redis across a network takes longer than 25 ms to greet): reads fall back
+/// until it is made.
 #[derive(Clone)]
 pub struct Hot {
     client: redis::Client,
-    connection: Arc<OnceCell<ConnectionManager>>,
+    connection: Arc<OnceLock<ConnectionManager>>,
+    connecting: Arc<AtomicBool>,
     deadline: Duration,
     breaker: Arc<Breaker>,
-    /// For the probe: the read models' watermark, in the generation answered from.
+    /// For the probe: the read models' watermark, in the generation answered from, read
+    /// within `database_deadline`.
     pool: sqlx::PgPool,
     live: Arc<RwLock<Arc<Generation>>>,
+    database_deadline: Duration,
 }
 
 impl std::fmt::Debug for Hot {
@@ -33,7 +37,8 @@ impl std::fmt::Debug for Hot {
 }
 
 impl Hot {
-    /// How often a probe goes to a Redis that missed its deadline.
+    /// How often a probe goes to a Redis that missed its deadline, and a failed connection is
+    /// tried again.
     const PROBE_EVERY: Duration = Duration::from_secs(1);
 
     pub fn new(
@@ -41,40 +46,63 @@ impl Hot {
         deadline: Duration,
         pool: sqlx::PgPool,
         live: Arc<RwLock<Arc<Generation>>>,
+        database_deadline: Duration,
     ) -> Self {
         Self {
             client,
             connection: Arc::default(),
+            connecting: Arc::default(),
             deadline,
             breaker: Arc::new(Breaker::new("redis", Self::PROBE_EVERY)),
             pool,
             live,
+            database_deadline,
         }
     }
 
-    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
-        Ok(self
-            .connection
-            .get_or_try_init(|| readmodel::hot::connect(&self.client))
-            .await?
-            .clone())
+    /// The connection, once made; else `None`, and it is being made in the background (one
+    /// attempt at a time, a second apart after a failure).
+    fn connection(&self) -> Option<ConnectionManager> {
+        if let Some(connection) = self.connection.get() {
+            return Some(connection.clone());
+        }
+        if !self.connecting.swap(true, Ordering::AcqRel) {
+            let (client, cell, connecting) = (
+                self.client.clone(),
+                self.connection.clone(),
+                self.connecting.clone(),
+            );
+            tokio::spawn(async move {
+                match readmodel::hot::connect(&client).await {
+                    Ok(connection) => {
+                        let _ = cell.set(connection);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "redis not reachable; reads use PostgreSQL");
+                        tokio::time::sleep(Self::PROBE_EVERY).await;
+                    }
+                }
+                connecting.store(false, Ordering::Release);
+            });
+        }
+        None
     }
 
     /// Runs `command` on Redis within the deadline, through the breaker: `None` when skipped,
-    /// failed or late.
+    /// not connected, failed or late.
     async fn run<T>(
         &self,
         command: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
     ) -> Option<T> {
         match self.breaker.admit() {
             Admit::Skip => return None,
+            // The probe closes the breaker itself, when Redis is caught up.
             Admit::Probe if !self.caught_up().await => return None,
             Admit::Probe | Admit::Call => {}
         }
+        let connection = self.connection()?;
         self.breaker
-            .timed(self.deadline, async {
-                command(self.connection().await?).await
-            })
+            .timed(Admit::Call, self.deadline, command(connection))
             .await
     }
 
@@ -86,7 +114,7 @@ impl Hot {
             Err(poisoned) => poisoned.into_inner().clone(),
         };
         let Ok(Ok(projected)) = tokio::time::timeout(
-            self.deadline,
+            self.database_deadline,
             readmodel::watermark::read(&self.pool, &live.schema),
         )
         .await
@@ -94,18 +122,20 @@ impl Hot {
             // PostgreSQL could not say: try again at the next probe.
             return false;
         };
+        let Some(mut connection) = self.connection() else {
+            return false;
+        };
         let key = readmodel::hot::keys::watermark(&live.prefix);
-        let hot = tokio::time::timeout(self.deadline, async {
-            let mut connection = self.connection().await?;
+        let hot = tokio::time::timeout(
+            self.deadline,
             redis::cmd("GET")
                 .arg(&key)
-                .query_async::<Option<i64>>(&mut connection)
-                .await
-        })
+                .query_async::<Option<i64>>(&mut connection),
+        )
         .await;
         match hot {
             Ok(Ok(Some(position))) if position >= projected => {
-                self.breaker.succeeded();
+                self.breaker.probe_answered();
                 true
             }
             Ok(Ok(behind)) => {

@@ -54,7 +54,10 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(settings.database.max_connections)
-            .acquire_timeout(Duration::from_secs(3))
+            // Longer than a read's deadline, which covers the wait for a connection.
+            .acquire_timeout(
+                Duration::from_millis(settings.database.timeout_ms) + Duration::from_secs(1),
+            )
             .connect(settings.database.url.expose_secret())
             .await?;
         // The projector owns the schema; creating it here too lets the query API start first.
@@ -62,11 +65,13 @@ impl Application {
         let live = readmodel::generation::current(&pool, &settings.schema).await?;
         readmodel::projection::ensure_schema(&pool, &live.schema).await?;
         let live = Arc::new(RwLock::new(Arc::new(live)));
+        let database_deadline = Duration::from_millis(settings.database.timeout_ms.max(1));
         let hot = Hot::new(
             redis::Client::open(settings.redis.url.as_str())?,
             Duration::from_millis(settings.redis.timeout_ms.max(1)),
             pool.clone(),
             live.clone(),
+            database_deadline,
         );
         settings.auth.check_exposure(&settings.server.host)?;
         let state = AppState {
@@ -79,9 +84,7 @@ impl Application {
             log_head: Default::default(),
             log_head_read_at: Default::default(),
             sales: SaleCache::default(),
-            database: state::Database::new(Duration::from_millis(
-                settings.database.timeout_ms.max(1),
-            )),
+            database: state::Database::new(database_deadline),
             gate: auth::http::Gate {
                 authenticator: if settings.auth.enabled {
                     Some(Arc::new(auth::Authenticator::new(&settings.auth)?))

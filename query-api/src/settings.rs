@@ -77,7 +77,7 @@ fn default_database_timeout() -> u64 {
 }
 fn default_redis_timeout() -> u64 {
     // A hundred times a loopback round trip; short enough that a read that misses it and
-    // falls back stays within its 50 ms.
+    // falls back to PostgreSQL stays within 50 ms (the read bound of issue 23).
     25
 }
 fn default_prefix() -> String {
@@ -93,14 +93,20 @@ impl Settings {
         settings.checked()
     }
 
-    /// Refuses a read-your-writes wait the request deadline would cut short: the read would
-    /// answer `TIMEOUT` where `NOT_YET_CONSISTENT` is due.
+    /// Refuses waits the request deadline would cut short: a read-your-writes wait (the read
+    /// would answer `TIMEOUT` where `NOT_YET_CONSISTENT` is due), and a database read (a hung
+    /// database would never be found out: its breaker opens at the read's deadline).
     pub fn checked(self) -> Result<Self, config::ConfigError> {
-        if self.consistency_wait_ms >= self.server.request_timeout_ms {
-            return Err(config::ConfigError::Message(format!(
-                "consistency_wait_ms ({}) must be below server.request_timeout_ms ({})",
-                self.consistency_wait_ms, self.server.request_timeout_ms
-            )));
+        for (name, wait) in [
+            ("consistency_wait_ms", self.consistency_wait_ms),
+            ("database.timeout_ms", self.database.timeout_ms),
+        ] {
+            if wait >= self.server.request_timeout_ms {
+                return Err(config::ConfigError::Message(format!(
+                    "{name} ({wait}) must be below server.request_timeout_ms ({})",
+                    self.server.request_timeout_ms
+                )));
+            }
         }
         Ok(self)
     }

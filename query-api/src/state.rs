@@ -88,24 +88,26 @@ impl SaleCache {
 }
 
 impl AppState {
-    /// A read of PostgreSQL within `database.timeout_ms`. A database that hangs (frozen, a
-    /// full network buffer) answers 503 `UNAVAILABLE` at the deadline, and every read after
-    /// it at once, until a probe (one read a second) is answered: a hung database costs each
-    /// caller nothing, and readers that do not need it (hot values in Redis) go on. Errors it
-    /// answers with fail on their own, fast, as before.
+    /// A read of PostgreSQL within `database.timeout_ms` (the pool's wait included: its own
+    /// timeout is longer). A database that hangs (frozen, a full network buffer) answers 503
+    /// `UNAVAILABLE` at the deadline, and every read after it at once, until a probe (one
+    /// read a second) is answered: a hung database costs each caller one deadline at most,
+    /// and reads that do not need it (hot values in Redis) go on. Errors it answers with fail
+    /// on their own, fast, as before.
     pub(crate) async fn db<T, E: Into<QueryError>>(
         &self,
         read: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, QueryError> {
         let Database { deadline, breaker } = &self.database;
-        if breaker.admit() == Admit::Skip {
-            return Err(QueryError::Unavailable(
-                "the database did not answer in time; skipped until it does".into(),
-            ));
+        let admitted = breaker.admit();
+        if admitted == Admit::Skip {
+            return Err(QueryError::Skipped("the database"));
         }
         match tokio::time::timeout(*deadline, read).await {
             Ok(answered) => {
-                breaker.succeeded();
+                if admitted == Admit::Probe {
+                    breaker.probe_answered();
+                }
                 answered.map_err(Into::into)
             }
             Err(_) => {

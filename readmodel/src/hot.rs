@@ -226,7 +226,9 @@ impl HotStore {
         })
     }
 
-    /// Each Redis call waits at most `deadline` (default 5 s, for the tools' bulk writes).
+    /// Each batch of writes waits at most `deadline` for Redis (connecting not included). The
+    /// default, 5 s, is for the tools' bulk writes; the connection's own response timeout
+    /// (500 ms, [`connect`]) cuts a single command short before that.
     #[must_use]
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
@@ -300,9 +302,13 @@ impl HotStore {
         if self.dirty {
             return false;
         }
+        // Connecting has its own timeouts (`connect`); the deadline is the writes'.
+        let mut connection = match self.connection().await {
+            Ok(connection) => connection,
+            Err(e) => return self.settle(Err(e)),
+        };
         let deadline = self.deadline;
         let result = async {
-            let mut connection = self.connection().await?;
             let script = redis::Script::new(GUARDED_HSET);
             let mut pipe = redis::pipe();
             for write in writes {
@@ -358,12 +364,16 @@ impl HotStore {
             return false;
         }
         self.last_resync_try = Some(std::time::Instant::now());
-        let deadline = self.deadline.min(PING_DEADLINE);
         let ping = async {
+            // Connecting has its own timeouts (`connect`); the deadline is the PING's.
             let mut connection = self.connection().await?;
-            redis::cmd("PING").query_async::<()>(&mut connection).await
+            within(
+                self.deadline.min(PING_DEADLINE),
+                redis::cmd("PING").query_async::<()>(&mut connection),
+            )
+            .await
         };
-        if let Err(e) = within(deadline, ping).await {
+        if let Err(e) = ping.await {
             tracing::debug!(error = %e, "redis still unavailable");
             return false;
         }

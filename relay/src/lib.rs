@@ -14,14 +14,12 @@
 pub mod priority;
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventlog::appends::Appends;
 use eventlog::leader::Leader;
 use eventlog::{EventLog, RecordedEvent};
 use messaging::envelope::{Envelope, ENVELOPE_VERSION};
-use priority::Priority;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -50,8 +48,6 @@ pub enum RelayError {
     Store(#[from] eventlog::StoreError),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("no thread to start the producer on: {0}")]
-    Thread(#[from] std::io::Error),
 }
 
 /// The envelope of a recorded event.
@@ -88,15 +84,11 @@ pub struct Kafka {
 #[derive(Debug)]
 pub struct Relay {
     done: tokio::sync::oneshot::Receiver<()>,
-    priority: Arc<Priority>,
 }
 
 impl Relay {
-    /// Completes once the relay's thread has stopped (after `stop` turned true). The relay
-    /// runs at idle priority, which a saturated machine hardly schedules: it gets normal
-    /// priority back first, so it stops in milliseconds whatever else runs.
+    /// Completes once the relay's thread has stopped (after `stop` turned true).
     pub async fn stopped(self) {
-        self.priority.raise_to_stop();
         let _ = self.done.await;
     }
 }
@@ -104,8 +96,8 @@ impl Relay {
 /// Starts the relay on a thread of its own, with its own single-threaded runtime and its own
 /// connections to the log: a round decodes and encodes thousands of events in one go, which
 /// on the command API's runtime held up request threads (orders/s fell by about a quarter
-/// with the relay on, measured 2026-12-01). Runs at idle CPU priority, bounded by a watcher
-/// ([`priority`]), until `stop` turns true.
+/// with the relay on, measured 2026-12-01). Runs at the lowest priority ([`priority`]) until
+/// `stop` turns true.
 pub fn spawn(
     database: PgConnectOptions,
     kafka: Kafka,
@@ -115,13 +107,10 @@ pub fn spawn(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let priority = Arc::new(Priority::default());
-    priority.clone().watch(stop.clone())?;
-    let relay_priority = priority.clone();
     std::thread::Builder::new()
         .name("relay".into())
         .spawn(move || {
-            relay_priority.start_idle();
+            priority::lowest();
             runtime.block_on(async move {
                 // The leader's lock connection, the append listener, reads of the log, and
                 // the lag sampler's.
@@ -129,11 +118,11 @@ pub fn spawn(
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(3))
                     .connect_lazy_with(database);
-                run(EventLog::from_pool(pool), kafka, &relay_priority, stop).await;
+                run(EventLog::from_pool(pool), kafka, stop).await;
             });
             let _ = finished.send(());
         })?;
-    Ok(Relay { done, priority })
+    Ok(Relay { done })
 }
 
 /// The last log position Kafka acknowledged: everything at or below it is published.
@@ -146,7 +135,7 @@ pub async fn checkpoint<'e>(executor: impl sqlx::PgExecutor<'e>) -> Result<i64, 
 /// Runs the relay until `stop` turns true: stand by until leader, then publish, retrying
 /// from the checkpoint after any failure. Stops at once, whatever it is doing: the checkpoint
 /// moves only after an acknowledgement, so an interrupted round is published again.
-async fn run(log: EventLog, kafka: Kafka, priority: &Priority, stop: watch::Receiver<bool>) {
+async fn run(log: EventLog, kafka: Kafka, stop: watch::Receiver<bool>) {
     let pool = log.pool().clone();
     tokio::spawn(eventlog::sample_lag(
         log.clone(),
@@ -159,17 +148,15 @@ async fn run(log: EventLog, kafka: Kafka, priority: &Priority, stop: watch::Rece
     ));
     let mut signal = stop.clone();
     tokio::select! {
-        () = relay(log, kafka, priority, stop) => {}
+        () = relay(log, kafka, stop) => {}
         _ = signal.wait_for(|stopped| *stopped) => {}
     }
 }
 
-async fn relay(log: EventLog, kafka: Kafka, priority: &Priority, mut stop: watch::Receiver<bool>) {
+async fn relay(log: EventLog, kafka: Kafka, mut stop: watch::Receiver<bool>) {
     let appends = Appends::listen(log.pool().clone());
     let mut failures: u32 = 0;
     loop {
-        // A relay standing by has nothing to publish.
-        priority.caught_up();
         let mut leader = match Leader::acquire(log.pool(), LEADER_LOCK, &mut stop).await {
             Ok(Some(leader)) => leader,
             Ok(None) => return,
@@ -182,7 +169,7 @@ async fn relay(log: EventLog, kafka: Kafka, priority: &Priority, mut stop: watch
         };
         tracing::info!("relay is the leader; publishing");
         loop {
-            let error = lead(&log, &kafka, &mut leader, &appends, priority, &mut failures).await;
+            let error = lead(&log, &kafka, &mut leader, &appends, &mut failures).await;
             failures += 1;
             metrics::counter!("background_failures_total", "loop" => "relay").increment(1);
             tracing::warn!(error = %error, failures, "relay round failed; retrying from the checkpoint");
@@ -209,23 +196,17 @@ async fn lead(
     kafka: &Kafka,
     leader: &mut Leader,
     appends: &Appends,
-    priority: &Priority,
     failures: &mut u32,
 ) -> RelayError {
-    // A leader is behind until its first read says otherwise.
-    priority.behind();
     let publishing: Result<Infallible, RelayError> = async {
-        let config = messaging::producer_config(&kafka.brokers, kafka.max_request_bytes);
-        let producer: FutureProducer = priority::normal_priority_call(|| config.create())??;
+        let producer: FutureProducer =
+            messaging::producer_config(&kafka.brokers, kafka.max_request_bytes).create()?;
         let mut checkpoint: i64 = self::checkpoint(leader.connection()).await?;
         let mut lag_reported = Instant::now();
         loop {
             let events = log.read_all(checkpoint, BATCH).await?;
             let Some(last) = events.last().map(|e| e.position) else {
-                priority.caught_up();
                 appends.next(POLL).await;
-                // Behind until a read says otherwise.
-                priority.behind();
                 continue;
             };
             let started = Instant::now();
@@ -240,7 +221,6 @@ async fn lead(
                 .execute(leader.connection())
                 .await?;
             checkpoint = last;
-            priority.moved();
             if *failures > 0 {
                 tracing::info!(
                     failed_rounds = *failures,

@@ -160,9 +160,13 @@ fn describe() {
         "time to publish one batch and have every acknowledgement"
     );
     describe_counter!("relay_published_events_total", "events published to Kafka");
+    describe_gauge!(
+        "breaker_open",
+        "1 while calls to the dependency are skipped (it failed or missed its deadline)"
+    );
     describe_counter!(
-        "relay_priority_raised_total",
-        "times the relay, starved at idle CPU priority while behind, was given normal priority"
+        "breaker_opened_total",
+        "times calls to the dependency started being skipped"
     );
     describe_gauge!(
         "projector_lag_events",

@@ -152,6 +152,7 @@ impl RateLimiter {
                 window_ms,
                 now_ms,
                 reply: None,
+                probe: true,
             });
         }
         let backing_off = admit != Admit::Call;
@@ -164,6 +165,7 @@ impl RateLimiter {
                 window_ms,
                 now_ms,
                 reply: None,
+                probe: false,
             };
             // Counted in the next round; nobody waits. A full queue: Redis is not keeping up,
             // and this request goes through uncounted like any other then.
@@ -193,6 +195,7 @@ impl RateLimiter {
                 window_ms,
                 now_ms,
                 reply: Some(reply),
+                probe: false,
             };
             // A full queue means Redis is not keeping up: through at once, never waiting.
             rounds.try_send(check).map_err(|_| {
@@ -208,16 +211,13 @@ impl RateLimiter {
         }
         .await;
         match result {
-            Ok((count, left_ms)) => {
-                self.breaker.succeeded();
-                Verdict {
-                    allowed: count <= limit,
-                    limit,
-                    remaining: limit.saturating_sub(count),
-                    reset_seconds: left_ms.div_ceil(1_000).max(1),
-                    counted: true,
-                }
-            }
+            Ok((count, left_ms)) => Verdict {
+                allowed: count <= limit,
+                limit,
+                remaining: limit.saturating_sub(count),
+                reset_seconds: left_ms.div_ceil(1_000).max(1),
+                counted: true,
+            },
             Err(e) => {
                 // A full queue is load, not a Redis failure: no back-off for everyone.
                 let redis_failed = e.kind() != redis::ErrorKind::Client;

@@ -75,8 +75,10 @@ pub(super) struct Check {
     pub(super) window_ms: u64,
     pub(super) now_ms: u64,
     /// `None`: counted without anyone waiting (a key's first request here, see
-    /// [`RateLimiter::count`]).
+    /// [`RateLimiter::count`], or a probe).
     pub(super) reply: Option<oneshot::Sender<redis::RedisResult<(u64, u64)>>>,
+    /// Sent as the breaker's probe: a round that answers it closes the breaker.
+    pub(super) probe: bool,
 }
 
 pub(super) fn closed() -> redis::RedisError {
@@ -97,7 +99,8 @@ async fn send_rounds(
     while receiver.recv_many(&mut round, MAX_BATCH).await > 0 {
         let counted = count_round(&client, &mut connection, &round).await;
         match &counted {
-            Ok(_) => breaker.succeeded(),
+            Ok(_) if round.iter().any(|check| check.probe) => breaker.probe_answered(),
+            Ok(_) => {}
             Err(e) => breaker.failed(e),
         }
         if counted.is_err() {
