@@ -21,14 +21,17 @@
 #   ab:      the whole-system closed-loop flash sale, this build against an earlier one
 #            (BASELINE=<its release directory>; the services only, promo-bench is this
 #            build's), alternating for ROUNDS rounds: what a change costs a sale.
+#   signin:  the write path alone, points over 100,000 users (each spend by its own user's
+#            token) with sign-in and limits on and off, alternating for ROUNDS rounds: what they
+#            cost when every request is another user (issue 23's measure).
 #   users:   reads by 400,000 distinct signed-in users (USERS=…), each its own token, then a
 #            250,000-unit flash sale with a distinct buyer each (BUYERS=…): answers/s by 10-s
 #            slice, whether the cost per user stays flat as the users seen grow (issue 23).
 #   frozen:  reads (64 connections) with Redis well, then with the stack's Redis stopped with
 #            SIGSTOP (accepting, never answering) for the whole run: reads fall back to
 #            PostgreSQL within their deadline. Redis is sent SIGCONT at the end, whatever happens.
-# PHASE=system, PHASE=read, PHASE=write, PHASE=auth, PHASE=users, PHASE=frozen, PHASE=ab or
-# PHASE=rebuild runs one phase.
+# PHASE=system, PHASE=read, PHASE=write, PHASE=auth, PHASE=signin, PHASE=users, PHASE=frozen,
+# PHASE=ab or PHASE=rebuild runs one phase.
 # Starts the release services it needs and stops exactly those. Loopback only; every load is
 # bounded in requests.  SCALE=small scripts/bench.sh for a quick run.
 # Each run works in databases of its own (dropped at the end), topics of its own
@@ -204,6 +207,21 @@ for round in $(seq 1 "${ROUNDS:-3}"); do
     used=$(( ($(ticks "$redis_pid") - before) * 1000000000 * 100 / $(getconf CLK_TCK) / ($(date +%s%N) - started) ))
     echo "  redis-server CPU during the run: $used % of a core, command-api $(( $(ticks "${pids[0]}") * 100 / $(getconf CLK_TCK) )) CPU-seconds ×100 in all"
     system_down promo_bench_auth
+  done
+done
+fi
+if [ "${PHASE:-all}" = signin ]; then
+echo "## what sign-in and limits cost when every request is another user (write path alone, points, alternating)"
+orders=("on off" "off on")
+for round in $(seq 1 "${ROUNDS:-3}"); do
+  for variant in ${orders[$(((round - 1) % 2))]}; do
+    case $variant in on) settings=() ;; off) settings=(APP_AUTH__ENABLED=false APP_RATE_LIMIT__ENABLED=false) ;; esac
+    db_url=$(fresh_db promo_bench_signin)
+    start "command-api" -u APP_KAFKA__BROKERS APP_CONFIG=/nonexistent APP_SERVER__PORT=8180 APP_DATABASE__URL="$db_url" APP_RATE_LIMIT__PREFIX=bench:rl: "${settings[@]}"
+    ready 8180
+    bench --command http://127.0.0.1:8180 --label "signin-$variant-$round" --write-only --concurrency 256 points --users 100000 --requests 50000
+    stop_all
+    drop_db promo_bench_signin
   done
 done
 fi
