@@ -13,9 +13,9 @@ use service::breaker::{Admit, Breaker};
 /// not down) opens the breaker, and reads go straight to PostgreSQL until a probe finds Redis
 /// answering **and caught up**: its watermark at least the read models' (a Redis that was
 /// frozen holds the values of before; the projector rewrites them once it answers, and only
-/// then is it read again). The connection is made in the background, never inside a read's
-/// deadline (a Redis across a network takes longer than 25 ms to greet): reads fall back
-/// until it is made.
+/// then is it read again). The connection is made in the background from the start, never
+/// inside a read's deadline (a Redis across a network takes longer than 25 ms to greet):
+/// reads fall back until it is made.
 #[derive(Clone)]
 pub struct Hot {
     client: redis::Client,
@@ -41,6 +41,7 @@ impl Hot {
     /// tried again.
     const PROBE_EVERY: Duration = Duration::from_secs(1);
 
+    /// Starts connecting at once: call it inside the runtime (it spawns the connection).
     pub fn new(
         client: redis::Client,
         deadline: Duration,
@@ -48,7 +49,7 @@ impl Hot {
         live: Arc<RwLock<Arc<Generation>>>,
         database_deadline: Duration,
     ) -> Self {
-        Self {
+        let hot = Self {
             client,
             connection: Arc::default(),
             connecting: Arc::default(),
@@ -57,7 +58,10 @@ impl Hot {
             pool,
             live,
             database_deadline,
-        }
+        };
+        // Connecting from the start: the first reads find the connection made.
+        let _ = hot.connection();
+        hot
     }
 
     /// The connection, once made; else `None`, and it is being made in the background (one
