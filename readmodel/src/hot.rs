@@ -172,10 +172,16 @@ pub struct HotStore {
     dirty: bool,
     deadline: Duration,
     last_resync_try: Option<std::time::Instant>,
+    /// Resyncs that failed in a row after Redis had answered the `PING`: each doubles the
+    /// wait before the next, up to [`RESYNC_AT_MOST_EVERY`].
+    resync_failures: u32,
 }
 
 /// How often a dirty store tries to resync.
 pub const RESYNC_EVERY: Duration = Duration::from_secs(1);
+/// The longest wait between resyncs that fail (a resync drops and rewrites every hot key: one
+/// that keeps failing on a Redis too slow for its writes must not take the projector's time).
+pub const RESYNC_AT_MOST_EVERY: Duration = Duration::from_secs(30);
 /// How long the `PING` before a resync may take: a loopback round trip is well under a
 /// millisecond, and while Redis hangs the projector waits this long once a second.
 const PING_DEADLINE: Duration = Duration::from_millis(50);
@@ -223,6 +229,7 @@ impl HotStore {
             dirty: true,
             deadline: Duration::from_secs(5),
             last_resync_try: None,
+            resync_failures: 0,
         })
     }
 
@@ -351,16 +358,17 @@ impl HotStore {
 
     /// When dirty and Redis answers again: drop this prefix's keys, load the scripts, rewrite
     /// every hot value from the read models in `schema`. Returns whether the store is clean.
-    /// Tried at most every [`RESYNC_EVERY`], and only once Redis answers a `PING` within
+    /// Tried at most every [`RESYNC_EVERY`] (twice as long after each resync that failed, up
+    /// to [`RESYNC_AT_MOST_EVERY`]), and only once Redis answers a `PING` within
     /// [`PING_DEADLINE`].
     pub async fn resync_if_dirty(&mut self, pool: &sqlx::PgPool, schema: &str) -> bool {
         if !self.dirty {
             return true;
         }
-        if self
-            .last_resync_try
-            .is_some_and(|at| at.elapsed() < RESYNC_EVERY)
-        {
+        let wait = RESYNC_EVERY
+            .saturating_mul(2u32.saturating_pow(self.resync_failures))
+            .min(RESYNC_AT_MOST_EVERY);
+        if self.last_resync_try.is_some_and(|at| at.elapsed() < wait) {
             return false;
         }
         self.last_resync_try = Some(std::time::Instant::now());
@@ -381,10 +389,12 @@ impl HotStore {
             Ok(keys) => {
                 tracing::info!(keys, "redis resynced from the read models");
                 self.dirty = false;
+                self.resync_failures = 0;
                 true
             }
             Err(e) => {
-                tracing::debug!(error = %e, "redis still unavailable");
+                self.resync_failures = self.resync_failures.saturating_add(1);
+                tracing::warn!(error = %e, failures = self.resync_failures, "redis answers but its resync failed; trying again later");
                 false
             }
         }
