@@ -99,8 +99,12 @@ impl Breaker {
     /// A call failed or ran past its deadline: opens the breaker if it was closed.
     pub fn failed(&self, error: &dyn std::fmt::Display) {
         let now = self.now_ms();
-        // The first probe a period after opening, not at once.
-        self.probed_at.fetch_max(now, Ordering::AcqRel);
+        // Opening: the first probe a period from now, not at once. Failures while open (a
+        // probe's, or a caller's that was skipped) leave the probe's time alone: under steady
+        // load they would otherwise put it off for ever.
+        if !self.is_open() {
+            self.probed_at.store(now, Ordering::Release);
+        }
         if self
             .opened_at
             .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire)
@@ -114,19 +118,6 @@ impl Breaker {
                 probe_every_ms = self.probe_every_ms,
                 "dependency failed or did not answer in time; calls skip it until a probe answers"
             );
-        }
-    }
-
-    /// Runs `call` within `deadline` unless the breaker says skip; records the outcome.
-    /// `None`: skipped, failed, or past the deadline (the caller takes its fallback).
-    pub async fn call<T, E: std::fmt::Display>(
-        &self,
-        deadline: Duration,
-        call: impl Future<Output = Result<T, E>>,
-    ) -> Option<T> {
-        match self.admit() {
-            Admit::Skip => None,
-            admitted => self.timed(admitted, deadline, call).await,
         }
     }
 
@@ -161,6 +152,21 @@ impl Breaker {
 mod tests {
     use super::*;
 
+    impl Breaker {
+        /// Runs `call` within `deadline` unless the breaker says skip; records the outcome.
+        /// `None`: skipped, failed, or past the deadline (the caller takes its fallback).
+        async fn call<T, E: std::fmt::Display>(
+            &self,
+            deadline: Duration,
+            call: impl Future<Output = Result<T, E>>,
+        ) -> Option<T> {
+            match self.admit() {
+                Admit::Skip => None,
+                admitted => self.timed(admitted, deadline, call).await,
+            }
+        }
+    }
+
     const DEADLINE: Duration = Duration::from_millis(20);
 
     #[tokio::test(start_paused = true)]
@@ -189,6 +195,17 @@ mod tests {
         assert_eq!(answered, Some(7), "the probe answered");
         assert!(!breaker.is_open());
         assert_eq!(breaker.admit(), Admit::Call);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_while_open_do_not_put_the_probe_off() {
+        let breaker = Breaker::new("test", Duration::from_secs(1));
+        breaker.failed(&"hung");
+        for _ in 0..10 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            breaker.failed(&"skipped caller");
+        }
+        assert_eq!(breaker.admit(), Admit::Probe);
     }
 
     #[tokio::test(start_paused = true)]
