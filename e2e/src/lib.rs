@@ -10,6 +10,7 @@ mod process;
 mod replay;
 mod scrape;
 pub mod servers;
+pub mod sockets;
 
 pub use consume::Consumed;
 use process::{bin_dir, env_or};

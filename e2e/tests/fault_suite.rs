@@ -778,14 +778,9 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
     // and sockets that connect to both APIs and send nothing, held meanwhile.
     pause(3).await;
     calm.store(true, Ordering::Relaxed);
-    let mut silent = Vec::new();
     let command = base.read().unwrap().clone();
-    for api in [command, system.query.clone()] {
-        let address = api.trim_start_matches("http://").to_owned();
-        for _ in 0..SILENT_SOCKETS {
-            silent.push(tokio::net::TcpStream::connect(&address).await.unwrap());
-        }
-    }
+    let mut silent = e2e::sockets::silent(&command, SILENT_SOCKETS).await;
+    silent.extend(e2e::sockets::silent(&system.query, SILENT_SOCKETS).await);
     let silent_held = silent.len();
     let catalogue = hostile_catalogue(&policy, &sale, &sample_coupon, &sample_order);
     while started.elapsed() < total || hostile_sent == 0 {
@@ -799,18 +794,7 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
     }
     soak.push((started.elapsed().as_secs(), sample(&system)));
     // Every silent socket closed by the server within its first-byte deadline (10 s).
-    let mut closing = tokio::task::JoinSet::new();
-    for mut socket in silent {
-        closing.spawn(async move {
-            use tokio::io::AsyncReadExt;
-            let mut buf = [0u8; 16];
-            matches!(
-                tokio::time::timeout(Duration::from_secs(20), socket.read(&mut buf)).await,
-                Ok(Ok(0) | Err(_))
-            )
-        });
-    }
-    let silent_closed = closing.join_all().await.into_iter().filter(|c| *c).count();
+    let silent_closed = e2e::sockets::closed_by_server(silent, Duration::from_secs(20)).await;
 
     // ---- the checks, against the event log ----
     let outcomes = load.outcomes.lock().unwrap().clone();

@@ -444,16 +444,12 @@ async fn thousands_of_silent_sockets_are_closed_and_valid_callers_keep_their_ans
         ],
     )
     .await;
-    let address = system.command.trim_start_matches("http://").to_owned();
     // 3,000, or fewer where this process (and so the server) may open fewer descriptors: the
     // server holds at most its limit less 128, and this test needs its own.
     let sockets = descriptor_limit()
         .map_or(3_000, |limit| limit.saturating_sub(400) / 2)
         .min(3_000);
-    let mut silent = Vec::new();
-    for _ in 0..sockets {
-        silent.push(tokio::net::TcpStream::connect(&address).await.unwrap());
-    }
+    let silent = e2e::sockets::silent(&system.command, sockets).await;
     let answer = system
         .post(
             "/api/v1/points/earn",
@@ -463,19 +459,7 @@ async fn thousands_of_silent_sockets_are_closed_and_valid_callers_keep_their_ans
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
 
     // Every one closed by the server (EOF or reset), none answered.
-    let mut reads = tokio::task::JoinSet::new();
-    for mut socket in silent {
-        reads.spawn(async move {
-            use tokio::io::AsyncReadExt;
-            let mut buf = [0u8; 64];
-            matches!(
-                tokio::time::timeout(std::time::Duration::from_secs(20), socket.read(&mut buf))
-                    .await,
-                Ok(Ok(0)) | Ok(Err(_))
-            )
-        });
-    }
-    let closed = reads.join_all().await.into_iter().filter(|c| *c).count();
+    let closed = e2e::sockets::closed_by_server(silent, std::time::Duration::from_secs(20)).await;
     assert_eq!(closed, sockets, "silent sockets the server closed");
 
     let metrics = e2e::Scrape::of(&system.command).await;
