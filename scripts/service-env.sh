@@ -7,7 +7,7 @@ takes() {
   case "${2#APP_}" in
     # promo-topics' (the topics' shape), read by no service.
     KAFKA__PARTITIONS | KAFKA__REPLICATION | KAFKA__RETENTION_MS) false ;;
-    KAFKA__* | WRITER__* | IDEMPOTENCY__*) [ "$1" = command-api ] ;;
+    KAFKA__* | WRITER__* | IDEMPOTENCY__* | CLUSTER__*) [ "$1" = command-api ] ;;
     REDIS__PREFIX | REDIS__TIMEOUT_MS | SCHEMA) [ "$1" != command-api ] ;;
     GENERATION_POLL_MS | CONSISTENCY_WAIT_MS | DATABASE__TIMEOUT_MS) [ "$1" = query-api ] ;;
     AUTH__* | RATE_LIMIT__* | DATABASE__MAX_CONNECTIONS) [ "$1" != projector ] ;;

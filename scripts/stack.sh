@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The local stack: PostgreSQL, Redis and Apache Kafka (one KRaft node) on 127.0.0.1, with
-# their data under $PROMO_STACK_DIR (default: .stack/ in the repo, git-ignored).
+# The local stack: PostgreSQL, Redis, Apache Kafka (one KRaft node) and etcd on 127.0.0.1, with
+# their data under $PROMO_STACK_DIR (default: .stack/ in the repo, git-ignored). etcd holds the
+# command-api instances' membership when several run (ADR 15); nginx, installed here too, is
+# the gateway `./dev run --instances N` puts in front of them (scripts/gateway.sh).
 #
 #   scripts/stack.sh install   install what is missing (Debian packages; Kafka's jars from
 #                              Maven Central into ~/.cache/promo-kafka, scripts/kafka/node.sh)
@@ -18,6 +20,8 @@ PG_PORT=${PROMO_PG_PORT:-55432}
 REDIS_PORT=${PROMO_REDIS_PORT:-56379}
 KAFKA_PORT=${PROMO_KAFKA_PORT:-59092}
 KAFKA_CONTROLLER_PORT=${PROMO_KAFKA_CONTROLLER_PORT:-59093}
+ETCD_PORT=${PROMO_ETCD_PORT:-12379}
+ETCD_PEER_PORT=${PROMO_ETCD_PEER_PORT:-12380}
 KAFKA_NODE=$REPO/scripts/kafka/node.sh
 
 log() { printf '[stack] %s\n' "$*" >&2; }
@@ -46,6 +50,8 @@ install() {
   local missing=()
   [ -n "$(pg_bin)" ] || missing+=(postgresql)
   command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v etcd >/dev/null || missing+=(etcd-server)
+  command -v nginx >/dev/null || missing+=(nginx)
   if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "missing ${missing[*]}: install them (apt-get) or run as root"
     log "installing ${missing[*]} (apt-get)"
@@ -106,6 +112,22 @@ redis_up() {
   wait_port "$REDIS_PORT" Redis
 }
 
+etcd_up() {
+  if ours "$STACK_DIR/etcd.pid" etcd; then
+    log "etcd already running on 127.0.0.1:$ETCD_PORT"
+    return
+  fi
+  port_open "$ETCD_PORT" && die "127.0.0.1:$ETCD_PORT is taken by another process"
+  log "starting etcd $(etcd --version | sed -n 's/^etcd Version: //p') on 127.0.0.1:$ETCD_PORT"
+  nohup etcd --name promo --data-dir "$STACK_DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "promo=http://127.0.0.1:$ETCD_PEER_PORT" >"$STACK_DIR/etcd.log" 2>&1 &
+  echo $! >"$STACK_DIR/etcd.pid"
+  wait_port "$ETCD_PORT" etcd
+}
+
 kafka_up() {
   if ours "$STACK_DIR/kafka.pid" kafka.Kafka; then
     log "Apache Kafka already running on 127.0.0.1:$KAFKA_PORT"
@@ -147,6 +169,7 @@ export APP_DATABASE__URL=postgres://promo:promo@127.0.0.1:$PG_PORT/promo
 export DATABASE_URL=postgres://promo:promo@127.0.0.1:$PG_PORT/promo
 export APP_REDIS__URL=redis://127.0.0.1:$REDIS_PORT/
 export APP_KAFKA__BROKERS=127.0.0.1:$KAFKA_PORT
+export PROMO_ETCD=127.0.0.1:$ETCD_PORT
 ENV
 }
 
@@ -155,6 +178,7 @@ up() {
   mkdir -p "$STACK_DIR"
   pg_up
   redis_up
+  etcd_up
   kafka_up
   topics_up
   print_env >"$STACK_DIR/env"
@@ -178,6 +202,11 @@ status() {
     echo "kafka     up    127.0.0.1:$KAFKA_PORT (Apache Kafka $(kafka_version), KRaft)"
   else
     echo "kafka     down"; ok=1
+  fi
+  if port_open "$ETCD_PORT"; then
+    echo "etcd      up    127.0.0.1:$ETCD_PORT (etcd $(etcd --version | sed -n 's/^etcd Version: //p'))"
+  else
+    echo "etcd      down"; ok=1
   fi
   return $ok
 }
@@ -206,6 +235,7 @@ down() {
     as_pg "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null || true
   fi
   stop_recorded redis redis-server Redis 5
+  stop_recorded etcd etcd etcd 5
   # Kafka's controlled shutdown takes a few seconds.
   stop_recorded kafka kafka.Kafka "Apache Kafka" 30
   log "stopped"

@@ -4,6 +4,7 @@
 //! global position of its last event. This root builds the router ([`app`]) and the
 //! [`Application`]: the server, the relay and the expiry of idempotency keys.
 
+pub mod cluster;
 pub mod commands;
 pub mod http;
 mod refusal;
@@ -129,6 +130,18 @@ pub struct Application {
     log: EventLog,
     kafka: Option<settings::KafkaSettings>,
     idempotency: settings::IdempotencySettings,
+    member: Option<Member>,
+}
+
+/// This instance as a member of a cluster: its place, its settings, and its gRPC door bound
+/// to its port.
+#[derive(Debug)]
+struct Member {
+    cluster: cluster::Cluster,
+    settings: settings::ClusterSettings,
+    door: cluster::Door,
+    listener: TcpListener,
+    address: String,
 }
 
 impl Application {
@@ -149,7 +162,33 @@ impl Application {
             .server
             .guard(TcpListener::bind((settings.server.host.as_str(), settings.server.port)).await?);
         let access = Access::from_settings(&settings).await?;
-        let commands = Commands::new(log.clone(), &settings, access.accounts);
+        let cluster = settings.cluster.as_ref().map(cluster::Cluster::new);
+        let commands = Commands::new(log.clone(), &settings, access.accounts, cluster.clone());
+        let member = match (cluster, settings.cluster) {
+            (Some(cluster), Some(cluster_settings)) => {
+                let listener = TcpListener::bind((
+                    cluster_settings.grpc_host.as_str(),
+                    cluster_settings.grpc_port,
+                ))
+                .await?;
+                let bound = listener.local_addr()?;
+                let address = cluster_settings
+                    .advertise
+                    .clone()
+                    .unwrap_or_else(|| bound.to_string());
+                tracing::info!(port = bound.port(), %address, node = %cluster_settings.node, "cluster door listening");
+                Some(Member {
+                    cluster,
+                    settings: cluster_settings,
+                    door: cluster::Door {
+                        commands: commands.clone(),
+                    },
+                    listener,
+                    address,
+                })
+            }
+            _ => None,
+        };
         let router = app(commands, access.gate, &settings.server);
         Ok(Self {
             listener,
@@ -157,6 +196,7 @@ impl Application {
             log,
             kafka: settings.kafka,
             idempotency: settings.idempotency,
+            member,
         })
     }
 
@@ -195,6 +235,25 @@ impl Application {
             stop.subscribe(),
         ));
         let (signalled, mut signal) = tokio::sync::watch::channel(false);
+        // In a cluster: the gRPC door, and membership, which ends (revoking the lease, so the
+        // others take over at once) as soon as the shutdown signal comes.
+        let member = self.member.map(|member| {
+            let mut stopping = signal.clone();
+            let until_signalled = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            let incoming = tonic::transport::server::TcpIncoming::from(member.listener)
+                .with_nodelay(Some(true));
+            let door = tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(member.door.service())
+                    .serve_with_incoming_shutdown(incoming, until_signalled),
+            );
+            let membership = member
+                .cluster
+                .join(member.settings, member.address, signal.clone());
+            (door, membership)
+        });
         let serve = axum::serve(
             self.listener,
             self.router
@@ -222,6 +281,16 @@ impl Application {
         };
         let _ = stop.send(true);
         let _ = cleanup.await;
+        if let Some((door, membership)) = member {
+            let _ = tokio::time::timeout(RELAY_GRACE, membership).await;
+            // Forwarded commands in flight finish (bounded, like the HTTP requests').
+            if tokio::time::timeout(std::time::Duration::from_secs(1), door)
+                .await
+                .is_err()
+            {
+                tracing::warn!("forwarded commands still open after the grace period");
+            }
+        }
         if let Some(relay) = relay {
             if tokio::time::timeout(RELAY_GRACE, relay.stopped())
                 .await

@@ -31,6 +31,63 @@ pub struct Settings {
     /// OTLP traces (off unless `otlp_endpoint` is set).
     #[serde(default)]
     pub telemetry: service::TelemetrySettings,
+    /// Several instances as one (ADR 15): membership in etcd, one owner per aggregate,
+    /// commands forwarded to it over gRPC. Without it this instance owns every aggregate.
+    #[serde(default)]
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// This instance as a member of a cluster of command APIs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// etcd's client endpoints, e.g. `127.0.0.1:52379` (comma-separated for several).
+    pub etcd: String,
+    /// This member's name, unique in the cluster (its key in etcd).
+    pub node: String,
+    /// The etcd key prefix the members register under.
+    #[serde(default = "default_members_prefix")]
+    pub prefix: String,
+    /// Where the internal gRPC door binds (never the public API's address).
+    #[serde(default = "default_grpc_host")]
+    pub grpc_host: String,
+    /// Its port; 0 picks a free one.
+    #[serde(default)]
+    pub grpc_port: u16,
+    /// The address the other members reach the gRPC door at; `grpc_host:port` by default.
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// Seconds a member's lease lives without a keep-alive: how long the others wait before
+    /// taking over its aggregates after it dies (kept alive every third of it).
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl_seconds: u64,
+    /// Milliseconds a member waits after a membership change before deciding for an
+    /// aggregate it gained, so the one that lost it has seen the change and stopped.
+    #[serde(default = "default_handover_ms")]
+    pub handover_ms: u64,
+    /// Deadline of a forwarded command, in milliseconds.
+    #[serde(default = "default_forward_timeout_ms")]
+    pub forward_timeout_ms: u64,
+}
+
+fn default_members_prefix() -> String {
+    "/promo/command-api/members/".into()
+}
+
+fn default_grpc_host() -> String {
+    "127.0.0.1".into()
+}
+
+fn default_lease_ttl() -> u64 {
+    3
+}
+
+fn default_handover_ms() -> u64 {
+    1_000
+}
+
+fn default_forward_timeout_ms() -> u64 {
+    2_000
 }
 
 pub use problem::edge::ServerSettings;
@@ -161,6 +218,34 @@ impl Settings {
             return Err(config::ConfigError::Message(
                 "writer.max_attempts must be at least 1".into(),
             ));
+        }
+        if let Some(cluster) = &self.cluster {
+            if !(2..=60).contains(&cluster.lease_ttl_seconds) {
+                return Err(config::ConfigError::Message(
+                    "cluster.lease_ttl_seconds must be between 2 and 60".into(),
+                ));
+            }
+            if cluster.node.is_empty()
+                || cluster.node.len() > 64
+                || !cluster
+                    .node
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(config::ConfigError::Message(
+                    "cluster.node must be 1 to 64 letters, digits, '-' or '_'".into(),
+                ));
+            }
+            if !(100..=60_000).contains(&cluster.forward_timeout_ms) {
+                return Err(config::ConfigError::Message(
+                    "cluster.forward_timeout_ms must be between 100 and 60000".into(),
+                ));
+            }
+            if cluster.handover_ms > 60_000 {
+                return Err(config::ConfigError::Message(
+                    "cluster.handover_ms must be at most 60000".into(),
+                ));
+            }
         }
         if !(1..=87_600).contains(&self.idempotency.retention_hours) {
             return Err(config::ConfigError::Message(

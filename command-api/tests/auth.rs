@@ -473,7 +473,7 @@ async fn in_process(
     let limiter = access.accounts.limiter.clone().with_clock(clock);
     access.gate.limiter = Some(limiter.clone());
     access.accounts.limiter = limiter;
-    let commands = command_api::commands::Commands::new(log, &settings, access.accounts);
+    let commands = command_api::commands::Commands::new(log, &settings, access.accounts, None);
     command_api::app(commands, access.gate, &settings.server)
 }
 

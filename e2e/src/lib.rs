@@ -5,6 +5,7 @@
 //! Redis or a broker of its own to stop and start.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod cluster;
 mod consume;
 mod process;
 mod replay;
@@ -197,9 +198,36 @@ impl System {
 
     /// Starts (or restarts) one service and waits until it listens (APIs) or runs.
     pub async fn launch(&mut self, name: &'static str) {
-        let own = self.env.iter().filter(|(k, _)| takes(name, k));
+        let (child, port) = self.spawn(name, &[]).await;
+        match name {
+            COMMAND_API => {
+                self.command = format!("http://127.0.0.1:{}", port.expect("command-api port"))
+            }
+            QUERY_API => self.query = format!("http://127.0.0.1:{}", port.expect("query-api port")),
+            _ => {
+                if let Some(port) = port {
+                    self.projector = format!("http://127.0.0.1:{port}");
+                }
+            }
+        }
+        self.processes.insert(name, child);
+    }
+
+    /// Starts a process of service `name` on this system's settings with `overrides` (another
+    /// command-api instance, say), and waits until it listens (APIs) or runs; its port.
+    pub async fn spawn(
+        &self,
+        name: &'static str,
+        overrides: &[(&str, &str)],
+    ) -> (Child, Option<u16>) {
+        let own = self
+            .env
+            .iter()
+            .filter(|(k, _)| takes(name, k))
+            .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k));
         let mut child = service_command(name)
             .envs(own.map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(overrides.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {name} from {}: {e}", bin_dir().display()));
@@ -237,18 +265,7 @@ impl System {
         })
         .await
         .unwrap();
-        match name {
-            COMMAND_API => {
-                self.command = format!("http://127.0.0.1:{}", port.expect("command-api port"))
-            }
-            QUERY_API => self.query = format!("http://127.0.0.1:{}", port.expect("query-api port")),
-            _ => {
-                if let Some(port) = port {
-                    self.projector = format!("http://127.0.0.1:{port}");
-                }
-            }
-        }
-        self.processes.insert(name, child);
+        (child, port.and_then(|p| u16::try_from(p).ok()))
     }
 
     /// The database URL of this system (for tools that check the log).

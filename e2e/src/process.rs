@@ -23,7 +23,7 @@ pub(crate) fn bin_dir() -> PathBuf {
 /// setting it does not have (`deny_unknown_fields`), so each is given only its own.
 pub fn takes(service: &str, name: &str) -> bool {
     let key = name.strip_prefix("APP_").unwrap_or(name);
-    let command_api_only = ["KAFKA__", "WRITER__", "IDEMPOTENCY__"];
+    let command_api_only = ["KAFKA__", "WRITER__", "IDEMPOTENCY__", "CLUSTER__"];
     let not_projector = ["AUTH__", "RATE_LIMIT__", "DATABASE__MAX_CONNECTIONS"];
     // promo-topics' (the topics' shape), read by no service.
     let topics = [
@@ -58,4 +58,12 @@ pub fn service_command(name: &str) -> Command {
         command.env_remove(variable);
     }
     command
+}
+
+/// The repository's root (this crate's parent directory), for its scripts.
+pub(crate) fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -15,7 +15,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_for_port(port: u16, what: &str) {
+pub(crate) fn wait_for_port(port: u16, what: &str) {
     for _ in 0..250 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;
@@ -25,7 +25,7 @@ fn wait_for_port(port: u16, what: &str) {
     panic!("{what} did not open 127.0.0.1:{port}");
 }
 
-fn end(child: &mut Option<Child>) {
+pub(crate) fn end(child: &mut Option<Child>) {
     if let Some(mut child) = child.take() {
         let _ = child.kill();
         let _ = child.wait();
@@ -402,7 +402,7 @@ pub struct Frozen {
 }
 
 impl Frozen {
-    fn stop(pids: Vec<u32>) -> Self {
+    pub(crate) fn stop(pids: Vec<u32>) -> Self {
         for pid in &pids {
             // A process that ended meanwhile (a backend) has nothing to stop.
             let _ = signal(*pid, "-STOP");
@@ -423,7 +423,7 @@ impl Drop for Frozen {
 }
 
 /// Sends `signal` (`-STOP`, `-CONT`) to `pid`; whether it was delivered.
-fn signal(pid: u32, signal: &str) -> bool {
+pub(crate) fn signal(pid: u32, signal: &str) -> bool {
     Command::new("kill")
         .args([signal, &pid.to_string()])
         .stderr(Stdio::null())

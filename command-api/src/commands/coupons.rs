@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{changing, creating, Call, CommandError, Commands, Written};
+use super::{changing, creating, Call, CommandError, Commands, Routed, Written};
 
 /// A coupon campaign: how many coupons, when, and what each takes off an order.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -40,7 +40,7 @@ pub struct CreatePolicy {
 }
 
 /// A coupon of a policy for a user.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Issue {
     pub policy_id: Uuid,
@@ -49,7 +49,7 @@ pub struct Issue {
 }
 
 /// An order a coupon is used on.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Use {
     /// The shop's order id.
@@ -119,7 +119,7 @@ impl Commands {
             input.end_time,
             terms,
         )?;
-        let policy_id = Uuid::new_v4();
+        let policy_id = self.new_id();
         let command = CouponCommand::CreatePolicy { spec };
         self.write(
             &self.coupons,
@@ -148,6 +148,12 @@ impl Commands {
             user_id,
             now: Utc::now(),
         };
+        if let Some(answer) = self
+            .routed(policy_id, call, || Routed::IssueCoupon(input))
+            .await
+        {
+            return answer;
+        }
         self.write(
             &self.coupons,
             policy_id,
@@ -187,6 +193,12 @@ impl Commands {
             now: Utc::now(),
         };
         let policy_id = self.lookup.stream_of(coupon_id, "coupon", "coupon").await?;
+        if let Some(answer) = self
+            .routed(policy_id, call, || Routed::UseCoupon { coupon_id, input })
+            .await
+        {
+            return answer;
+        }
         self.write(
             &self.coupons,
             policy_id,
@@ -221,6 +233,12 @@ impl Commands {
     ) -> Result<Written<CouponChanged>, CommandError> {
         call.caller.require_service()?;
         let policy_id = self.lookup.stream_of(coupon_id, "coupon", "coupon").await?;
+        if let Some(answer) = self
+            .routed(policy_id, call, || Routed::CancelCouponUse { coupon_id })
+            .await
+        {
+            return answer;
+        }
         let now = Utc::now();
         let command = CouponCommand::CancelCouponUse {
             coupon_id,
@@ -252,6 +270,12 @@ impl Commands {
     ) -> Result<Written<CouponChanged>, CommandError> {
         call.caller.require_admin()?;
         let policy_id = self.lookup.stream_of(coupon_id, "coupon", "coupon").await?;
+        if let Some(answer) = self
+            .routed(policy_id, call, || Routed::RevokeCoupon { coupon_id })
+            .await
+        {
+            return answer;
+        }
         let command = CouponCommand::RevokeCoupon {
             coupon_id,
             now: Utc::now(),

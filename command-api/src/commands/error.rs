@@ -115,6 +115,7 @@ impl From<WriteError> for CommandError {
             WriteError::Overloaded => CommandError::Overloaded,
             WriteError::Unavailable(cause) => CommandError::Unavailable(cause),
             WriteError::StoredRefusal { status, body } => CommandError::Stored { status, body },
+            WriteError::Moved => super::moving(),
         }
     }
 }

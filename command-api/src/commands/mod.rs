@@ -16,6 +16,7 @@ pub mod coupons;
 mod error;
 mod lookup;
 pub mod points;
+mod routed;
 pub mod sales;
 
 use std::sync::Arc;
@@ -32,7 +33,10 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 pub use error::CommandError;
+pub(crate) use routed::moving;
+pub use routed::Routed;
 
+use crate::cluster::Cluster;
 use crate::settings::Settings;
 use crate::writer::{Aggregates, Committer, Keyed, Request};
 
@@ -47,18 +51,30 @@ pub struct Commands {
     time_sales: Aggregates<TimeSale>,
     lookup: lookup::Lookup,
     accounts: Arc<accounts::Accounts>,
+    /// This instance's place in a cluster; `None` when it runs alone and owns everything.
+    cluster: Option<Cluster>,
 }
 
 impl Commands {
-    pub fn new(log: EventLog, settings: &Settings, accounts: accounts::Accounts) -> Self {
+    /// The command layer over `log`; with a `cluster`, its writers decide only for the
+    /// aggregates this instance owns, and commands on the others are forwarded.
+    pub fn new(
+        log: EventLog,
+        settings: &Settings,
+        accounts: accounts::Accounts,
+        cluster: Option<Cluster>,
+    ) -> Self {
         let committer = Committer::start(log.clone(), settings.writer.max_commit_batch);
+        let fence = cluster.as_ref().map(|c| c.ownership.clone());
+        let (w, c) = (&settings.writer, &committer);
         Self {
-            coupons: Aggregates::new(log.clone(), committer.clone(), settings.writer.clone()),
-            points: Aggregates::new(log.clone(), committer.clone(), settings.writer.clone()),
-            products: Aggregates::new(log.clone(), committer.clone(), settings.writer.clone()),
-            time_sales: Aggregates::new(log.clone(), committer, settings.writer.clone()),
+            coupons: Aggregates::new(log.clone(), c.clone(), w.clone(), fence.clone()),
+            points: Aggregates::new(log.clone(), c.clone(), w.clone(), fence.clone()),
+            products: Aggregates::new(log.clone(), c.clone(), w.clone(), fence.clone()),
+            time_sales: Aggregates::new(log.clone(), committer.clone(), w.clone(), fence),
             lookup: lookup::Lookup::new(log.clone()),
             accounts: Arc::new(accounts),
+            cluster,
             log,
         }
     }
@@ -147,6 +163,8 @@ pub struct Call {
     pub correlation_id: Option<String>,
     /// W3C `traceparent` of the span the command runs in.
     pub traceparent: Option<String>,
+    /// Whether another instance forwarded it here (it is not forwarded again).
+    pub forwarded: bool,
 }
 
 impl Call {

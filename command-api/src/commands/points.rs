@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{creating, Call, CommandError, Commands, Written};
+use super::{creating, Call, CommandError, Commands, Routed, Written};
 
 /// Points granted to a user.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Earn {
     #[schema(minimum = 1)]
@@ -22,7 +22,7 @@ pub struct Earn {
 }
 
 /// Points a user spends, on an order of the shop's or not.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Spend {
     #[schema(minimum = 1)]
@@ -37,7 +37,7 @@ pub struct Spend {
 }
 
 /// A transaction of a user to cancel.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Cancel {
     #[schema(minimum = 1)]
@@ -102,8 +102,10 @@ impl Commands {
             description: Text::parse(&input.description, "description")?,
             now: Utc::now(),
         };
-        self.write_points(call, user_id, "EarnPoints", command)
-            .await
+        self.write_points(call, user_id, "EarnPoints", command, || {
+            Routed::EarnPoints(input)
+        })
+        .await
     }
 
     /// Spends points of a user (the user, or a service for it).
@@ -126,7 +128,10 @@ impl Commands {
                 .transpose()?,
             now: Utc::now(),
         };
-        self.write_points(call, user_id, "UsePoints", command).await
+        self.write_points(call, user_id, "UsePoints", command, || {
+            Routed::SpendPoints(input)
+        })
+        .await
     }
 
     /// Cancels a point transaction (a service: a refund or a correction is the shop's, as
@@ -144,8 +149,10 @@ impl Commands {
             canceled_transaction_id: input.transaction_id,
             now: Utc::now(),
         };
-        self.write_points(call, user_id, "CancelPointTransaction", command)
-            .await
+        self.write_points(call, user_id, "CancelPointTransaction", command, || {
+            Routed::CancelPoints(input)
+        })
+        .await
     }
 
     /// `command` (named `name`) to the point account of `user_id`; the entry it made.
@@ -155,8 +162,12 @@ impl Commands {
         user_id: UserId,
         name: &'static str,
         command: PointCommand,
+        routed: impl FnOnce() -> Routed,
     ) -> Result<Written<PointEntry>, CommandError> {
         let account = point_account_id(user_id);
+        if let Some(answer) = self.routed(account, call, routed).await {
+            return answer;
+        }
         self.write(
             &self.points,
             account,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{changing, creating, Call, CommandError, Commands, Written};
+use super::{changing, creating, Call, CommandError, Commands, Routed, Written};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -42,7 +42,7 @@ pub struct CreateTimeSale {
 }
 
 /// An order of a user from a flash sale.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlaceOrder {
     pub time_sale_id: Uuid,
@@ -98,7 +98,7 @@ impl Commands {
             Money::parse_positive(input.price, "price")?,
             Text::parse_optional(&input.description, "description")?,
         )?;
-        let product_id = Uuid::new_v4();
+        let product_id = self.new_id();
         let command = ProductCommand::CreateProduct {
             spec,
             now: Utc::now(),
@@ -145,7 +145,7 @@ impl Commands {
             input.end_at,
             per_user_limit,
         )?;
-        let time_sale_id = Uuid::new_v4();
+        let time_sale_id = self.new_id();
         let command = TimeSaleCommand::CreateTimeSale {
             spec,
             now: Utc::now(),
@@ -182,6 +182,12 @@ impl Commands {
             quantity: Quantity::parse(input.quantity, "quantity")?,
             now: Utc::now(),
         };
+        if let Some(answer) = self
+            .routed(time_sale_id, call, || Routed::PlaceOrder(input))
+            .await
+        {
+            return answer;
+        }
         self.write(
             &self.time_sales,
             time_sale_id,
@@ -217,6 +223,12 @@ impl Commands {
         order_id: Uuid,
     ) -> Result<Written<OrderCanceled>, CommandError> {
         let time_sale_id = self.lookup.stream_of(order_id, "timesale", "order").await?;
+        if let Some(answer) = self
+            .routed(time_sale_id, call, || Routed::CancelOrder { order_id })
+            .await
+        {
+            return answer;
+        }
         let command = TimeSaleCommand::CancelOrder {
             order_id,
             acting_user: call.acting(),

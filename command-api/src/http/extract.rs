@@ -164,6 +164,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                 request_id,
                 correlation_id,
                 traceparent: service::telemetry::current_traceparent(),
+                forwarded: false,
             },
         })
     }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::loader::Loader;
 use super::{Committer, Registry};
+use crate::cluster::Ownership;
 use crate::settings::WriterSettings;
 
 pub(super) struct Inner<A: Decide> {
@@ -20,9 +21,19 @@ pub(super) struct Inner<A: Decide> {
     pub(super) generation: AtomicU64,
     /// `writer_queue_depth{aggregate}`: jobs (commands and reads) sent and not yet taken.
     pub(super) queued: metrics::Gauge,
+    /// In a cluster, who owns what: a writer decides only while its instance owns its
+    /// aggregate (ADR 15).
+    pub(super) fence: Option<Ownership>,
 }
 
 impl<A: Decide> Inner<A> {
+    /// Whether this instance decides for aggregate `id` now.
+    pub(super) fn decides(&self, id: Uuid) -> bool {
+        self.fence
+            .as_ref()
+            .is_none_or(|ownership| ownership.owns(id))
+    }
+
     pub(super) fn forget(&self, id: Uuid, generation: u64) {
         let mut writers = self.writers.lock().unwrap_or_else(|p| p.into_inner());
         if writers.get(&id).is_some_and(|(g, _)| *g == generation) {

@@ -78,6 +78,9 @@ pub enum WriteError {
     Overloaded,
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// This instance no longer owns the aggregate (a cluster's membership changed).
+    #[error("not the owner")]
+    Moved,
 }
 
 /// Builds a success body; see [`Request::render`].

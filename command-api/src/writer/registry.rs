@@ -16,6 +16,7 @@ use super::inner::Inner;
 use super::loader::Loader;
 use super::task::Writer;
 use super::*;
+use crate::cluster::Ownership;
 use crate::settings::WriterSettings;
 
 /// The writers of one aggregate type, created on first use and dropped when idle.
@@ -53,7 +54,14 @@ where
     A: Decide + Serialize + DeserializeOwned,
     A::Command: Clone,
 {
-    pub fn new(log: EventLog, committer: Committer, settings: WriterSettings) -> Self {
+    /// The writers over `log`; with a `fence`, each decides only while this instance owns
+    /// its aggregate.
+    pub fn new(
+        log: EventLog,
+        committer: Committer,
+        settings: WriterSettings,
+        fence: Option<Ownership>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 loader: Loader::start(log.clone()),
@@ -63,6 +71,7 @@ where
                 writers: Mutex::new(HashMap::new()),
                 generation: AtomicU64::new(0),
                 queued: metrics::gauge!("writer_queue_depth", "aggregate" => A::CATEGORY),
+                fence,
             }),
         }
     }

@@ -29,6 +29,8 @@ pub(super) struct Writer<A: Decide> {
     /// events that were not appended).
     state: Option<Loaded<A>>,
     snapshot_version: i64,
+    /// Its instance no longer owns the aggregate: it refuses what is queued and stops.
+    moved: bool,
 }
 
 impl<A: Decide> Writer<A> {
@@ -39,6 +41,7 @@ impl<A: Decide> Writer<A> {
             inner,
             state: None,
             snapshot_version: 0,
+            moved: false,
         }
     }
 }
@@ -103,6 +106,13 @@ where
                 }
             }
             self.process(jobs).await;
+            if self.moved {
+                let rest = close_and_drain(rx).await;
+                if !rest.is_empty() {
+                    self.process(rest).await;
+                }
+                break;
+            }
             // An aggregate that does not exist (every command for it refused: points used
             // by a user who never earned, say) is not kept in memory for the idle time.
             if self.state.as_ref().is_some_and(|s| s.version == 0) && rx.is_empty() {
@@ -151,6 +161,9 @@ where
     async fn round(&mut self, mut pending: Vec<Pending<A>>) {
         let mut attempt = 0;
         loop {
+            if !self.still_owned() {
+                return fail_all(pending, WriteError::Moved);
+            }
             if let Err(e) = self.ensure_loaded().await {
                 return fail_all(pending, e);
             }
@@ -184,6 +197,10 @@ where
                     // decided, in the same transaction.
                     batch.guards.push((self.id, decided_at));
                 }
+                // Loading and deciding took time: the aggregate may have moved meanwhile.
+                if !self.still_owned() {
+                    return fail_all(pending, WriteError::Moved);
+                }
                 self.inner.committer.commit(batch).await
             };
             match outcome {
@@ -215,6 +232,17 @@ where
                 }
             }
         }
+    }
+
+    /// Whether this instance still decides for the aggregate; once it does not, the writer
+    /// drops its state (a later owner loads from the log) and stops after this batch.
+    fn still_owned(&mut self) -> bool {
+        if self.inner.decides(self.id) {
+            return true;
+        }
+        self.state = None;
+        self.moved = true;
+        false
     }
 
     fn decide(&mut self, pending: &[Pending<A>]) -> (AppendBatch, Vec<Decided>) {

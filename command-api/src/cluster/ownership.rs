@@ -1,0 +1,260 @@
+//! Which member decides an aggregate: rendezvous hashing over the live members, a settling
+//! time after a change, and nothing at all once this member's lease may have run out.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+/// A member of the cluster: its name and the address of its gRPC door.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub node: String,
+    pub address: String,
+}
+
+/// What this member knows of the cluster at one moment.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// The live members, as etcd lists them.
+    pub members: Vec<Member>,
+    /// The members before the last change.
+    pub previous: Vec<Member>,
+    /// When the member list last changed here.
+    pub changed_at: Instant,
+    /// Until when this member's lease surely lives: the time the last answered keep-alive was
+    /// sent, plus the lease's time to live. `None` while not registered.
+    pub lease_until: Option<Instant>,
+}
+
+/// Where a command on an aggregate is decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// This member owns it.
+    Here,
+    /// Another member owns it.
+    Peer(Member),
+    /// This member gained it a moment ago; it waits until the member that lost it has surely
+    /// stopped deciding for it.
+    Settling,
+    /// This member cannot tell: it is not registered, or its lease may have expired (etcd
+    /// unreachable, or the process was frozen past it). It decides nothing.
+    Unknown,
+}
+
+/// The member that owns `id` among `members`: the one whose score for `id` is highest
+/// (rendezvous hashing: a member that leaves moves only its own aggregates).
+pub fn owner_of(members: &[Member], id: Uuid) -> Option<&Member> {
+    members
+        .iter()
+        .max_by_key(|m| (score(&m.node, id), m.node.as_str()))
+}
+
+/// FNV-1a over the member's name and the id, then a 64-bit finalizer (splitmix64): the same
+/// on every member and every build.
+fn score(node: &str, id: Uuid) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in node
+        .bytes()
+        .chain([0xff])
+        .chain(id.as_bytes().iter().copied())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
+}
+
+/// This member's view of who owns what, shared by the command layer (routing), the writers
+/// (fencing) and the membership task (which updates it). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Ownership {
+    me: Arc<str>,
+    handover: Duration,
+    view: Arc<RwLock<Arc<View>>>,
+}
+
+impl Ownership {
+    /// Member `me`, not registered yet: it decides nothing until it is.
+    pub fn new(me: &str, handover: Duration) -> Self {
+        Self {
+            me: me.into(),
+            handover,
+            view: Arc::new(RwLock::new(Arc::new(View {
+                members: vec![],
+                previous: vec![],
+                changed_at: Instant::now(),
+                lease_until: None,
+            }))),
+        }
+    }
+
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// The view as it is now.
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Where `id` is decided, now.
+    pub fn route(&self, id: Uuid) -> Route {
+        self.route_at(id, Instant::now())
+    }
+
+    /// Whether this member decides `id` now (the writers' fence).
+    pub fn owns(&self, id: Uuid) -> bool {
+        self.route(id) == Route::Here
+    }
+
+    fn route_at(&self, id: Uuid, now: Instant) -> Route {
+        let view = self.view();
+        if view.lease_until.is_none_or(|until| now >= until) {
+            return Route::Unknown;
+        }
+        let Some(owner) = owner_of(&view.members, id) else {
+            return Route::Unknown;
+        };
+        if owner.node.as_str() != &*self.me {
+            return Route::Peer(owner.clone());
+        }
+        let settled = now >= view.changed_at + self.handover
+            || owner_of(&view.previous, id).is_some_and(|o| o.node.as_str() == &*self.me);
+        if settled {
+            Route::Here
+        } else {
+            Route::Settling
+        }
+    }
+
+    /// The members etcd lists now; a change restarts the settling time. `registered` says
+    /// whether this member just (re)registered: then everything it owns settles first, as if
+    /// it had owned nothing (a member back from a freeze must not trust what it knew before).
+    pub fn set_members(&self, mut members: Vec<Member>, registered: bool) {
+        members.sort_by(|a, b| a.node.cmp(&b.node));
+        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        if !registered && view.members == members {
+            return;
+        }
+        let previous = if registered {
+            vec![]
+        } else {
+            view.members.clone()
+        };
+        metrics::gauge!("cluster_members").set(members.len() as f64);
+        *view = Arc::new(View {
+            members,
+            previous,
+            changed_at: Instant::now(),
+            lease_until: view.lease_until,
+        });
+    }
+
+    /// The lease surely lives until `until` (or is gone: `None`).
+    pub fn set_lease(&self, until: Option<Instant>) {
+        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = View::clone(&view);
+        next.lease_until = until;
+        *view = Arc::new(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(names: &[&str]) -> Vec<Member> {
+        names
+            .iter()
+            .map(|n| Member {
+                node: (*n).into(),
+                address: format!("{n}:1"),
+            })
+            .collect()
+    }
+
+    fn owned(ownership: &Ownership, id: Uuid, now: Instant) -> Route {
+        ownership.route_at(id, now)
+    }
+
+    #[test]
+    fn every_member_computes_the_same_owner_and_a_leaving_member_moves_only_its_own() {
+        let three = members(&["a", "b", "c"]);
+        let two = members(&["a", "c"]);
+        let ids: Vec<Uuid> = (0..3_000).map(|_| Uuid::new_v4()).collect();
+        let mut per_member = std::collections::HashMap::new();
+        for id in &ids {
+            let owner = owner_of(&three, *id).unwrap();
+            let mut reversed = three.clone();
+            reversed.reverse();
+            assert_eq!(owner, owner_of(&reversed, *id).unwrap(), "order matters");
+            *per_member.entry(owner.node.clone()).or_insert(0) += 1;
+            let after = owner_of(&two, *id).unwrap();
+            if owner.node != "b" {
+                assert_eq!(owner, after, "an aggregate of a member that stayed moved");
+            }
+        }
+        for (node, count) in per_member {
+            assert!((800..1_200).contains(&count), "{node} owns {count} of 3000");
+        }
+    }
+
+    #[test]
+    fn nothing_is_owned_before_registering_or_after_the_lease_may_have_run_out() {
+        let ownership = Ownership::new("a", Duration::ZERO);
+        let id = Uuid::new_v4();
+        let now = Instant::now();
+        assert_eq!(owned(&ownership, id, now), Route::Unknown);
+        ownership.set_members(members(&["a"]), true);
+        assert_eq!(owned(&ownership, id, now), Route::Unknown, "no lease yet");
+        ownership.set_lease(Some(now + Duration::from_secs(3)));
+        assert_eq!(
+            owned(&ownership, id, now + Duration::from_secs(1)),
+            Route::Here
+        );
+        assert_eq!(
+            owned(&ownership, id, now + Duration::from_secs(3)),
+            Route::Unknown,
+            "past the lease"
+        );
+    }
+
+    #[test]
+    fn a_gained_aggregate_settles_for_the_handover_time_and_a_kept_one_does_not() {
+        let handover = Duration::from_millis(500);
+        let ownership = Ownership::new("a", handover);
+        ownership.set_members(members(&["a", "b"]), true);
+        let lease = Instant::now() + Duration::from_secs(60);
+        ownership.set_lease(Some(lease));
+        let start = ownership.view().changed_at;
+        let id = (0..)
+            .map(|_| Uuid::new_v4())
+            .find(|id| owner_of(&members(&["a", "b"]), *id).unwrap().node == "a")
+            .unwrap();
+        assert_eq!(
+            owned(&ownership, id, start),
+            Route::Settling,
+            "just registered"
+        );
+        assert_eq!(owned(&ownership, id, start + handover), Route::Here);
+        // b leaves: what a owned stays a's at once; what it gains settles.
+        let gained = (0..)
+            .map(|_| Uuid::new_v4())
+            .find(|id| owner_of(&members(&["a", "b"]), *id).unwrap().node == "b")
+            .unwrap();
+        ownership.set_members(members(&["a"]), false);
+        let changed = ownership.view().changed_at;
+        assert_eq!(owned(&ownership, id, changed), Route::Here);
+        assert_eq!(owned(&ownership, gained, changed), Route::Settling);
+        assert_eq!(owned(&ownership, gained, changed + handover), Route::Here);
+        // b is back: its aggregates are its own again, answered by forwarding.
+        ownership.set_members(members(&["a", "b"]), false);
+        assert_eq!(
+            owned(&ownership, gained, changed + handover),
+            Route::Peer(members(&["b"])[0].clone())
+        );
+    }
+}

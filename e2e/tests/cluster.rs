@@ -1,0 +1,402 @@
+//! Several command-api instances as one (ADR 15), with real processes: an etcd of the test's
+//! own, three instances on one PostgreSQL (the system's own is member `a`), the nginx gateway
+//! in front of them, the relay on each (one leads). Every check is against the event log.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use command_api::cluster::ownership::{owner_of, Member};
+use e2e::cluster::{member_env, wait_for_members, Gateway, Instance, PrivateEtcd};
+use e2e::System;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const NODES: [&str; 3] = ["a", "b", "c"];
+
+/// The system (its command-api is member `a`) and members `b` and `c`, all seeing three
+/// members and past the settling time.
+async fn three_members(etcd: &PrivateEtcd) -> (System, Vec<Instance>) {
+    let env = member_env(etcd, "a");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let system = System::start_with(None, &env).await;
+    let others = vec![
+        Instance::start(&system, "b").await,
+        Instance::start(&system, "c").await,
+    ];
+    wait_for_members(&[&system.command, &others[0].url, &others[1].url], 3).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    (system, others)
+}
+
+fn owner(id: &str) -> String {
+    let members: Vec<Member> = NODES
+        .iter()
+        .map(|n| Member {
+            node: (*n).into(),
+            address: String::new(),
+        })
+        .collect();
+    owner_of(&members, id.parse::<Uuid>().unwrap())
+        .unwrap()
+        .node
+        .clone()
+}
+
+/// What the buyers saw: per idempotency key, the order it got (once settled) and when.
+#[derive(Default)]
+struct Seen {
+    accepted: Vec<(String, String, Instant)>,
+    sold_out: bool,
+    statuses: HashMap<u16, usize>,
+    unsettled: usize,
+}
+
+/// Buyers ordering one unit at a time through `url` until `until` or sold out; each order
+/// has its own Idempotency-Key and is retried with it after a 5xx or a lost connection, until
+/// it settles (at most 30 s).
+async fn buy(url: String, sale: String, until: Instant, buyers: usize) -> Seen {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let client = e2e::admin_client();
+    let mut tasks = vec![];
+    for buyer in 0..buyers {
+        let (url, sale, client, seen) = (url.clone(), sale.clone(), client.clone(), seen.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            while Instant::now() < until && !seen.lock().unwrap().sold_out {
+                n += 1;
+                let key = format!("buyer-{buyer}-{n}-{}", Uuid::new_v4().simple());
+                let user = (buyer * 100_000 + n) as i64 + 1;
+                let body = json!({ "timeSaleId": sale, "userId": user, "quantity": 1 });
+                let give_up = Instant::now() + Duration::from_secs(30);
+                loop {
+                    let sent = client
+                        .post(format!("{url}/api/v1/orders"))
+                        .header("idempotency-key", &key)
+                        .timeout(Duration::from_secs(20))
+                        .json(&body)
+                        .send()
+                        .await;
+                    let status = sent.as_ref().map_or(0, |r| r.status().as_u16());
+                    *seen.lock().unwrap().statuses.entry(status).or_default() += 1;
+                    match sent {
+                        Ok(response) if status == 201 => {
+                            let body: Value = response.json().await.unwrap();
+                            let order = body["orderId"].as_str().unwrap().to_owned();
+                            seen.lock().unwrap().accepted.push((
+                                key.clone(),
+                                order,
+                                Instant::now(),
+                            ));
+                            break;
+                        }
+                        Ok(response) if status == 422 => {
+                            let body: Value = response.json().await.unwrap();
+                            assert_eq!(body["code"], "SOLD_OUT", "{body}");
+                            seen.lock().unwrap().sold_out = true;
+                            break;
+                        }
+                        Ok(response) if status != 503 && status < 500 => {
+                            panic!("{status}: {}", response.text().await.unwrap())
+                        }
+                        _ => {}
+                    }
+                    if Instant::now() > give_up {
+                        seen.lock().unwrap().unsettled += 1;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    Arc::try_unwrap(seen).ok().unwrap().into_inner().unwrap()
+}
+
+/// The orders of the log: order id → how many `order.created` events carry it.
+async fn logged_orders(system: &System) -> HashMap<String, usize> {
+    let events: Vec<Value> =
+        sqlx::query_scalar("SELECT data FROM events WHERE event_type = 'order.created'")
+            .fetch_all(&system.pool)
+            .await
+            .unwrap();
+    let mut orders = HashMap::new();
+    for data in events {
+        *orders
+            .entry(data["orderId"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    orders
+}
+
+/// Every order a buyer was told about is in the log exactly once, the log holds no other,
+/// and one key never got two orders.
+async fn check_against_the_log(system: &System, seen: &Seen, quantity: usize) {
+    let logged = logged_orders(system).await;
+    let accepted: HashSet<&str> = seen.accepted.iter().map(|(_, o, _)| o.as_str()).collect();
+    let keys: HashSet<&str> = seen.accepted.iter().map(|(k, _, _)| k.as_str()).collect();
+    assert_eq!(keys.len(), seen.accepted.len(), "a key settled twice");
+    assert_eq!(
+        accepted.len(),
+        seen.accepted.len(),
+        "two keys got one order"
+    );
+    assert!(logged.values().all(|n| *n == 1), "an order appended twice");
+    assert!(
+        logged.len() <= quantity,
+        "oversold: {} of {quantity}",
+        logged.len()
+    );
+    let in_log: HashSet<&str> = logged.keys().map(String::as_str).collect();
+    assert_eq!(accepted, in_log, "the 201s and the log disagree");
+    assert_eq!(seen.unsettled, 0, "orders whose retries never settled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_owner_of_a_sale_killed_mid_sale_another_instance_takes_over_and_nothing_is_lost_or_oversold(
+) {
+    let etcd = PrivateEtcd::start();
+    let (mut system, others) = three_members(&etcd).await;
+    let gateway = Gateway::start(
+        &system.query,
+        &[&system.command, &others[0].url, &others[1].url],
+    );
+    // Created through `a`, which picks an id it owns: `a` also leads the relay (it started
+    // first), so killing it tests the relay's standby too.
+    const QUANTITY: usize = 20_000;
+    let sale = system.open_sale(QUANTITY as i64).await;
+    assert_eq!(owner(&sale), "a");
+
+    let started = Instant::now();
+    let load = tokio::spawn(buy(
+        gateway.url.clone(),
+        sale.clone(),
+        started + Duration::from_secs(12),
+        24,
+    ));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    system.kill(e2e::COMMAND_API);
+    let killed = Instant::now();
+    let seen = load.await.unwrap();
+
+    let before = seen
+        .accepted
+        .iter()
+        .filter(|(_, _, at)| *at < killed)
+        .map(|(_, _, at)| *at)
+        .max();
+    let after = seen
+        .accepted
+        .iter()
+        .filter(|(_, _, at)| *at >= killed)
+        .map(|(_, _, at)| *at)
+        .min();
+    let (Some(before), Some(after)) = (before, after) else {
+        panic!("no order before or after the kill: {:?}", seen.statuses);
+    };
+    eprintln!(
+        "three instances, owner killed: {} orders accepted ({:?} answers by status), failover {:?} (last 201 before the kill → first after)",
+        seen.accepted.len(),
+        seen.statuses,
+        after - before
+    );
+    check_against_the_log(&system, &seen, QUANTITY).await;
+    // The relay on `b` or `c` took over from `a`'s: every event reaches Kafka.
+    let relay_from = Instant::now();
+    system.relayed().await;
+    eprintln!(
+        "the relay caught up {:?} after the load ended",
+        relay_from.elapsed()
+    );
+    drop(gateway);
+    drop(others);
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_owner_frozen_past_its_lease_appends_nothing_stale_when_it_resumes() {
+    let etcd = PrivateEtcd::start();
+    let (system, mut others) = three_members(&etcd).await;
+    // A sale owned by `b`: created through it.
+    let b = others.remove(0);
+    let admin = e2e::admin_client();
+    let product: Value = admin
+        .post(format!("{}/api/v1/products", b.url))
+        .json(&json!({ "name": "P", "price": 1000 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let sale: Value = admin
+        .post(format!("{}/api/v1/time-sales", b.url))
+        .json(&json!({ "productId": product["productId"], "discountPrice": 500, "quantity": 50,
+            "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::days(1) }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sale = sale["timeSaleId"].as_str().unwrap().to_owned();
+    assert_eq!(owner(&sale), "b");
+
+    // b frozen; orders sent to it directly wait in its sockets, unanswered.
+    let frozen = b.freeze();
+    let stuck: Vec<_> = (0..20)
+        .map(|n| {
+            let (admin, url, sale) = (admin.clone(), b.url.clone(), sale.clone());
+            let key = format!("stuck-{n}");
+            tokio::spawn(async move {
+                let sent = admin
+                    .post(format!("{url}/api/v1/orders"))
+                    .header("idempotency-key", &key)
+                    .timeout(Duration::from_secs(30))
+                    .json(&json!({ "timeSaleId": sale, "userId": n + 1, "quantity": 1 }))
+                    .send()
+                    .await;
+                (key, sent.map(|r| r.status().as_u16()).unwrap_or(0))
+            })
+        })
+        .collect();
+    // Past b's lease (2 s): a and c see two members, and c or a owns the sale. The same
+    // orders, with the same keys, go through the others and sell out the rest.
+    wait_for_members(&[&system.command, &others[0].url], 2).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut accepted = HashMap::new();
+    for n in 0..60 {
+        let key = format!("stuck-{n}");
+        let url = if n % 2 == 0 {
+            &system.command
+        } else {
+            &others[0].url
+        };
+        for _ in 0..50 {
+            let response = admin
+                .post(format!("{url}/api/v1/orders"))
+                .header("idempotency-key", &key)
+                .json(&json!({ "timeSaleId": sale, "userId": n + 1, "quantity": 1 }))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            if status == 201 {
+                accepted.insert(key.clone(), body["orderId"].as_str().unwrap().to_owned());
+                break;
+            }
+            if status == 422 {
+                assert_eq!(body["code"], "SOLD_OUT", "{body}");
+                break;
+            }
+            assert_eq!(status, 503, "{body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(accepted.len(), 50, "the others sold the whole sale");
+    // b resumes: it finds its lease gone and decides nothing it had queued.
+    frozen.thaw();
+    for task in stuck {
+        let (key, status) = task.await.unwrap();
+        // Its answer: the stored one (201, replayed) if the others decided the key, else a
+        // refusal — never a second order.
+        assert!(matches!(status, 201 | 422 | 503), "{key}: {status}");
+    }
+    let logged = logged_orders(&system).await;
+    assert!(logged.values().all(|n| *n == 1), "an order appended twice");
+    assert_eq!(
+        logged.len(),
+        50,
+        "oversold or lost: {} orders",
+        logged.len()
+    );
+    let in_log: HashSet<&String> = logged.keys().collect();
+    let told: HashSet<&String> = accepted.values().collect();
+    assert_eq!(in_log, told);
+    drop(b);
+    drop(others);
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_etcd_stopped_writes_are_refused_clearly_and_come_back_with_it() {
+    let mut etcd = PrivateEtcd::start();
+    let (system, others) = three_members(&etcd).await;
+    let sale = system.open_sale(100_000).await;
+    let order = |n: i64| {
+        let (client, url, sale) = (system.client.clone(), system.command.clone(), sale.clone());
+        async move {
+            let response = client
+                .post(format!("{url}/api/v1/orders"))
+                .json(&json!({ "timeSaleId": sale, "userId": n, "quantity": 1 }))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let retry_after = response.headers().get("retry-after").is_some();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, retry_after, body)
+        }
+    };
+    assert_eq!(order(1).await.0, 201);
+    etcd.stop();
+    let stopped = Instant::now();
+    // Within the lease (2 s) the instances go on; past it, each refuses what it cannot
+    // confirm it owns: 503 with Retry-After, never a decision by two owners.
+    let mut refused = 0;
+    let mut n = 2;
+    while stopped.elapsed() < Duration::from_secs(30) {
+        let (status, retry_after, body) = order(n).await;
+        n += 1;
+        match status {
+            201 => assert!(
+                stopped.elapsed() < Duration::from_secs(4),
+                "accepted {:?} after etcd stopped",
+                stopped.elapsed()
+            ),
+            503 => {
+                assert!(retry_after, "a 503 without Retry-After");
+                assert!(
+                    matches!(
+                        body["code"].as_str(),
+                        Some("MEMBERSHIP_UNKNOWN" | "OWNER_UNAVAILABLE" | "OWNER_MOVING")
+                    ),
+                    "{body}"
+                );
+                refused += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(refused > 0, "nothing was refused with etcd down");
+    etcd.restart();
+    let back = Instant::now();
+    loop {
+        let (status, _, body) = order(n).await;
+        n += 1;
+        if status == 201 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            back.elapsed() < Duration::from_secs(20),
+            "writes did not come back with etcd"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "etcd stopped 30 s: {refused} writes refused (503), writes back {:?} after etcd",
+        back.elapsed()
+    );
+    let logged = logged_orders(&system).await;
+    assert!(logged.values().all(|n| *n == 1));
+    drop(others);
+    system.stop().await;
+}
