@@ -147,11 +147,29 @@ struct Member {
 impl Application {
     /// Connects to the event log, applies migrations, binds the port.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let log = EventLog::connect(
-            settings.database.url.expose_secret(),
-            settings.database.max_connections,
-        )
-        .await?;
+        let url = settings.database.url.expose_secret();
+        let log = match &settings.cluster {
+            None => EventLog::connect(url, settings.database.max_connections).await?,
+            // In a cluster, a member frozen (SIGSTOP) inside an append would hold the log's
+            // head lock, and every member's appends with it, for as long as it stays frozen:
+            // PostgreSQL ends such a session after one lease time, when the others take over.
+            Some(cluster) => {
+                let options = std::str::FromStr::from_str(url)
+                    .map(|o: sqlx::postgres::PgConnectOptions| {
+                        o.options([(
+                            "idle_in_transaction_session_timeout",
+                            format!("{}s", cluster.lease_ttl_seconds),
+                        )])
+                    })
+                    .map_err(eventlog::StoreError::from)?;
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(settings.database.max_connections)
+                    .connect_with(options)
+                    .await
+                    .map_err(eventlog::StoreError::from)?;
+                EventLog::from_pool(pool)
+            }
+        };
         Self::build_with_log(settings, log).await
     }
 
@@ -172,10 +190,13 @@ impl Application {
                 ))
                 .await?;
                 let bound = listener.local_addr()?;
-                let address = cluster_settings
-                    .advertise
-                    .clone()
-                    .unwrap_or_else(|| bound.to_string());
+                let address = cluster_settings.advertise.clone().unwrap_or_else(|| {
+                    if bound.ip().is_unspecified() {
+                        format!("{}:{}", settings::hostname(), bound.port())
+                    } else {
+                        bound.to_string()
+                    }
+                });
                 tracing::info!(port = bound.port(), %address, node = %cluster_settings.node, "cluster door listening");
                 Some(Member {
                     cluster,

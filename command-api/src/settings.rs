@@ -43,7 +43,9 @@ pub struct Settings {
 pub struct ClusterSettings {
     /// etcd's client endpoints, e.g. `127.0.0.1:52379` (comma-separated for several).
     pub etcd: String,
-    /// This member's name, unique in the cluster (its key in etcd).
+    /// This member's name, unique in the cluster (its key in etcd); the host's name when
+    /// unset (a container's, in compose: unique per replica).
+    #[serde(default = "hostname")]
     pub node: String,
     /// The etcd key prefix the members register under.
     #[serde(default = "default_members_prefix")]
@@ -54,7 +56,8 @@ pub struct ClusterSettings {
     /// Its port; 0 picks a free one.
     #[serde(default)]
     pub grpc_port: u16,
-    /// The address the other members reach the gRPC door at; `grpc_host:port` by default.
+    /// The address the other members reach the gRPC door at; by default `grpc_host:port`,
+    /// or `hostname:port` when `grpc_host` is a wildcard (0.0.0.0, ::).
     #[serde(default)]
     pub advertise: Option<String>,
     /// Seconds a member's lease lives without a keep-alive: how long the others wait before
@@ -68,6 +71,15 @@ pub struct ClusterSettings {
     /// Deadline of a forwarded command, in milliseconds.
     #[serde(default = "default_forward_timeout_ms")]
     pub forward_timeout_ms: u64,
+}
+
+/// The host's name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
 }
 
 fn default_members_prefix() -> String {

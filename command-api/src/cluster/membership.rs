@@ -14,9 +14,15 @@ use crate::settings::ClusterSettings;
 
 /// Most time between two attempts to reach etcd.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Deadline of one call to etcd (listing, sending a keep-alive): short, so a stop is never
+/// kept waiting long.
+const LIST_DEADLINE: Duration = Duration::from_millis(400);
+/// Deadline of the lease's revocation at shutdown.
+const REVOKE_DEADLINE: Duration = Duration::from_millis(300);
 
 /// Keeps this member registered until `stop` turns true, then revokes its lease so the others
-/// take over at once (ends within a second of `stop`).
+/// take over at once (ends within a second of `stop`: each call to etcd has a deadline of
+/// 400 ms, the revocation 300 ms).
 pub(super) async fn run(
     settings: ClusterSettings,
     address: String,
@@ -87,7 +93,7 @@ impl Session {
         let endpoints: Vec<&str> = settings.etcd.split(',').map(str::trim).collect();
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(1))
-            .with_timeout(Duration::from_millis(800));
+            .with_timeout(LIST_DEADLINE);
         let mut client = Client::connect(endpoints, Some(options)).await?;
         let granted_at = Instant::now();
         let lease = client.lease_grant(ttl as i64, None).await?.id();
@@ -115,20 +121,22 @@ impl Session {
     ) -> String {
         let ttl = Duration::from_secs(settings.lease_ttl_seconds);
         let every = ttl / 3;
-        let (mut keeper, mut answers) = match self.client.lease_keep_alive(self.lease).await {
-            Ok(pair) => pair,
-            Err(e) => return format!("keep-alive: {e}"),
-        };
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(self.revision + 1);
-        let mut changes = match self
-            .client
-            .watch(settings.prefix.as_str(), Some(options))
-            .await
-        {
-            Ok(stream) => stream,
-            Err(e) => return format!("watch: {e}"),
+        let started = tokio::time::timeout(LIST_DEADLINE * 2, async {
+            let keep_alive = self.client.lease_keep_alive(self.lease).await?;
+            let options = WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(self.revision + 1);
+            let changes = self
+                .client
+                .watch(settings.prefix.as_str(), Some(options))
+                .await?;
+            Ok::<_, etcd_client::Error>((keep_alive, changes))
+        })
+        .await;
+        let ((mut keeper, mut answers), mut changes) = match started {
+            Ok(Ok(started)) => started,
+            Ok(Err(e)) => return format!("keep-alive or watch: {e}"),
+            Err(_) => return "keep-alive or watch not started in time".into(),
         };
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -137,16 +145,19 @@ impl Session {
             tokio::select! {
                 () = stopped(stop) => return "stopping".into(),
                 _ = tick.tick() => {
-                    // A keep-alive unanswered for a whole period: the stream is stuck (etcd
+                    // A keep-alive unanswered for two periods: the stream is stuck (etcd
                     // frozen or gone); start over rather than wait on it.
                     if sent.is_some_and(|at| at.elapsed() > every * 2) {
                         return "keep-alive unanswered".into();
                     }
                     if sent.is_none() {
-                        if let Err(e) = keeper.keep_alive().await {
-                            return format!("keep-alive: {e}");
+                        // The time before the send: etcd renews at or after it.
+                        let at = Instant::now();
+                        match tokio::time::timeout(LIST_DEADLINE, keeper.keep_alive()).await {
+                            Ok(Ok(())) => sent = Some(at),
+                            Ok(Err(e)) => return format!("keep-alive: {e}"),
+                            Err(_) => return "keep-alive not sent in time".into(),
                         }
-                        sent = Some(Instant::now());
                     }
                     // The list again, in case a watch event was missed.
                     match list(&mut self.client, &settings.prefix).await {
@@ -178,11 +189,8 @@ impl Session {
 
     /// Gives the lease back: this member's key goes at once and the others take over.
     async fn revoke(&mut self) {
-        let revoked = tokio::time::timeout(
-            Duration::from_millis(500),
-            self.client.lease_revoke(self.lease),
-        )
-        .await;
+        let revoked =
+            tokio::time::timeout(REVOKE_DEADLINE, self.client.lease_revoke(self.lease)).await;
         match revoked {
             Ok(Ok(_)) => tracing::info!("left the cluster (lease revoked)"),
             _ => tracing::warn!("could not revoke the lease; it expires by itself"),
