@@ -65,7 +65,8 @@ pub struct ClusterSettings {
     #[serde(default = "default_lease_ttl")]
     pub lease_ttl_seconds: u64,
     /// Milliseconds a member waits after a membership change before deciding for an
-    /// aggregate it gained, so the one that lost it has seen the change and stopped.
+    /// aggregate it gained, so the one that lost it has seen the change and stopped; also how
+    /// long a member trusts its last read of the member list (it reads it every third of it).
     #[serde(default = "default_handover_ms")]
     pub handover_ms: u64,
     /// Deadline of a forwarded command, in milliseconds.
@@ -253,9 +254,9 @@ impl Settings {
                     "cluster.forward_timeout_ms must be between 100 and 60000".into(),
                 ));
             }
-            if cluster.handover_ms > 60_000 {
+            if !(100..=60_000).contains(&cluster.handover_ms) {
                 return Err(config::ConfigError::Message(
-                    "cluster.handover_ms must be at most 60000".into(),
+                    "cluster.handover_ms must be between 100 and 60000".into(),
                 ));
             }
         }

@@ -1,7 +1,9 @@
 //! The fault-and-load suite (issue 12). Concurrent clients place orders, issue coupons and earn
-//! and spend points against the real system — on a PostgreSQL, a Redis and a broker of the
-//! suite's own — while it kills and restarts the processes (command-api with its relay, the
-//! projector) and the servers (PostgreSQL crashed, Redis, the broker), then sends a catalogue
+//! and spend points against the real system — on a PostgreSQL, a Redis, a broker and an etcd of
+//! the suite's own, with three command-api instances as one cluster behind the nginx gateway
+//! (ADR 15) — while it kills and restarts the processes (a command-api instance with the
+//! relay's leader, the projector) and the servers (PostgreSQL crashed, Redis, the broker), then
+//! sends a catalogue
 //! of hostile requests to every endpoint. Clients retry with the same `Idempotency-Key` until
 //! they get a definitive answer. Then it checks, against the event log: every success is there
 //! exactly once and no refusal left an event; nothing oversold or over-issued, no balance below
@@ -19,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use e2e::cluster::{member_env, wait_for_members, Gateway, Instance, PrivateEtcd};
 use e2e::servers::{PrivateBroker, PrivatePostgres, PrivateRedis};
 use e2e::{System, COMMAND_API, PROJECTOR, QUERY_API};
 use rand::Rng;
@@ -646,13 +649,30 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
     let postgres = PrivatePostgres::start();
     let mut redis = PrivateRedis::start();
     let mut broker = PrivateBroker::start();
+    let etcd = PrivateEtcd::start();
+    let member = member_env(&etcd, "a");
+    let member: Vec<(&str, &str)> = member
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let mut system = System::start_over(
         Some(postgres.url()),
         Some(redis.url()),
         Some(broker.brokers()),
-        &[],
+        &member,
     )
     .await;
+    // Members b and c beside the system's own (a), and the gateway the clients write through.
+    let others = [
+        Instance::start(&system, "b").await,
+        Instance::start(&system, "c").await,
+    ];
+    wait_for_members(&[&system.command, &others[0].url, &others[1].url], 3).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let gateway = Gateway::start(
+        &system.query,
+        &[&system.command, &others[0].url, &others[1].url],
+    );
 
     // The things the clients race for.
     let now = chrono::Utc::now();
@@ -697,7 +717,7 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
         .unwrap()
         .to_owned();
 
-    let base = Arc::new(RwLock::new(system.command.clone()));
+    let base = Arc::new(RwLock::new(gateway.url.clone()));
     let load = Arc::new(Load::default());
     let (calm, stop) = (
         Arc::new(AtomicBool::new(false)),
@@ -731,11 +751,11 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
         pause(3).await;
         system.kill(COMMAND_API);
         *faults
-            .entry("kill -9 command-api (and its relay)")
+            .entry("kill -9 one of three command-api instances (and the relay's leader)")
             .or_default() += 1;
         pause(1).await;
+        // Back as member a on a new port: the gateway reaches b and c, and a through them.
         system.launch(COMMAND_API).await;
-        *base.write().unwrap() = system.command.clone();
         pause(4).await;
         system.kill(PROJECTOR);
         *faults.entry("kill -9 projector").or_default() += 1;
@@ -778,13 +798,14 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
     // and sockets that connect to both APIs and send nothing, held meanwhile.
     pause(3).await;
     calm.store(true, Ordering::Relaxed);
-    let command = base.read().unwrap().clone();
+    // Straight to an instance: the hostile catalogue and the silent sockets test the service's
+    // own edge, not nginx's.
+    let command = system.command.clone();
     let mut silent = e2e::sockets::silent(&command, SILENT_SOCKETS).await;
     silent.extend(e2e::sockets::silent(&system.query, SILENT_SOCKETS).await);
     let silent_held = silent.len();
     let catalogue = hostile_catalogue(&policy, &sale, &sample_coupon, &sample_order);
     while started.elapsed() < total || hostile_sent == 0 {
-        let command = base.read().unwrap().clone();
         hostile_wrong.extend(send_hostile(&system, &command, &catalogue).await);
         hostile_sent += catalogue.len();
     }
@@ -973,5 +994,7 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
     );
     assert_eq!(verify, 0, "{verified}");
     assert_eq!(missing, 0, "{missing} events never reached Kafka");
+    drop(gateway);
+    drop(others);
     system.stop().await;
 }

@@ -49,18 +49,19 @@ impl proto::commands_server::Commands for Door {
             serde_json::from_slice::<Routed>(&forwarded.command),
         ) {
             (Ok(Some(call)), Ok(command)) => self.commands.run(&call, command).await,
-            (Err(e), _) => Err(e),
-            (Ok(None), _) => Err(CommandError::invalid(
-                "a forwarded command without its call",
-                None,
+            // What another instance sends is checked, but a call or a command this one cannot
+            // read is not the client's fault (instances of two versions during an upgrade, say):
+            // a 503, and the client's retry finds another way.
+            (Err(e), _) => Err(CommandError::Unavailable(format!(
+                "a forwarded call refused: {e}"
+            ))),
+            (Ok(None), _) => Err(CommandError::Unavailable(
+                "a forwarded command without its call".into(),
             )),
-            (_, Err(e)) => Err(CommandError::invalid(
-                problem::bounded(
-                    &format!("a forwarded command that does not parse: {e}"),
-                    200,
-                ),
-                None,
-            )),
+            (_, Err(e)) => Err(CommandError::Unavailable(problem::bounded(
+                &format!("a forwarded command that does not parse: {e}"),
+                200,
+            ))),
         };
         Ok(tonic::Response::new(answer_of(outcome)))
     }
@@ -187,7 +188,7 @@ fn peer_unavailable() -> CommandError {
     CommandError::Other {
         status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
         code: "OWNER_UNAVAILABLE",
-        detail: "the instance that owns this aggregate does not answer; retry (with the same Idempotency-Key)",
+        detail: "the instance that owns this aggregate did not answer in time (the command may have reached it); retry with the same Idempotency-Key",
         field: None,
     }
 }

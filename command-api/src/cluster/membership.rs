@@ -1,12 +1,17 @@
 //! Membership in etcd: this member's key (`prefix` + node → its gRPC address) under a lease
-//! kept alive every third of its time to live, and the member list, watched and re-read. Each
-//! answered keep-alive extends how long [`Ownership`] trusts the view; a lease that etcd no
-//! longer knows (this process was frozen past it) or that cannot be renewed (etcd down) leaves
-//! the member owning nothing until it has registered again.
+//! kept alive every third of its time to live, and the member list, watched and re-read every
+//! third of the handover time. Each answered keep-alive extends how long [`Ownership`] trusts
+//! this member's lease, each list how long it trusts the member list (one handover time from
+//! the list's start: a member that gains an aggregate waits that long, so the one that lost it
+//! has stopped by then even if it missed the change). A lease that etcd no longer knows (this
+//! process was frozen past it), one that cannot be renewed (etcd down), or this member's key
+//! held by another process leaves the member owning nothing until it has registered again.
 
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions, WatchOptions};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+};
 use tokio::sync::watch;
 
 use super::ownership::{Member, Ownership};
@@ -46,8 +51,11 @@ pub(super) async fn run(
                 }
                 backoff = Duration::from_millis(100);
                 let ended = session.keep(&settings, &ownership, &mut stop).await;
+                ownership.set_lease(None);
+                // The old lease goes (if etcd still answers), so its key does not hold the
+                // name against the next registration until it expires.
+                session.revoke().await;
                 if *stop.borrow() {
-                    session.revoke().await;
                     break;
                 }
                 failing = true;
@@ -97,12 +105,27 @@ impl Session {
         let mut client = Client::connect(endpoints, Some(options)).await?;
         let granted_at = Instant::now();
         let lease = client.lease_grant(ttl as i64, None).await?.id();
+        // Only if no other process holds the name: a second process started with it (or this
+        // one's previous life, until its lease expires) waits.
         let key = format!("{}{}", settings.prefix, settings.node);
-        client
-            .put(key, address, Some(PutOptions::new().with_lease(lease)))
-            .await?;
-        let (members, revision) = list(&mut client, &settings.prefix).await?;
-        ownership.set_members(members, true);
+        let put = TxnOp::put(
+            key.as_str(),
+            address,
+            Some(PutOptions::new().with_lease(lease)),
+        );
+        let free = Compare::create_revision(key.as_str(), CompareOp::Equal, 0);
+        let registered = client.txn(Txn::new().when([free]).and_then([put])).await?;
+        if !registered.succeeded() {
+            let _ = client.lease_revoke(lease).await;
+            return Err(format!(
+                "another process holds the name {} (a previous life of this one: until its lease expires)",
+                settings.node
+            )
+            .into());
+        }
+        let listed_at = Instant::now();
+        let (members, revision) = list(&mut client, settings, lease).await?.ok_or(NOT_OURS)?;
+        ownership.set_members(members, true, listed_at);
         ownership.set_lease(Some(granted_at + Duration::from_secs(ttl)));
         Ok(Self {
             client,
@@ -140,6 +163,10 @@ impl Session {
         };
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let handover = Duration::from_millis(settings.handover_ms);
+        let mut relist = tokio::time::interval((handover / 3).max(Duration::from_millis(50)));
+        relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut listing_fails = false;
         let mut sent: Option<Instant> = None;
         loop {
             tokio::select! {
@@ -159,10 +186,25 @@ impl Session {
                             Err(_) => return "keep-alive not sent in time".into(),
                         }
                     }
-                    // The list again, in case a watch event was missed.
-                    match list(&mut self.client, &settings.prefix).await {
-                        Ok((members, _)) => ownership.set_members(members, false),
-                        Err(e) => return format!("listing members: {e}"),
+                }
+                _ = relist.tick() => {
+                    // The list again: it keeps the view trusted, and catches a missed event.
+                    // A failed list ends nothing: the view is trusted a handover time after
+                    // the last good one, and the next tries again.
+                    let listed_at = Instant::now();
+                    match list(&mut self.client, settings, self.lease).await {
+                        Ok(Some((members, _))) => {
+                            if std::mem::take(&mut listing_fails) {
+                                tracing::info!("listing the members works again");
+                            }
+                            ownership.set_members(members, false, listed_at);
+                        }
+                        Ok(None) => return NOT_OURS.into(),
+                        Err(e) => {
+                            if !std::mem::replace(&mut listing_fails, true) {
+                                tracing::warn!(error = %e, "listing the members failed; the view expires unless a list succeeds");
+                            }
+                        }
                     }
                 }
                 answer = answers.message() => match answer {
@@ -176,10 +218,14 @@ impl Session {
                     Err(e) => return format!("keep-alive: {e}"),
                 },
                 change = changes.message() => match change {
-                    Ok(Some(_)) => match list(&mut self.client, &settings.prefix).await {
-                        Ok((members, _)) => ownership.set_members(members, false),
-                        Err(e) => return format!("listing members: {e}"),
-                    },
+                    Ok(Some(_)) => {
+                        let listed_at = Instant::now();
+                        match list(&mut self.client, settings, self.lease).await {
+                            Ok(Some((members, _))) => ownership.set_members(members, false, listed_at),
+                            Ok(None) => return NOT_OURS.into(),
+                            Err(_) => {} // the next list tries again
+                        }
+                    }
                     Ok(None) => return "watch ended".into(),
                     Err(e) => return format!("watch: {e}"),
                 },
@@ -192,26 +238,37 @@ impl Session {
         let revoked =
             tokio::time::timeout(REVOKE_DEADLINE, self.client.lease_revoke(self.lease)).await;
         match revoked {
-            Ok(Ok(_)) => tracing::info!("left the cluster (lease revoked)"),
+            Ok(Ok(_)) => tracing::info!("lease revoked: this member is out of the list"),
             _ => tracing::warn!("could not revoke the lease; it expires by itself"),
         }
     }
 }
 
-/// The members under `prefix`, and the revision they were read at.
-async fn list(client: &mut Client, prefix: &str) -> Result<(Vec<Member>, i64), Failure> {
+/// What a list says when this member's key is gone or under another lease.
+const NOT_OURS: &str = "this member's key is gone or held by another lease";
+
+/// The members under the prefix, and the revision they were read at; `None` when this
+/// member's own key is not there under `lease` (it lost its registration).
+async fn list(
+    client: &mut Client,
+    settings: &ClusterSettings,
+    lease: i64,
+) -> Result<Option<(Vec<Member>, i64)>, Failure> {
+    let prefix = settings.prefix.as_str();
     let found = client
         .get(prefix, Some(GetOptions::new().with_prefix()))
         .await?;
     let revision = found.header().map_or(0, |h| h.revision());
+    let mut ours = false;
     let members = found
         .kvs()
         .iter()
         .filter_map(|kv| {
             let node = kv.key_str().ok()?.strip_prefix(prefix)?.to_owned();
             let address = kv.value_str().ok()?.to_owned();
+            ours |= node == settings.node && kv.lease() == lease;
             Some(Member { node, address })
         })
         .collect();
-    Ok((members, revision))
+    Ok(ours.then_some((members, revision)))
 }

@@ -25,6 +25,9 @@ pub struct View {
     /// Until when this member's lease surely lives: the time the last answered keep-alive was
     /// sent, plus the lease's time to live. `None` while not registered.
     pub lease_until: Option<Instant>,
+    /// Until when the member list is trusted: the start of the last good list, plus the
+    /// handover time (a member that gained an aggregate waits as long before deciding).
+    pub listed_until: Instant,
 }
 
 /// Where a command on an aggregate is decided.
@@ -74,6 +77,9 @@ pub struct Ownership {
     me: Arc<str>,
     handover: Duration,
     view: Arc<RwLock<Arc<View>>>,
+    /// Bumped at every change of the member list: a writer whose state was loaded under
+    /// another list reloads it (its aggregate may have been decided elsewhere meanwhile).
+    epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Ownership {
@@ -87,8 +93,15 @@ impl Ownership {
                 previous: vec![],
                 changed_at: Instant::now(),
                 lease_until: None,
+                listed_until: Instant::now(),
             }))),
+            epoch: Arc::default(),
         }
+    }
+
+    /// The number of member-list changes so far.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn me(&self) -> &str {
@@ -112,7 +125,7 @@ impl Ownership {
 
     fn route_at(&self, id: Uuid, now: Instant) -> Route {
         let view = self.view();
-        if view.lease_until.is_none_or(|until| now >= until) {
+        if view.lease_until.is_none_or(|until| now >= until) || now >= view.listed_until {
             return Route::Unknown;
         }
         let Some(owner) = owner_of(&view.members, id) else {
@@ -130,13 +143,18 @@ impl Ownership {
         }
     }
 
-    /// The members etcd lists now; a change restarts the settling time. `registered` says
-    /// whether this member just (re)registered: then everything it owns settles first, as if
-    /// it had owned nothing (a member back from a freeze must not trust what it knew before).
-    pub fn set_members(&self, mut members: Vec<Member>, registered: bool) {
+    /// The members etcd listed in a read that started at `listed_at`; a change restarts the
+    /// settling time. `registered` says whether this member just (re)registered: then
+    /// everything it owns settles first, as if it had owned nothing (a member back from a
+    /// freeze must not trust what it knew before).
+    pub fn set_members(&self, mut members: Vec<Member>, registered: bool, listed_at: Instant) {
         members.sort_by(|a, b| a.node.cmp(&b.node));
         let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        let listed_until = (listed_at + self.handover).max(view.listed_until);
         if !registered && view.members == members {
+            let mut next = View::clone(&view);
+            next.listed_until = listed_until;
+            *view = Arc::new(next);
             return;
         }
         let previous = if registered {
@@ -145,11 +163,13 @@ impl Ownership {
             view.members.clone()
         };
         metrics::gauge!("cluster_members").set(members.len() as f64);
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         *view = Arc::new(View {
             members,
             previous,
             changed_at: Instant::now(),
             lease_until: view.lease_until,
+            listed_until,
         });
     }
 
@@ -174,6 +194,11 @@ mod tests {
                 address: format!("{n}:1"),
             })
             .collect()
+    }
+
+    /// A list read far in the future: trusted throughout a test.
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(3_600)
     }
 
     fn owned(ownership: &Ownership, id: Uuid, now: Instant) -> Route {
@@ -208,7 +233,7 @@ mod tests {
         let id = Uuid::new_v4();
         let now = Instant::now();
         assert_eq!(owned(&ownership, id, now), Route::Unknown);
-        ownership.set_members(members(&["a"]), true);
+        ownership.set_members(members(&["a"]), true, far());
         assert_eq!(owned(&ownership, id, now), Route::Unknown, "no lease yet");
         ownership.set_lease(Some(now + Duration::from_secs(3)));
         assert_eq!(
@@ -223,10 +248,38 @@ mod tests {
     }
 
     #[test]
+    fn a_member_list_not_read_again_within_the_handover_time_is_not_trusted() {
+        let handover = Duration::from_millis(500);
+        let ownership = Ownership::new("a", handover);
+        let listed = Instant::now();
+        ownership.set_members(members(&["a"]), true, listed);
+        ownership.set_lease(Some(listed + Duration::from_secs(60)));
+        let changed = ownership.view().changed_at;
+        let id = Uuid::new_v4();
+        // Read again 300 ms later, unchanged: trusted until 300 ms + the handover time.
+        ownership.set_members(members(&["a"]), false, listed + Duration::from_millis(300));
+        assert_eq!(
+            ownership.view().changed_at,
+            changed,
+            "an unchanged list is no change"
+        );
+        let ms = Duration::from_millis;
+        assert_eq!(
+            owned(&ownership, id, changed + handover + ms(100)),
+            Route::Here
+        );
+        assert_eq!(
+            owned(&ownership, id, listed + ms(300) + handover),
+            Route::Unknown,
+            "a list older than the handover time"
+        );
+    }
+
+    #[test]
     fn a_gained_aggregate_settles_for_the_handover_time_and_a_kept_one_does_not() {
         let handover = Duration::from_millis(500);
         let ownership = Ownership::new("a", handover);
-        ownership.set_members(members(&["a", "b"]), true);
+        ownership.set_members(members(&["a", "b"]), true, far());
         let lease = Instant::now() + Duration::from_secs(60);
         ownership.set_lease(Some(lease));
         let start = ownership.view().changed_at;
@@ -245,13 +298,13 @@ mod tests {
             .map(|_| Uuid::new_v4())
             .find(|id| owner_of(&members(&["a", "b"]), *id).unwrap().node == "b")
             .unwrap();
-        ownership.set_members(members(&["a"]), false);
+        ownership.set_members(members(&["a"]), false, far());
         let changed = ownership.view().changed_at;
         assert_eq!(owned(&ownership, id, changed), Route::Here);
         assert_eq!(owned(&ownership, gained, changed), Route::Settling);
         assert_eq!(owned(&ownership, gained, changed + handover), Route::Here);
         // b is back: its aggregates are its own again, answered by forwarding.
-        ownership.set_members(members(&["a", "b"]), false);
+        ownership.set_members(members(&["a", "b"]), false, far());
         assert_eq!(
             owned(&ownership, gained, changed + handover),
             Route::Peer(members(&["b"])[0].clone())

@@ -27,6 +27,11 @@ pub(super) struct Inner<A: Decide> {
 }
 
 impl<A: Decide> Inner<A> {
+    /// The cluster's member-list epoch (0 alone): state loaded under another is reloaded.
+    pub(super) fn epoch(&self) -> u64 {
+        self.fence.as_ref().map_or(0, Ownership::epoch)
+    }
+
     /// Whether this instance decides for aggregate `id` now.
     pub(super) fn decides(&self, id: Uuid) -> bool {
         self.fence

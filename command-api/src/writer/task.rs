@@ -20,6 +20,8 @@ use super::*;
 pub(super) struct Loaded<A> {
     aggregate: A,
     version: i64,
+    /// The cluster's member-list epoch it was loaded under.
+    epoch: u64,
 }
 
 pub(super) struct Writer<A: Decide> {
@@ -164,6 +166,15 @@ where
             if !self.still_owned() {
                 return fail_all(pending, WriteError::Moved);
             }
+            // Loaded under another member list: the aggregate may have been another member's
+            // since (this one lost it and got it back), so it is loaded again.
+            if self
+                .state
+                .as_ref()
+                .is_some_and(|s| s.epoch != self.inner.epoch())
+            {
+                self.state = None;
+            }
             if let Err(e) = self.ensure_loaded().await {
                 return fail_all(pending, e);
             }
@@ -307,6 +318,8 @@ where
         if self.state.is_some() {
             return Ok(());
         }
+        // Taken before the read: a member-list change during it makes the state stale.
+        let epoch = self.inner.epoch();
         let unavailable = |e: eventlog::StoreError| WriteError::Unavailable(e.to_string());
         let mut aggregate = A::default();
         let mut version = 0;
@@ -331,7 +344,11 @@ where
             }
         }
         let version = apply_recorded(&mut aggregate, self.id, version, tail)?;
-        self.state = Some(Loaded { aggregate, version });
+        self.state = Some(Loaded {
+            aggregate,
+            version,
+            epoch,
+        });
         Ok(())
     }
 
