@@ -10,6 +10,7 @@
 //! - every file compose mounts or the Dockerfile copies exists;
 //! - the gateway, Prometheus and the healthchecks use the ports the services listen on;
 //! - the gateway routes reads, writes and the docs as documented, and never exposes /metrics;
+//! - both APIs trust the gateway's fixed address, and only it, to name the client;
 //! - every metric the Grafana dashboard queries is recorded somewhere in the workspace.
 //!
 //! Each test gathers every problem it finds and fails with all of them.
@@ -433,6 +434,53 @@ fn both_apis_share_a_required_auth_secret_that_is_not_the_development_one() {
         );
     }
     fail_if_any("auth secret", &problems);
+}
+
+#[test]
+fn both_apis_trust_the_gateway_and_only_it_to_name_the_client() {
+    let compose = compose();
+    let services = services(&compose);
+    let gateway = &services["gateway"];
+    let address = gateway
+        .get("networks")
+        .and_then(|n| n.get("default"))
+        .and_then(|d| d.get("ipv4_address"))
+        .and_then(scalar);
+    let mut problems = Vec::new();
+    let Some(address) = address else {
+        fail_if_any(
+            "trusted proxies",
+            &["the gateway has no fixed ipv4_address: the APIs cannot trust it".to_owned()],
+        );
+        return;
+    };
+    for name in ["command-api", "query-api"] {
+        let trusted = services
+            .get(name)
+            .and_then(|s| environment(s).get("APP_SERVER__TRUSTED_PROXIES").cloned());
+        if trusted.as_deref() != Some(address.as_str()) {
+            problems.push(format!(
+                "{name}: APP_SERVER__TRUSTED_PROXIES is {trusted:?}, not the gateway's {address}: \
+                 sign-in limits would count the gateway, or believe anyone's X-Forwarded-For"
+            ));
+        }
+    }
+    // The gateway must pass the client on, appended to what it was told (the APIs take the
+    // rightmost address they do not trust).
+    let (file, config) = gateway_config(&services);
+    let mut headers = Vec::new();
+    nginx_all(&config, "proxy_set_header", &mut headers);
+    if !headers.iter().any(|h| {
+        h.args
+            .first()
+            .is_some_and(|n| n.eq_ignore_ascii_case("x-forwarded-for"))
+            && h.args.get(1).map(String::as_str) == Some("$proxy_add_x_forwarded_for")
+    }) {
+        problems.push(format!(
+            "{file}: no `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for`"
+        ));
+    }
+    fail_if_any("trusted proxies", &problems);
 }
 
 #[test]
