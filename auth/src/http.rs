@@ -89,16 +89,33 @@ pub fn principal(gate: &Gate, headers: &HeaderMap) -> Result<Principal, AuthErro
         .ok_or(AuthError::Missing)?
         .to_str()
         .map_err(|_| AuthError::Invalid("not ASCII".into()))?;
-    let token = value
+    let token = token_of(value).ok_or_else(|| AuthError::Invalid("not a bearer token".into()))?;
+    verify_bounded(authenticator, token)
+}
+
+/// The token of an `Authorization: Bearer …` header value.
+fn token_of(value: &str) -> Option<&str> {
+    value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
-        .ok_or_else(|| AuthError::Invalid("not a bearer token".into()))?
-        .trim();
-    if token.len() > 8_192 {
+        .map(str::trim)
+}
+
+/// The bearer token a request carries, unverified (`None` without one).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    token_of(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The principal of `token`, refused unverified past 8 KiB.
+pub fn verify_bounded(authenticator: &Authenticator, token: &str) -> Result<Principal, AuthError> {
+    if token.len() > MAX_TOKEN_BYTES {
         return Err(AuthError::Invalid("too long".into()));
     }
     authenticator.verify(token)
 }
+
+/// The longest bearer token verified.
+pub const MAX_TOKEN_BYTES: usize = 8_192;
 
 /// The middleware (`axum::middleware::from_fn_with_state(gate, auth::http::gate)`).
 pub async fn gate(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {

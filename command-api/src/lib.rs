@@ -48,6 +48,12 @@ impl Access {
         let auth = &settings.auth;
         auth.check_exposure(&settings.server.host)
             .map_err(StartupError::Auth)?;
+        // The gRPC door verifies forwarded tokens with the same settings: off loopback, the
+        // same rules hold for it.
+        if let Some(cluster) = &settings.cluster {
+            auth.check_exposure(&cluster.grpc_host)
+                .map_err(StartupError::Auth)?;
+        }
         let authenticator = if auth.enabled {
             Some(Arc::new(
                 auth::Authenticator::new(auth).map_err(StartupError::Auth)?,
@@ -203,6 +209,7 @@ impl Application {
                     settings: cluster_settings,
                     door: cluster::Door {
                         commands: commands.clone(),
+                        authenticator: access.gate.authenticator.clone(),
                     },
                     listener,
                     address,

@@ -249,9 +249,29 @@ impl Settings {
                     "cluster.node must be 1 to 64 letters, digits, '-' or '_'".into(),
                 ));
             }
-            if !(100..=60_000).contains(&cluster.forward_timeout_ms) {
+            // Below the request's deadline: a forward the request's deadline cut off first
+            // would never count against the peer's breaker.
+            if cluster.forward_timeout_ms < 100
+                || cluster.forward_timeout_ms >= self.server.request_timeout_ms
+            {
+                return Err(config::ConfigError::Message(format!(
+                    "cluster.forward_timeout_ms must be at least 100 and below \
+                     server.request_timeout_ms ({})",
+                    self.server.request_timeout_ms
+                )));
+            }
+            if cluster.etcd.split(',').any(|e| e.trim().is_empty()) {
                 return Err(config::ConfigError::Message(
-                    "cluster.forward_timeout_ms must be between 100 and 60000".into(),
+                    "cluster.etcd must name etcd's endpoints, comma-separated".into(),
+                ));
+            }
+            // One cluster's members only: `/x/members/` is not a prefix of `/x/members2/…`.
+            if cluster.prefix.len() < 2
+                || !cluster.prefix.starts_with('/')
+                || !cluster.prefix.ends_with('/')
+            {
+                return Err(config::ConfigError::Message(
+                    "cluster.prefix must start and end with '/' (e.g. /promo/members/)".into(),
                 ));
             }
             if !(100..=60_000).contains(&cluster.handover_ms) {

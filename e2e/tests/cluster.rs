@@ -392,7 +392,14 @@ async fn with_etcd_stopped_writes_are_refused_clearly_and_come_back_with_it() {
             (status, retry_after, body)
         }
     };
-    assert_eq!(order(1).await.0, 201);
+    // Every order answered 201, to hold against the log at the end.
+    let mut told = HashSet::new();
+    let mut accepted = |body: &Value| {
+        told.insert(body["orderId"].as_str().unwrap().to_owned());
+    };
+    let (status, _, body) = order(1).await;
+    assert_eq!(status, 201, "{body}");
+    accepted(&body);
     etcd.stop();
     let stopped = Instant::now();
     // Within the lease (2 s) the instances go on; past it, each refuses what it cannot
@@ -403,11 +410,14 @@ async fn with_etcd_stopped_writes_are_refused_clearly_and_come_back_with_it() {
         let (status, retry_after, body) = order(n).await;
         n += 1;
         match status {
-            201 => assert!(
-                stopped.elapsed() < Duration::from_secs(4),
-                "accepted {:?} after etcd stopped",
-                stopped.elapsed()
-            ),
+            201 => {
+                assert!(
+                    stopped.elapsed() < Duration::from_secs(4),
+                    "accepted {:?} after etcd stopped",
+                    stopped.elapsed()
+                );
+                accepted(&body);
+            }
             503 => {
                 assert!(retry_after, "a 503 without Retry-After");
                 assert!(
@@ -430,6 +440,7 @@ async fn with_etcd_stopped_writes_are_refused_clearly_and_come_back_with_it() {
         let (status, _, body) = order(n).await;
         n += 1;
         if status == 201 {
+            accepted(&body);
             break;
         }
         assert_eq!(status, 503, "{body}");
@@ -444,7 +455,102 @@ async fn with_etcd_stopped_writes_are_refused_clearly_and_come_back_with_it() {
         back.elapsed()
     );
     let logged = logged_orders(&system).await;
-    assert!(logged.values().all(|n| *n == 1));
+    assert!(logged.values().all(|n| *n == 1), "an order appended twice");
+    let in_log: HashSet<String> = logged.into_keys().collect();
+    assert_eq!(told, in_log, "the 201s and the log disagree");
     drop(others);
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_door_acts_for_no_one_whose_token_it_cannot_verify() {
+    use command_api::cluster::proto::{answer::Outcome, commands_client::CommandsClient};
+    use command_api::commands::{points, Call, Routed};
+
+    let etcd = PrivateEtcd::start();
+    let door = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut env = member_env(&etcd, "a");
+    env.push(("APP_CLUSTER__GRPC_PORT".into(), door.to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let system = System::start_with(None, &env).await;
+    wait_for_members(&[&system.command], 1).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    // What a caller that reaches the port sends: points for user 7, as whom it claims to be.
+    let client = CommandsClient::connect(format!("http://127.0.0.1:{door}"))
+        .await
+        .unwrap();
+    let earn = serde_json::to_vec(&Routed::EarnPoints(points::Earn {
+        user_id: 7,
+        amount: 1_000,
+        description: "granted over the door".into(),
+    }))
+    .unwrap();
+    let forward = |caller: auth::Principal, credential: Option<String>, n: u32| {
+        let call = Call {
+            caller,
+            key: None,
+            request_hash: vec![],
+            request_id: format!("door-test-{n}"),
+            correlation_id: None,
+            traceparent: None,
+            forwarded: false,
+            credential,
+        };
+        let forwarded = command_api::cluster::proto::Forwarded {
+            call: Some(call.to_proto()),
+            command: earn.clone(),
+        };
+        // Clients of one channel are cheap clones.
+        let mut client = client.clone();
+        async move {
+            match client.forward(forwarded).await.unwrap().into_inner().outcome {
+                Some(Outcome::Written(_)) => 201,
+                Some(Outcome::Refused(r)) => r.status,
+                None => panic!("an answer without an outcome"),
+            }
+        }
+    };
+    let service = || auth::Principal {
+        subject: "checkout".into(),
+        role: auth::Role::Service,
+    };
+    let user = || auth::Principal {
+        subject: "7".into(),
+        role: auth::Role::User,
+    };
+    assert_eq!(forward(service(), None, 1).await, 401, "no token");
+    assert_eq!(
+        forward(service(), Some("not.a.token".into()), 2).await,
+        401,
+        "a token that does not verify"
+    );
+    assert_eq!(
+        forward(service(), Some(e2e::token(auth::Role::User, "7")), 3).await,
+        401,
+        "a user's token, claiming to be a service"
+    );
+    assert_eq!(
+        forward(user(), Some(e2e::token(auth::Role::User, "7")), 4).await,
+        403,
+        "a user's own token: verified, and a user may not grant itself points"
+    );
+    assert_eq!(
+        forward(service(), Some(e2e::token(auth::Role::Service, "checkout")), 5).await,
+        201,
+        "the service's own token"
+    );
+    // Only the last one wrote.
+    let earned: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'point.earned'",
+    )
+    .fetch_one(&system.pool)
+    .await
+    .unwrap();
+    assert_eq!(earned, 1);
     system.stop().await;
 }

@@ -27,7 +27,7 @@ pub enum Admit {
 /// One dependency's breaker (share it behind an `Arc`).
 #[derive(Debug)]
 pub struct Breaker {
-    dependency: &'static str,
+    dependency: std::borrow::Cow<'static, str>,
     probe_every_ms: u64,
     started: Instant,
     /// When it opened (ms since `started`, plus one); 0 while closed.
@@ -37,8 +37,13 @@ pub struct Breaker {
 }
 
 impl Breaker {
-    pub fn new(dependency: &'static str, probe_every: Duration) -> Self {
-        metrics::gauge!("breaker_open", "dependency" => dependency).set(0.0);
+    /// A breaker for `dependency` (its name in logs and metrics: `"redis"`, `"peer:b"`).
+    pub fn new(
+        dependency: impl Into<std::borrow::Cow<'static, str>>,
+        probe_every: Duration,
+    ) -> Self {
+        let dependency = dependency.into();
+        metrics::gauge!("breaker_open", "dependency" => dependency.clone()).set(0.0);
         Self {
             dependency,
             probe_every_ms: u64::try_from(probe_every.as_millis()).unwrap_or(u64::MAX),
@@ -61,7 +66,7 @@ impl Breaker {
     /// order).
     fn show(&self) {
         let open = if self.is_open() { 1.0 } else { 0.0 };
-        metrics::gauge!("breaker_open", "dependency" => self.dependency).set(open);
+        metrics::gauge!("breaker_open", "dependency" => self.dependency.clone()).set(open);
     }
 
     /// Whether to call now.
@@ -89,7 +94,7 @@ impl Breaker {
         if opened != 0 {
             self.show();
             tracing::info!(
-                dependency = self.dependency,
+                dependency = %self.dependency,
                 open_ms = self.now_ms().saturating_sub(opened),
                 "dependency answers again; calls go to it"
             );
@@ -111,9 +116,10 @@ impl Breaker {
             .is_ok()
         {
             self.show();
-            metrics::counter!("breaker_opened_total", "dependency" => self.dependency).increment(1);
+            metrics::counter!("breaker_opened_total", "dependency" => self.dependency.clone())
+                .increment(1);
             tracing::warn!(
-                dependency = self.dependency,
+                dependency = %self.dependency,
                 error = %error,
                 probe_every_ms = self.probe_every_ms,
                 "dependency failed or did not answer in time; calls skip it until a probe answers"

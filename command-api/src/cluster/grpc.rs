@@ -24,6 +24,9 @@ use proto::commands_client::CommandsClient;
 #[derive(Debug, Clone)]
 pub struct Door {
     pub commands: Commands,
+    /// Verifies the forwarded caller's token again (`None`: authentication is off, and the
+    /// settings keep the door on loopback then).
+    pub authenticator: Option<Arc<auth::Authenticator>>,
 }
 
 impl Door {
@@ -48,7 +51,10 @@ impl proto::commands_server::Commands for Door {
             forwarded.call.map(Call::from_proto).transpose(),
             serde_json::from_slice::<Routed>(&forwarded.command),
         ) {
-            (Ok(Some(call)), Ok(command)) => self.commands.run(&call, command).await,
+            (Ok(Some(call)), Ok(command)) => match self.authenticated(&call) {
+                Ok(()) => self.commands.run(&call, command).await,
+                Err(refusal) => Err(refusal),
+            },
             // What another instance sends is checked, but a call or a command this one cannot
             // read is not the client's fault (instances of two versions during an upgrade, say):
             // a 503, and the client's retry finds another way.
@@ -64,6 +70,37 @@ impl proto::commands_server::Commands for Door {
             ))),
         };
         Ok(tonic::Response::new(answer_of(outcome)))
+    }
+}
+
+impl Door {
+    /// Whether the call's token verifies here, as the principal it names: the door believes
+    /// no principal on the word of whoever reached its port.
+    fn authenticated(&self, call: &Call) -> Result<(), CommandError> {
+        let Some(authenticator) = &self.authenticator else {
+            return Ok(());
+        };
+        let verified = call
+            .credential
+            .as_deref()
+            .map(|token| auth::http::verify_bounded(authenticator, token));
+        match verified {
+            Some(Ok(principal)) if principal == call.caller => Ok(()),
+            other => {
+                tracing::warn!(
+                    request_id = %call.request_id,
+                    verified = other.is_some_and(|v| v.is_ok()),
+                    "a forwarded call refused: its token is missing, does not verify, or names \
+                     another principal"
+                );
+                Err(CommandError::Other {
+                    status: axum::http::StatusCode::UNAUTHORIZED,
+                    code: "UNAUTHENTICATED",
+                    detail: "the bearer token is not valid",
+                    field: Some("Authorization"),
+                })
+            }
+        }
     }
 }
 
@@ -143,7 +180,8 @@ impl Peers {
             .connect_timeout(self.deadline.min(Duration::from_millis(500)))
             .tcp_nodelay(true);
         let client = CommandsClient::new(endpoint.connect_lazy());
-        let breaker = Arc::new(Breaker::new("peer", PROBE_EVERY));
+        // One per peer in logs and metrics: `breaker_open{dependency="peer:b"}`.
+        let breaker = Arc::new(Breaker::new(format!("peer:{}", member.node), PROBE_EVERY));
         clients.insert(member.address.clone(), (client.clone(), breaker.clone()));
         Ok((client, breaker))
     }

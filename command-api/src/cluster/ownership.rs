@@ -18,8 +18,11 @@ pub struct Member {
 pub struct View {
     /// The live members, as etcd lists them.
     pub members: Vec<Member>,
-    /// The members before the last change.
-    pub previous: Vec<Member>,
+    /// The member lists this member went through since the last one that had settled (that
+    /// one first): an aggregate this member owned in every one of them, and owns now, is
+    /// decided here at once on a change. `None` when nothing has settled since this member
+    /// registered or its list was last trusted: everything it owns waits the handover time.
+    pub since_settled: Option<Vec<Vec<Member>>>,
     /// When the member list last changed here.
     pub changed_at: Instant,
     /// Until when this member's lease surely lives: the time the last answered keep-alive was
@@ -90,7 +93,7 @@ impl Ownership {
             handover,
             view: Arc::new(RwLock::new(Arc::new(View {
                 members: vec![],
-                previous: vec![],
+                since_settled: None,
                 changed_at: Instant::now(),
                 lease_until: None,
                 listed_until: Instant::now(),
@@ -134,8 +137,14 @@ impl Ownership {
         if owner.node.as_str() != &*self.me {
             return Route::Peer(owner.clone());
         }
+        let mine = |members: &Vec<Member>| {
+            owner_of(members, id).is_some_and(|o| o.node.as_str() == &*self.me)
+        };
         let settled = now >= view.changed_at + self.handover
-            || owner_of(&view.previous, id).is_some_and(|o| o.node.as_str() == &*self.me);
+            || view
+                .since_settled
+                .as_ref()
+                .is_some_and(|lists| lists.iter().all(mine));
         if settled {
             Route::Here
         } else {
@@ -146,28 +155,49 @@ impl Ownership {
     /// The members etcd listed in a read that started at `listed_at`; a change restarts the
     /// settling time. `registered` says whether this member just (re)registered: then
     /// everything it owns settles first, as if it had owned nothing (a member back from a
-    /// freeze must not trust what it knew before).
-    pub fn set_members(&self, mut members: Vec<Member>, registered: bool, listed_at: Instant) {
+    /// freeze must not trust what it knew before) — and so when its last list was no longer
+    /// trusted (members may have come and gone unseen meanwhile). A change before the last
+    /// one settled keeps what the last one kept: an aggregate that was another member's in
+    /// any list since is that member's until the handover time has passed.
+    pub fn set_members(&self, members: Vec<Member>, registered: bool, listed_at: Instant) {
+        self.set_members_at(members, registered, listed_at, Instant::now());
+    }
+
+    fn set_members_at(
+        &self,
+        mut members: Vec<Member>,
+        registered: bool,
+        listed_at: Instant,
+        now: Instant,
+    ) {
+        /// Lists kept since the last settled one; past it, everything settles.
+        const KEPT: usize = 8;
         members.sort_by(|a, b| a.node.cmp(&b.node));
         let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        let lapsed = now >= view.listed_until;
         let listed_until = (listed_at + self.handover).max(view.listed_until);
-        if !registered && view.members == members {
+        if !registered && !lapsed && view.members == members {
             let mut next = View::clone(&view);
             next.listed_until = listed_until;
             *view = Arc::new(next);
             return;
         }
-        let previous = if registered {
-            vec![]
+        let since_settled = if registered || lapsed {
+            None
+        } else if now >= view.changed_at + self.handover {
+            Some(vec![view.members.clone()])
         } else {
-            view.members.clone()
+            view.since_settled.clone().and_then(|mut lists| {
+                lists.push(view.members.clone());
+                (lists.len() <= KEPT).then_some(lists)
+            })
         };
         metrics::gauge!("cluster_members").set(members.len() as f64);
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         *view = Arc::new(View {
             members,
-            previous,
-            changed_at: Instant::now(),
+            since_settled,
+            changed_at: now,
             lease_until: view.lease_until,
             listed_until,
         });
@@ -275,39 +305,107 @@ mod tests {
         );
     }
 
+    /// An id `node` owns among `among`, and `others` lists each aggregate's owner in order.
+    fn owned_by(node: &str, among: &[&str]) -> Uuid {
+        (0..)
+            .map(|_| Uuid::new_v4())
+            .find(|id| owner_of(&members(among), *id).unwrap().node == node)
+            .unwrap()
+    }
+
+    /// Member `me`, registered at `start` among `among`, with a lease of a minute and the
+    /// lists read at the times given (so they are trusted as the test goes).
+    fn registered(me: &str, among: &[&str], handover: Duration, start: Instant) -> Ownership {
+        let ownership = Ownership::new(me, handover);
+        ownership.set_members_at(members(among), true, far(), start);
+        ownership.set_lease(Some(start + Duration::from_secs(60)));
+        ownership
+    }
+
     #[test]
     fn a_gained_aggregate_settles_for_the_handover_time_and_a_kept_one_does_not() {
         let handover = Duration::from_millis(500);
-        let ownership = Ownership::new("a", handover);
-        ownership.set_members(members(&["a", "b"]), true, far());
-        let lease = Instant::now() + Duration::from_secs(60);
-        ownership.set_lease(Some(lease));
-        let start = ownership.view().changed_at;
-        let id = (0..)
-            .map(|_| Uuid::new_v4())
-            .find(|id| owner_of(&members(&["a", "b"]), *id).unwrap().node == "a")
-            .unwrap();
+        let start = Instant::now();
+        let ownership = registered("a", &["a", "b"], handover, start);
+        let id = owned_by("a", &["a", "b"]);
         assert_eq!(
             owned(&ownership, id, start),
             Route::Settling,
             "just registered"
         );
         assert_eq!(owned(&ownership, id, start + handover), Route::Here);
-        // b leaves: what a owned stays a's at once; what it gains settles.
-        let gained = (0..)
-            .map(|_| Uuid::new_v4())
-            .find(|id| owner_of(&members(&["a", "b"]), *id).unwrap().node == "b")
-            .unwrap();
-        ownership.set_members(members(&["a"]), false, far());
-        let changed = ownership.view().changed_at;
+        // b leaves, once the registration settled: what a owned stays a's at once; what it
+        // gains settles.
+        let gained = owned_by("b", &["a", "b"]);
+        let changed = start + handover * 2;
+        ownership.set_members_at(members(&["a"]), false, far(), changed);
         assert_eq!(owned(&ownership, id, changed), Route::Here);
         assert_eq!(owned(&ownership, gained, changed), Route::Settling);
         assert_eq!(owned(&ownership, gained, changed + handover), Route::Here);
         // b is back: its aggregates are its own again, answered by forwarding.
-        ownership.set_members(members(&["a", "b"]), false, far());
+        ownership.set_members_at(members(&["a", "b"]), false, far(), changed + handover);
         assert_eq!(
             owned(&ownership, gained, changed + handover),
             Route::Peer(members(&["b"])[0].clone())
         );
+    }
+
+    #[test]
+    fn a_change_before_the_last_one_settled_gives_back_nothing_another_member_held_meanwhile() {
+        let handover = Duration::from_millis(500);
+        let ms = Duration::from_millis;
+        let start = Instant::now();
+        // Registered alone, settled; then b joins and takes `moved`, and leaves again 100 ms
+        // later: `moved` was b's in a list a saw, and b may decide it until a's settling ends.
+        let ownership = registered("a", &["a"], handover, start);
+        let moved = owned_by("b", &["a", "b"]);
+        let kept = owned_by("a", &["a", "b"]);
+        let joined = start + handover * 2;
+        ownership.set_members_at(members(&["a", "b"]), false, far(), joined);
+        assert_eq!(owned(&ownership, kept, joined), Route::Here);
+        let left = joined + ms(100);
+        ownership.set_members_at(members(&["a"]), false, far(), left);
+        assert_eq!(owned(&ownership, kept, left), Route::Here, "a's throughout");
+        assert_eq!(owned(&ownership, moved, left), Route::Settling);
+        assert_eq!(owned(&ownership, moved, left + handover), Route::Here);
+
+        // A member that registered, then saw another join before its first handover passed:
+        // nothing had settled, so nothing is decided before the handover time.
+        let late = registered("b", &["a", "b"], handover, start);
+        let mine = owned_by("b", &["a", "b", "c"]);
+        late.set_members_at(members(&["a", "b", "c"]), false, far(), start + ms(200));
+        assert_eq!(owned(&late, mine, start + ms(200)), Route::Settling);
+        assert_eq!(owned(&late, mine, start + ms(699)), Route::Settling);
+        assert_eq!(owned(&late, mine, start + ms(700)), Route::Here);
+    }
+
+    #[test]
+    fn a_list_that_comes_after_the_last_one_lapsed_settles_everything_again() {
+        let handover = Duration::from_millis(500);
+        let ms = Duration::from_millis;
+        let start = Instant::now();
+        let ownership = Ownership::new("a", handover);
+        ownership.set_members_at(members(&["a", "b"]), true, start, start);
+        ownership.set_lease(Some(start + Duration::from_secs(60)));
+        let id = owned_by("a", &["a", "b"]);
+        // Read again every 100 ms: settled, and trusted.
+        for step in 1..=6 {
+            let at = start + ms(100) * step;
+            ownership.set_members_at(members(&["a", "b"]), false, at, at);
+        }
+        let epoch = ownership.epoch();
+        assert_eq!(owned(&ownership, id, start + ms(700)), Route::Here);
+        // No list for 1.2 s (etcd unreachable): not trusted from 1.1 s. The same list then
+        // comes back — but members may have come and gone unseen: everything settles, and the
+        // writers reload (a new epoch).
+        assert_eq!(owned(&ownership, id, start + ms(1_100)), Route::Unknown);
+        let back = start + ms(1_800);
+        ownership.set_members_at(members(&["a", "b"]), false, back, back);
+        assert_ne!(ownership.epoch(), epoch, "the writers must reload");
+        assert_eq!(owned(&ownership, id, back), Route::Settling);
+        // Read again meanwhile (unchanged: the settling goes on), then settled.
+        ownership.set_members_at(members(&["a", "b"]), false, back + ms(300), back + ms(300));
+        assert_eq!(owned(&ownership, id, back + ms(499)), Route::Settling);
+        assert_eq!(owned(&ownership, id, back + handover), Route::Here);
     }
 }

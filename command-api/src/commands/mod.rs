@@ -165,6 +165,10 @@ pub struct Call {
     pub traceparent: Option<String>,
     /// Whether another instance forwarded it here (it is not forwarded again).
     pub forwarded: bool,
+    /// The bearer token the caller presented, sent along when the command is forwarded: the
+    /// owner checks it again, and believes no principal on a caller's word (ADR 15). `None`
+    /// with authentication off.
+    pub credential: Option<String>,
 }
 
 impl Call {

@@ -144,6 +144,7 @@ impl Call {
             request_id: self.request_id.clone(),
             correlation_id: self.correlation_id.clone(),
             traceparent: self.traceparent.clone(),
+            credential: self.credential.clone(),
         }
     }
 
@@ -182,6 +183,13 @@ impl Call {
         if !visible(&call.request_id, 128) || call.request_hash.len() > 64 {
             return Err(invalid("a bad request id or hash"));
         }
+        if call
+            .credential
+            .as_deref()
+            .is_some_and(|c| !visible(c, auth::http::MAX_TOKEN_BYTES))
+        {
+            return Err(invalid("a bad credential"));
+        }
         Ok(Call {
             caller: auth::Principal {
                 subject: principal.subject,
@@ -193,6 +201,7 @@ impl Call {
             correlation_id: call.correlation_id,
             traceparent: call.traceparent.filter(|t| visible(t, 128)),
             forwarded: true,
+            credential: call.credential,
         })
     }
 }

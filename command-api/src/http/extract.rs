@@ -165,6 +165,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                 correlation_id,
                 traceparent: service::telemetry::current_traceparent(),
                 forwarded: false,
+                // The gate verified it (when authentication is on); the owner of a forwarded
+                // command verifies it again.
+                credential: auth::http::bearer(&parts.headers).map(str::to_owned),
             },
         })
     }
