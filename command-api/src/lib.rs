@@ -148,6 +148,10 @@ struct Member {
     door: cluster::Door,
     listener: TcpListener,
     address: String,
+    /// The HTTP edge's bounds, which the door keeps too: the longest a call may run, and the
+    /// calls served at once per connection.
+    request_timeout: std::time::Duration,
+    max_in_flight: usize,
 }
 
 impl Application {
@@ -213,6 +217,10 @@ impl Application {
                     },
                     listener,
                     address,
+                    request_timeout: std::time::Duration::from_millis(
+                        settings.server.request_timeout_ms,
+                    ),
+                    max_in_flight: settings.server.max_in_flight,
                 })
             }
             _ => None,
@@ -274,6 +282,12 @@ impl Application {
                 .with_nodelay(Some(true));
             let door = tokio::spawn(
                 tonic::transport::Server::builder()
+                    // A call without `grpc-timeout` does not hold a handler for ever, and a
+                    // connection that sends more at once than the HTTP edge serves waits.
+                    .timeout(member.request_timeout)
+                    .concurrency_limit_per_connection(member.max_in_flight)
+                    .http2_keepalive_interval(Some(std::time::Duration::from_secs(5)))
+                    .http2_keepalive_timeout(Some(std::time::Duration::from_secs(2)))
                     .add_service(member.door.service())
                     .serve_with_incoming_shutdown(incoming, until_signalled),
             );

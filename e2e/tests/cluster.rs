@@ -508,7 +508,13 @@ async fn the_grpc_door_acts_for_no_one_whose_token_it_cannot_verify() {
         // Clients of one channel are cheap clones.
         let mut client = client.clone();
         async move {
-            match client.forward(forwarded).await.unwrap().into_inner().outcome {
+            match client
+                .forward(forwarded)
+                .await
+                .unwrap()
+                .into_inner()
+                .outcome
+            {
                 Some(Outcome::Written(_)) => 201,
                 Some(Outcome::Refused(r)) => r.status,
                 None => panic!("an answer without an outcome"),
@@ -540,17 +546,21 @@ async fn the_grpc_door_acts_for_no_one_whose_token_it_cannot_verify() {
         "a user's own token: verified, and a user may not grant itself points"
     );
     assert_eq!(
-        forward(service(), Some(e2e::token(auth::Role::Service, "checkout")), 5).await,
+        forward(
+            service(),
+            Some(e2e::token(auth::Role::Service, "checkout")),
+            5
+        )
+        .await,
         201,
         "the service's own token"
     );
     // Only the last one wrote.
-    let earned: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM events WHERE event_type = 'point.earned'",
-    )
-    .fetch_one(&system.pool)
-    .await
-    .unwrap();
+    let earned: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'point.earned'")
+            .fetch_one(&system.pool)
+            .await
+            .unwrap();
     assert_eq!(earned, 1);
     system.stop().await;
 }

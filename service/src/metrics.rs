@@ -132,6 +132,10 @@ fn describe() {
         "writer_queue_depth",
         "commands queued at the aggregate writers, by aggregate"
     );
+    describe_counter!(
+        "writer_races_total",
+        "writer batches that lost the event log's version check (another writer appended first), by aggregate"
+    );
     describe_histogram!(
         "writer_commit_batch_size",
         "writer batches appended in one transaction by the group committer"

@@ -178,7 +178,12 @@ impl Peers {
         let endpoint = Endpoint::from_shared(format!("http://{}", member.address))
             .map_err(|e| CommandError::Unavailable(format!("peer {}: {e}", member.node)))?
             .connect_timeout(self.deadline.min(Duration::from_millis(500)))
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // A peer whose host vanished (no FIN, no RST) is noticed by a missed ping, not
+            // only by the deadlines of the commands sent meanwhile.
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(2))
+            .keep_alive_while_idle(true);
         let client = CommandsClient::new(endpoint.connect_lazy());
         // One per peer in logs and metrics: `breaker_open{dependency="peer:b"}`.
         let breaker = Arc::new(Breaker::new(format!("peer:{}", member.node), PROBE_EVERY));

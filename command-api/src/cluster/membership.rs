@@ -35,7 +35,11 @@ pub(super) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(100);
-    let mut failing = false;
+    // A run of failures is under way (and was logged), and whether coming back was logged: a
+    // registration counts as recovered once it has held for a lease time, so a member whose
+    // sessions keep failing soon after they open backs off and logs once, not every round.
+    let (mut failing, mut told_back) = (false, false);
+    let held = Duration::from_secs(settings.lease_ttl_seconds);
     loop {
         let session = Session::open(&settings, &address, &ownership);
         let outcome = tokio::select! {
@@ -44,12 +48,12 @@ pub(super) async fn run(
         };
         match outcome {
             Ok(mut session) => {
-                if std::mem::take(&mut failing) {
-                    tracing::info!(node = %settings.node, "registered in etcd again");
-                } else {
+                if !failing {
                     tracing::info!(node = %settings.node, %address, "registered in etcd");
+                } else if !std::mem::replace(&mut told_back, true) {
+                    tracing::info!(node = %settings.node, "registered in etcd again");
                 }
-                backoff = Duration::from_millis(100);
+                let opened = Instant::now();
                 let ended = session.keep(&settings, &ownership, &mut stop).await;
                 ownership.set_lease(None);
                 // The old lease goes (if etcd still answers), so its key does not hold the
@@ -58,8 +62,13 @@ pub(super) async fn run(
                 if *stop.borrow() {
                     break;
                 }
-                failing = true;
-                tracing::warn!(node = %settings.node, reason = %ended, "membership lost; registering again");
+                if opened.elapsed() >= held {
+                    (failing, told_back) = (false, false);
+                    backoff = Duration::from_millis(100);
+                }
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(node = %settings.node, reason = %ended, "membership lost; registering again");
+                }
             }
             Err(e) => {
                 if !std::mem::replace(&mut failing, true) {

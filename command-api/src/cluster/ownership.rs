@@ -128,14 +128,17 @@ impl Ownership {
 
     fn route_at(&self, id: Uuid, now: Instant) -> Route {
         let view = self.view();
-        if view.lease_until.is_none_or(|until| now >= until) || now >= view.listed_until {
-            return Route::Unknown;
-        }
         let Some(owner) = owner_of(&view.members, id) else {
             return Route::Unknown;
         };
+        // Another member's, as far as this one last knew: forwarded even when this member
+        // cannot vouch for its own lease or list — the owner decides only what it surely
+        // owns, so a wrong guess costs a 503, and this member still serves what it can.
         if owner.node.as_str() != &*self.me {
             return Route::Peer(owner.clone());
+        }
+        if view.lease_until.is_none_or(|until| now >= until) || now >= view.listed_until {
+            return Route::Unknown;
         }
         let mine = |members: &Vec<Member>| {
             owner_of(members, id).is_some_and(|o| o.node.as_str() == &*self.me)
@@ -274,6 +277,14 @@ mod tests {
             owned(&ownership, id, now + Duration::from_secs(3)),
             Route::Unknown,
             "past the lease"
+        );
+        // Another member's aggregate is still forwarded to it (which decides whether it owns
+        // it): this member's doubt about itself stops only its own writes.
+        ownership.set_members(members(&["a", "b"]), false, far());
+        let other = owned_by("b", &["a", "b"]);
+        assert_eq!(
+            owned(&ownership, other, now + Duration::from_secs(3)),
+            Route::Peer(members(&["b"])[0].clone())
         );
     }
 

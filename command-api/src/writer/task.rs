@@ -226,6 +226,10 @@ where
                     return reply_all(pending, decided, base, first_position);
                 }
                 Err(CommitError::Race) => {
+                    // Another writer appended to the stream first: outside a handover between
+                    // instances (or a frozen one resuming), there should be none.
+                    metrics::counter!("writer_races_total", "aggregate" => A::CATEGORY)
+                        .increment(1);
                     self.state = None;
                     attempt += 1;
                     if attempt >= self.inner.settings.max_attempts {
