@@ -314,9 +314,14 @@ impl System {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.post_to(&self.command, path, body).await
+    }
+
+    /// [`Self::post`] to the command API at `base` (another instance of a cluster).
+    pub async fn post_to(&self, base: &str, path: &str, body: Value) -> Answer {
         let response = self
             .client
-            .post(format!("{}{}", self.command, path))
+            .post(format!("{base}{path}"))
             .json(&body)
             .send()
             .await
@@ -327,8 +332,15 @@ impl System {
     /// A product at 1,000 and a flash sale of `quantity` units of it at 500, open from a
     /// minute ago for a day, as the admin; the sale's id.
     pub async fn open_sale(&self, quantity: i64) -> String {
+        self.open_sale_at(&self.command, quantity).await
+    }
+
+    /// [`Self::open_sale`] through the command API at `base`: in a cluster, the instance picks
+    /// an id it owns, so the sale is that member's.
+    pub async fn open_sale_at(&self, base: &str, quantity: i64) -> String {
         let product = self
-            .post(
+            .post_to(
+                base,
                 "/api/v1/products",
                 serde_json::json!({ "name": "P", "price": 1000 }),
             )
@@ -336,7 +348,7 @@ impl System {
         assert_eq!(product.status, StatusCode::CREATED, "{}", product.body);
         let now = chrono::Utc::now();
         let sale = self
-            .post("/api/v1/time-sales", serde_json::json!({ "productId": product.body["productId"],
+            .post_to(base, "/api/v1/time-sales", serde_json::json!({ "productId": product.body["productId"],
                 "discountPrice": 500, "quantity": quantity, "startAt": now - chrono::Duration::minutes(1),
                 "endAt": now + chrono::Duration::days(1) }))
             .await;

@@ -232,27 +232,7 @@ async fn an_owner_frozen_past_its_lease_appends_nothing_stale_when_it_resumes() 
     // A sale owned by `b`: created through it.
     let b = others.remove(0);
     let admin = e2e::admin_client();
-    let product: Value = admin
-        .post(format!("{}/api/v1/products", b.url))
-        .json(&json!({ "name": "P", "price": 1000 }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let now = chrono::Utc::now();
-    let sale: Value = admin
-        .post(format!("{}/api/v1/time-sales", b.url))
-        .json(&json!({ "productId": product["productId"], "discountPrice": 500, "quantity": QUANTITY,
-            "startAt": now - chrono::Duration::minutes(1), "endAt": now + chrono::Duration::days(1) }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let sale = sale["timeSaleId"].as_str().unwrap().to_owned();
+    let sale = system.open_sale_at(&b.url, QUANTITY as i64).await;
     assert_eq!(owner(&sale), "b");
 
     // Orders stream into b, its writer busy deciding, when it is frozen mid-way.
@@ -562,5 +542,64 @@ async fn the_grpc_door_acts_for_no_one_whose_token_it_cannot_verify() {
             .await
             .unwrap();
     assert_eq!(earned, 1);
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_owner_stopped_with_sigterm_exits_within_a_second_and_another_takes_over_before_its_lease_would_have_run_out(
+) {
+    let etcd = PrivateEtcd::start();
+    let (system, mut others) = three_members(&etcd).await;
+    let sale = system.open_sale_at(&others[0].url, 1_000).await;
+    assert_eq!(owner(&sale), "b");
+    let order = |n: i64| {
+        let (client, url, sale) = (system.client.clone(), system.command.clone(), sale.clone());
+        async move {
+            let response = client
+                .post(format!("{url}/api/v1/orders"))
+                .header("idempotency-key", format!("term-{n}"))
+                .json(&json!({ "timeSaleId": sale, "userId": n, "quantity": 1 }))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, body)
+        }
+    };
+    // Through `a`, forwarded to `b`.
+    let (status, body) = order(1).await;
+    assert_eq!(status, 201, "{body}");
+    let mut told = HashSet::from([body["orderId"].as_str().unwrap().to_owned()]);
+
+    let took = others[0].terminate();
+    let stopped = Instant::now();
+    assert!(
+        took < Duration::from_secs(1),
+        "b took {took:?} to stop after SIGTERM"
+    );
+    // b revoked its lease on the way out: a and c see two members at once, not after the
+    // lease (2 s) has run out, and one of them owns the sale after the handover (0.5 s).
+    let mut n = 2;
+    let back = loop {
+        let (status, body) = order(n).await;
+        n += 1;
+        if status == 201 {
+            told.insert(body["orderId"].as_str().unwrap().to_owned());
+            break stopped.elapsed();
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "no owner took over"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!("b stopped in {took:?}; writes for its sale back {back:?} after");
+    let logged = logged_orders(&system).await;
+    assert!(logged.values().all(|n| *n == 1), "an order appended twice");
+    let in_log: HashSet<String> = logged.into_keys().collect();
+    assert_eq!(told, in_log, "the 201s and the log disagree");
+    drop(others);
     system.stop().await;
 }

@@ -40,8 +40,11 @@ pub(super) async fn run(
     // sessions keep failing soon after they open backs off and logs once, not every round.
     let (mut failing, mut told_back) = (false, false);
     let held = Duration::from_secs(settings.lease_ttl_seconds);
+    // A lease of this member's that could not be revoked (etcd was down): after an etcd
+    // restart etcd extends it, and its key would hold the name for a lease time more.
+    let mut unrevoked = None;
     loop {
-        let session = Session::open(&settings, &address, &ownership);
+        let session = Session::open(&settings, &address, &ownership, &mut unrevoked);
         let outcome = tokio::select! {
             outcome = session => outcome,
             () = stopped(&mut stop) => break,
@@ -57,8 +60,11 @@ pub(super) async fn run(
                 let ended = session.keep(&settings, &ownership, &mut stop).await;
                 ownership.set_lease(None);
                 // The old lease goes (if etcd still answers), so its key does not hold the
-                // name against the next registration until it expires.
-                session.revoke().await;
+                // name against the next registration until it expires; else the next
+                // registration tries again.
+                if !session.revoke().await {
+                    unrevoked = Some(session.lease);
+                }
                 if *stop.borrow() {
                     break;
                 }
@@ -105,6 +111,7 @@ impl Session {
         settings: &ClusterSettings,
         address: &str,
         ownership: &Ownership,
+        unrevoked: &mut Option<i64>,
     ) -> Result<Self, Failure> {
         let ttl = settings.lease_ttl_seconds;
         let endpoints: Vec<&str> = settings.etcd.split(',').map(str::trim).collect();
@@ -112,8 +119,52 @@ impl Session {
             .with_connect_timeout(Duration::from_secs(1))
             .with_timeout(LIST_DEADLINE);
         let mut client = Client::connect(endpoints, Some(options)).await?;
+        if let Some(old) = *unrevoked {
+            // Ours, from before: its key goes with it (a lease etcd no longer knows is an
+            // error to ignore).
+            let _ = client.lease_revoke(old).await;
+        }
         let granted_at = Instant::now();
         let lease = client.lease_grant(ttl as i64, None).await?.id();
+        match Self::register(&mut client, settings, address, lease, ownership).await {
+            Ok(Some(revision)) => {
+                *unrevoked = None;
+                ownership.set_lease(Some(granted_at + Duration::from_secs(ttl)));
+                Ok(Self {
+                    client,
+                    lease,
+                    revision,
+                })
+            }
+            // The key under this lease may have been put (a put applied, its answer lost):
+            // the lease goes, now or at the next registration, so no key of ours is left
+            // that nothing keeps alive.
+            outcome => {
+                if client.lease_revoke(lease).await.is_err() {
+                    *unrevoked = Some(lease);
+                }
+                Err(match outcome {
+                    Ok(_) => format!(
+                        "another process holds the name {} (a previous life of this one: until \
+                         its lease expires)",
+                        settings.node
+                    )
+                    .into(),
+                    Err(e) => e,
+                })
+            }
+        }
+    }
+
+    /// Puts this member's key under `lease` if no other holds the name, and reads the list;
+    /// the revision it was read at, or `None` when the name was taken.
+    async fn register(
+        client: &mut Client,
+        settings: &ClusterSettings,
+        address: &str,
+        lease: i64,
+        ownership: &Ownership,
+    ) -> Result<Option<i64>, Failure> {
         // Only if no other process holds the name: a second process started with it (or this
         // one's previous life, until its lease expires) waits.
         let key = format!("{}{}", settings.prefix, settings.node);
@@ -125,22 +176,12 @@ impl Session {
         let free = Compare::create_revision(key.as_str(), CompareOp::Equal, 0);
         let registered = client.txn(Txn::new().when([free]).and_then([put])).await?;
         if !registered.succeeded() {
-            let _ = client.lease_revoke(lease).await;
-            return Err(format!(
-                "another process holds the name {} (a previous life of this one: until its lease expires)",
-                settings.node
-            )
-            .into());
+            return Ok(None);
         }
         let listed_at = Instant::now();
-        let (members, revision) = list(&mut client, settings, lease).await?.ok_or(NOT_OURS)?;
+        let (members, revision) = list(client, settings, lease).await?.ok_or(NOT_OURS)?;
         ownership.set_members(members, true, listed_at);
-        ownership.set_lease(Some(granted_at + Duration::from_secs(ttl)));
-        Ok(Self {
-            client,
-            lease,
-            revision,
-        })
+        Ok(Some(revision))
     }
 
     /// Keeps the lease alive and the view current until something fails or `stop`; says why
@@ -243,12 +284,19 @@ impl Session {
     }
 
     /// Gives the lease back: this member's key goes at once and the others take over.
-    async fn revoke(&mut self) {
+    /// Revokes the lease (this member's key goes with it); whether etcd did.
+    async fn revoke(&mut self) -> bool {
         let revoked =
             tokio::time::timeout(REVOKE_DEADLINE, self.client.lease_revoke(self.lease)).await;
         match revoked {
-            Ok(Ok(_)) => tracing::info!("lease revoked: this member is out of the list"),
-            _ => tracing::warn!("could not revoke the lease; it expires by itself"),
+            Ok(Ok(_)) => {
+                tracing::info!("lease revoked: this member is out of the list");
+                true
+            }
+            _ => {
+                tracing::warn!("could not revoke the lease; it expires by itself, or goes at the next registration");
+                false
+            }
         }
     }
 }
