@@ -1,7 +1,8 @@
 //! The read side follows the event log, so nothing outside it can stop it: with the broker
 //! down, commands succeed and reads see them; an event the projector cannot apply is parked
 //! and the rest goes on; the projector stops within a second of SIGTERM even while it waits
-//! or retries. `replay-tools verify` passes after each.
+//! or retries; a standby projector takes over within seconds of the leader's kill -9.
+//! `replay-tools verify` passes after each.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
@@ -500,5 +501,53 @@ async fn lists_read_the_hot_values_from_redis_and_the_rows_where_redis_has_none(
         .get(&format!("/api/v1/coupon-policies/{policy_id}"), None)
         .await;
     assert_eq!(one.body["issuedCount"], 3, "{}", one.body);
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_projector_takes_over_within_seconds_of_the_leaders_kill() {
+    let system = System::start().await;
+    let first = earn(&system, 1, 10).await;
+    let _ = system
+        .get("/api/v1/points/users/1/balance", position(&first))
+        .await;
+    let leader = system.pid(PROJECTOR).expect("the projector runs");
+
+    // A second projector (another instance of the deployment) waits on the leader's lock:
+    // it must not follow the log beside it.
+    let mut standby = Box::pin(system.spawn(PROJECTOR, &[]));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), &mut standby)
+            .await
+            .is_err(),
+        "a second projector followed the log beside the leader"
+    );
+    let during = earn(&system, 1, 20).await;
+    let read = system
+        .get("/api/v1/points/users/1/balance", position(&during))
+        .await;
+    assert_eq!(read.body["balance"].as_i64(), Some(30), "{}", read.body);
+
+    // The leader dies without a word; its session's lock goes with its connection.
+    assert!(std::process::Command::new("kill")
+        .args(["-9", &leader.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let killed = Instant::now();
+    let after = earn(&system, 1, 40).await;
+    let (mut standby, _) = tokio::time::timeout(Duration::from_secs(30), standby)
+        .await
+        .expect("the standby did not take over within 30 s");
+    let took = killed.elapsed();
+    let read = system
+        .get("/api/v1/points/users/1/balance", position(&after))
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(read.body["balance"].as_i64(), Some(70), "{}", read.body);
+    eprintln!("the standby projector followed the log {took:?} after the leader's kill -9");
+    assert_verify_passes(&system).await;
+    let _ = standby.kill();
+    let _ = standby.wait();
     system.stop().await;
 }
