@@ -198,7 +198,19 @@ impl System {
 
     /// Starts (or restarts) one service and waits until it listens (APIs) or runs.
     pub async fn launch(&mut self, name: &'static str) {
-        let (child, port) = self.spawn(name, &[]).await;
+        self.launch_with(name, &[]).await;
+    }
+
+    /// Starts the command API again on the port it had (after a kill), so what knows its
+    /// address — a gateway in front of it — reaches it again.
+    pub async fn relaunch_command_api(&mut self) {
+        let port = self.command.rsplit(':').next().unwrap_or("0").to_owned();
+        self.launch_with(COMMAND_API, &[("APP_SERVER__PORT", port.as_str())])
+            .await;
+    }
+
+    async fn launch_with(&mut self, name: &'static str, overrides: &[(&str, &str)]) {
+        let (child, port) = self.spawn(name, overrides).await;
         match name {
             COMMAND_API => {
                 self.command = format!("http://127.0.0.1:{}", port.expect("command-api port"))
