@@ -30,8 +30,12 @@
 #   frozen:  reads (64 connections) with Redis well, then with the stack's Redis stopped with
 #            SIGSTOP (accepting, never answering) for the whole run: reads fall back to
 #            PostgreSQL within their deadline. Redis is sent SIGCONT at the end, whatever happens.
+#   cluster: the whole system with one command-api, and with three (members in the stack's
+#            etcd) behind the nginx gateway, alternating for ROUNDS rounds (default 2): a
+#            20,000-unit flash sale (CLUSTER_STOCK=…), 256 connections; the commands forwarded
+#            and the batches that lost the log's version check, from the instances' /metrics.
 # PHASE=system, PHASE=read, PHASE=write, PHASE=auth, PHASE=signin, PHASE=users, PHASE=frozen,
-# PHASE=ab or PHASE=rebuild runs one phase.
+# PHASE=ab, PHASE=cluster or PHASE=rebuild runs one phase.
 # Starts the release services it needs and stops exactly those. Loopback only; every load is
 # bounded in requests.  SCALE=small scripts/bench.sh for a quick run.
 # Each run works in databases of its own (dropped at the end), topics of its own
@@ -105,6 +109,52 @@ system_down() {
     redis-cli -p "${PROMO_REDIS_PORT:-56379}" --scan --pattern 'bench:*' | xargs -r -n 1000 redis-cli -p "${PROMO_REDIS_PORT:-56379}" UNLINK >/dev/null
   fi
 }
+# The same whole system with three command-api instances as one cluster (members in the
+# stack's etcd, under a prefix of this run's) behind the nginx gateway on 8190: the instances
+# on 8180, 8183 and 8184.
+cluster_up() {
+  db_url=$(fresh_db "$1"); shift
+  topics=bench-$(date +%s%N).
+  "$target/promo-topics" --prefix "$topics" create >/dev/null
+  shared=(APP_DATABASE__URL="$db_url" APP_KAFKA__TOPIC_PREFIX="$topics" APP_REDIS__PREFIX=bench: APP_RATE_LIMIT__PREFIX=bench:rl: "$@")
+  local k ports=(8180 8183 8184)
+  for k in 0 1 2; do
+    start "command-api#$k" APP_CONFIG=config/command-api APP_SERVER__PORT="${ports[$k]}" \
+      APP_CLUSTER__ETCD="$PROMO_ETCD" APP_CLUSTER__NODE="bench-$k" APP_CLUSTER__GRPC_PORT=$((9191 + k)) \
+      APP_CLUSTER__PREFIX="/promo-bench/$topics/" "${shared[@]}"
+  done
+  start "projector" APP_CONFIG=config/projector APP_SERVER__PORT=8182 "${shared[@]}"
+  start "query-api" APP_CONFIG=config/query-api APP_SERVER__PORT=8181 "${shared[@]}"
+  scripts/gateway.sh run "$run/gateway" 8190 8181 "${ports[@]}" >"$run/gateway.log" 2>&1 &
+  pids+=($!)
+  ready "${ports[@]}" 8181
+  # Writes once every instance counts three members and the handover (1 s) has passed.
+  for port in "${ports[@]}"; do
+    for _ in $(seq 1 100); do
+      curl -sf -m 2 "http://127.0.0.1:$port/metrics" | grep -q '^cluster_members{[^}]*} 3$' && continue 2
+      sleep 0.1
+    done
+    echo "the instance on port $port did not see three members; see $run/*.log" >&2
+    exit 1
+  done
+  sleep 1.5
+}
+# The sum of a counter's samples over the instances on ports "${@:2}": the lines that match
+# the extended pattern ^$1 (the name, and labels if given).
+counter_sum() {
+  local series=$1 port total=0 value
+  shift
+  for port in "$@"; do
+    # (a counter not incremented yet is not exported: 0)
+    value=$({ curl -sf -m 2 "http://127.0.0.1:$port/metrics" || true; } | { grep -E "^$series" || true; } | awk '{s += $NF} END {print s + 0}')
+    total=$(echo "$total + $value" | bc)
+  done
+  echo "$total"
+}
+cluster_counts() {
+  echo "  forwarded: $(counter_sum 'cluster_forwarded_total\{[^}]*outcome="answered"' "$@") answered, $(counter_sum 'cluster_forwarded_total\{[^}]*outcome="failed"' "$@") failed, $(counter_sum 'cluster_forwarded_total\{[^}]*outcome="skipped"' "$@") skipped; batches that lost the log's version check: $(counter_sum 'writer_races_total[ {]' "$@")"
+}
+
 # CPU ticks (utime + stime) of a process.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Per-process CPU over $1 seconds with no traffic, as % of one core.
@@ -261,6 +311,25 @@ for round in $(seq 1 "${ROUNDS:-3}"); do
   done
 done
 services=$target
+fi
+if [ "${PHASE:-all}" = cluster ]; then
+echo "## one command-api against three behind the nginx gateway (the whole system each time, alternating)"
+S=${CLUSTER_STOCK:-$((N / 5))}
+for round in $(seq 1 "${ROUNDS:-2}"); do
+  if [ $((round % 2)) = 1 ]; then order="one three"; else order="three one"; fi
+  for variant in $order; do
+    if [ "$variant" = one ]; then
+      system_up promo_bench_cluster
+      bench --command http://127.0.0.1:8180 --label "one-instance-$round" --relay --concurrency 256 flash-sale --stock "$S"
+      cluster_counts 8180
+    else
+      cluster_up promo_bench_cluster
+      bench --command http://127.0.0.1:8190 --label "three-instances-gateway-$round" --relay --concurrency 256 flash-sale --stock "$S"
+      cluster_counts 8180 8183 8184
+    fi
+    system_down promo_bench_cluster
+  done
+done
 fi
 if [ "${PHASE:-all}" = rebuild ] || [ "${PHASE:-all}" = all ]; then
 echo "## rebuild (replay-tools, fresh database)"
