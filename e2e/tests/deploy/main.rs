@@ -647,16 +647,49 @@ fn the_gateway_prometheus_and_healthchecks_use_the_services_ports() {
             .get("metrics_path")
             .and_then(Yaml::as_str)
             .unwrap_or("/metrics");
-        for target in job
-            .get("static_configs")
-            .and_then(Yaml::as_sequence)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.get("targets").and_then(Yaml::as_sequence))
-            .flatten()
-            .filter_map(Yaml::as_str)
-        {
+        let configs = |key: &str| {
+            job.get(key)
+                .and_then(Yaml::as_sequence)
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let fixed = configs("static_configs").into_iter().flat_map(|c| {
+            c.get("targets")
+                .and_then(Yaml::as_sequence)
+                .into_iter()
+                .flatten()
+                .filter_map(Yaml::as_str)
+                .map(|t| (t.to_owned(), false))
+                .collect::<Vec<_>>()
+        });
+        // DNS discovery of a service's name: every replica's address, at `port`.
+        let discovered = configs("dns_sd_configs").into_iter().flat_map(|c| {
+            let port = c.get("port").and_then(scalar).unwrap_or_default();
+            c.get("names")
+                .and_then(Yaml::as_sequence)
+                .into_iter()
+                .flatten()
+                .filter_map(Yaml::as_str)
+                .map(|n| (format!("{n}:{port}"), true))
+                .collect::<Vec<_>>()
+        });
+        for (target, every_replica) in fixed.chain(discovered) {
+            let target = target.as_str();
             let host = target.split(':').next().unwrap_or_default();
+            let replicas = services
+                .get(host)
+                .and_then(|s| s.get("deploy"))
+                .and_then(|d| d.get("replicas"))
+                .and_then(Yaml::as_u64)
+                .unwrap_or(1);
+            if replicas > 1 && !every_replica {
+                problems.push(format!(
+                    "{prometheus_file}: {target} is a static target of {replicas} replicas: each \
+                     scrape reaches one of them (use dns_sd_configs)"
+                ));
+            }
             if ports.contains_key(host) {
                 check(&mut problems, &prometheus_file, target);
                 if path != "/metrics" {
