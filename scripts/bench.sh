@@ -33,7 +33,7 @@
 #   cluster: the whole system with one command-api, and with three (members in the stack's
 #            etcd) behind the nginx gateway, alternating for ROUNDS rounds (default 2): a
 #            20,000-unit flash sale (CLUSTER_STOCK=…), 256 connections; the commands forwarded
-#            and the batches that lost the log's version check, from the instances' /metrics.
+#            and the batches decided again after a lost race, from the instances' /metrics.
 # PHASE=system, PHASE=read, PHASE=write, PHASE=auth, PHASE=signin, PHASE=users, PHASE=frozen,
 # PHASE=ab, PHASE=cluster or PHASE=rebuild runs one phase.
 # Starts the release services it needs and stops exactly those. Loopback only; every load is
@@ -152,7 +152,7 @@ counter_sum() {
   echo "$total"
 }
 cluster_counts() {
-  echo "  forwarded: $(counter_sum 'cluster_forwarded_total\{[^}]*outcome="answered"' "$@") answered, $(counter_sum 'cluster_forwarded_total\{[^}]*outcome="failed"' "$@") failed, $(counter_sum 'cluster_forwarded_total\{[^}]*outcome="skipped"' "$@") skipped; batches that lost the log's version check: $(counter_sum 'writer_races_total[ {]' "$@")"
+  echo "  forwarded: $(counter_sum 'cluster_forwarded_total\{[^}]*outcome="answered"' "$@") answered, $(counter_sum 'cluster_forwarded_total\{[^}]*outcome="failed"' "$@") failed, $(counter_sum 'cluster_forwarded_total\{[^}]*outcome="skipped"' "$@") skipped; batches decided again after a lost race: $(counter_sum 'writer_races_total[ {]' "$@")"
 }
 
 # CPU ticks (utime + stime) of a process.

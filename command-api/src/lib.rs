@@ -282,8 +282,10 @@ impl Application {
                 .with_nodelay(Some(true));
             let door = tokio::spawn(
                 tonic::transport::Server::builder()
-                    // A call without `grpc-timeout` does not hold a handler for ever, and a
-                    // connection that sends more at once than the HTTP edge serves waits.
+                    // A call without `grpc-timeout` does not hold a handler for ever (the HTTP
+                    // edge's request deadline), and a peer's connection has at most as many
+                    // calls served at once as the edge's in-flight bound; more wait, within
+                    // their deadline.
                     .timeout(member.request_timeout)
                     .concurrency_limit_per_connection(member.max_in_flight)
                     .http2_keepalive_interval(Some(std::time::Duration::from_secs(5)))

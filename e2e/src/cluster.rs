@@ -83,6 +83,23 @@ impl Drop for PrivateEtcd {
     }
 }
 
+/// The names of the members registered in `etcd` now (under the default prefix).
+pub async fn registered(etcd: &PrivateEtcd) -> Vec<String> {
+    const PREFIX: &str = "/promo/command-api/members/";
+    let mut client = etcd_client::Client::connect([etcd.endpoint()], None)
+        .await
+        .unwrap();
+    let listed = client
+        .get(PREFIX, Some(etcd_client::GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    listed
+        .kvs()
+        .iter()
+        .filter_map(|kv| kv.key_str().ok()?.strip_prefix(PREFIX).map(str::to_owned))
+        .collect()
+}
+
 /// The settings that make a [`System`]'s command-api member `node` of the cluster in `etcd`,
 /// with a short lease (2 s) so a test sees a failover in seconds.
 pub fn member_env(etcd: &PrivateEtcd, node: &str) -> Vec<(String, String)> {

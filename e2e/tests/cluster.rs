@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use command_api::cluster::ownership::{owner_of, Member};
-use e2e::cluster::{member_env, wait_for_members, Gateway, Instance, PrivateEtcd};
+use e2e::cluster::{member_env, registered, wait_for_members, Gateway, Instance, PrivateEtcd};
 use e2e::System;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -382,8 +382,9 @@ async fn with_etcd_stopped_writes_are_refused_clearly_and_come_back_with_it() {
     accepted(&body);
     etcd.stop();
     let stopped = Instant::now();
-    // Within the lease (2 s) the instances go on; past it, each refuses what it cannot
-    // confirm it owns: 503 with Retry-After, never a decision by two owners.
+    // A member stops deciding as soon as its keep-alive fails, and at the latest a handover
+    // time after its last good list (a few early 201s may still come); then each refuses
+    // what it cannot confirm it owns: 503 with Retry-After, never a decision by two owners.
     let mut refused = 0;
     let mut n = 2;
     while stopped.elapsed() < Duration::from_secs(30) {
@@ -509,7 +510,11 @@ async fn the_grpc_door_acts_for_no_one_whose_token_it_cannot_verify() {
         subject: "7".into(),
         role: auth::Role::User,
     };
-    assert_eq!(forward(service(), None, 1).await, 401, "no token");
+    assert_eq!(
+        forward(service(), None, 1).await,
+        503,
+        "no token: no principal believed (an instance of an older version sends none)"
+    );
     assert_eq!(
         forward(service(), Some("not.a.token".into()), 2).await,
         401,
@@ -578,6 +583,8 @@ async fn an_owner_stopped_with_sigterm_exits_within_a_second_and_another_takes_o
         took < Duration::from_secs(1),
         "b took {took:?} to stop after SIGTERM"
     );
+    // It revoked its lease on the way out: its key is gone now, not a lease time later.
+    assert_eq!(registered(&etcd).await, ["a", "c"], "b's key outlived it");
     // b revoked its lease on the way out: a and c see two members at once, not after the
     // lease (2 s) has run out, and one of them owns the sale after the handover (0.5 s).
     let mut n = 2;

@@ -134,7 +134,7 @@ fn describe() {
     );
     describe_counter!(
         "writer_races_total",
-        "writer batches that lost the event log's version check (another writer appended first), by aggregate"
+        "writer batches decided again because their commit lost a race (another writer appended first, a taken key or id, a serialization failure), by aggregate"
     );
     describe_histogram!(
         "writer_commit_batch_size",

@@ -35,7 +35,7 @@ impl Door {
             crate::http::extract::MAX_BODY_BYTES
                 .load(std::sync::atomic::Ordering::Relaxed)
                 .max(64 * 1024)
-                * 2,
+                .saturating_mul(2),
         )
     }
 }
@@ -80,18 +80,22 @@ impl Door {
         let Some(authenticator) = &self.authenticator else {
             return Ok(());
         };
-        let verified = call
-            .credential
-            .as_deref()
-            .map(|token| auth::http::verify_bounded(authenticator, token));
-        match verified {
-            Some(Ok(principal)) if principal == call.caller => Ok(()),
+        let Some(token) = call.credential.as_deref() else {
+            // An instance of a version before tokens crossed the hop (a rolling upgrade), or
+            // not an instance at all: not the client's fault either way, and no principal is
+            // believed — 503, and the client's retry finds another way.
+            return Err(CommandError::Unavailable(
+                "a forwarded call without the client's token".into(),
+            ));
+        };
+        match auth::http::verify_bounded(authenticator, token) {
+            Ok(principal) if principal == call.caller => Ok(()),
             other => {
                 tracing::warn!(
                     request_id = %call.request_id,
-                    verified = other.is_some_and(|v| v.is_ok()),
-                    "a forwarded call refused: its token is missing, does not verify, or names \
-                     another principal"
+                    verified = other.is_ok(),
+                    "a forwarded call refused: its token does not verify, or names another \
+                     principal"
                 );
                 Err(CommandError::Other {
                     status: axum::http::StatusCode::UNAUTHORIZED,

@@ -25,9 +25,10 @@ const LIST_DEADLINE: Duration = Duration::from_millis(400);
 /// Deadline of the lease's revocation at shutdown.
 const REVOKE_DEADLINE: Duration = Duration::from_millis(300);
 
-/// Keeps this member registered until `stop` turns true, then revokes its lease so the others
-/// take over at once (ends within a second of `stop`: each call to etcd has a deadline of
-/// 400 ms, the revocation 300 ms).
+/// Keeps this member registered until `stop` turns true, then revokes its lease (and any it
+/// could not revoke before) so the others take over after one handover time rather than a lease
+/// time (ends within a second of `stop`: each call to etcd has a deadline of 400 ms, the
+/// revocations 300 ms).
 pub(super) async fn run(
     settings: ClusterSettings,
     address: String,
@@ -40,9 +41,10 @@ pub(super) async fn run(
     // sessions keep failing soon after they open backs off and logs once, not every round.
     let (mut failing, mut told_back) = (false, false);
     let held = Duration::from_secs(settings.lease_ttl_seconds);
-    // A lease of this member's that could not be revoked (etcd was down): after an etcd
-    // restart etcd extends it, and its key would hold the name for a lease time more.
-    let mut unrevoked = None;
+    // Leases of this member's not revoked yet: one etcd did not answer the revocation of (down;
+    // after a restart etcd extends it, and its key would hold the name for a lease time
+    // more), or one granted by a registration that was cut off by the stop.
+    let mut unrevoked = Vec::new();
     loop {
         let session = Session::open(&settings, &address, &ownership, &mut unrevoked);
         let outcome = tokio::select! {
@@ -63,7 +65,7 @@ pub(super) async fn run(
                 // name against the next registration until it expires; else the next
                 // registration tries again.
                 if !session.revoke().await {
-                    unrevoked = Some(session.lease);
+                    unrevoked.push(session.lease);
                 }
                 if *stop.borrow() {
                     break;
@@ -79,6 +81,8 @@ pub(super) async fn run(
             Err(e) => {
                 if !std::mem::replace(&mut failing, true) {
                     tracing::warn!(node = %settings.node, error = %e, "cannot register in etcd; retrying");
+                } else {
+                    tracing::debug!(node = %settings.node, error = %e, "registration failed again");
                 }
             }
         }
@@ -90,6 +94,45 @@ pub(super) async fn run(
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     ownership.set_lease(None);
+    if !unrevoked.is_empty() {
+        let revoked = tokio::time::timeout(REVOKE_DEADLINE, async {
+            let mut client = connect(&settings).await.ok()?;
+            revoke_all(&mut client, &mut unrevoked).await;
+            Some(())
+        })
+        .await;
+        if revoked.is_err() || !unrevoked.is_empty() {
+            tracing::warn!(
+                leases = unrevoked.len(),
+                "leases left to expire by themselves"
+            );
+        }
+    }
+}
+
+/// A client of etcd with the deadlines this module keeps.
+async fn connect(settings: &ClusterSettings) -> Result<Client, etcd_client::Error> {
+    let endpoints: Vec<&str> = settings.etcd.split(',').map(str::trim).collect();
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_timeout(LIST_DEADLINE);
+    Client::connect(endpoints, Some(options)).await
+}
+
+/// Revokes `leases`, keeping those etcd did not revoke — but for a lease it no longer knows
+/// (expired: gone too). Any other refusal (an etcd just restarted, without a leader yet) is
+/// tried again at the next registration.
+async fn revoke_all(client: &mut Client, leases: &mut Vec<i64>) {
+    let mut left = Vec::new();
+    for lease in leases.drain(..) {
+        match client.lease_revoke(lease).await {
+            Ok(_) => {}
+            Err(etcd_client::Error::GRpcStatus(status))
+                if status.code() == tonic::Code::NotFound => {}
+            Err(_) => left.push(lease),
+        }
+    }
+    *leases = left;
 }
 
 /// Completes when `stop` turns true (or its sender is gone).
@@ -111,24 +154,20 @@ impl Session {
         settings: &ClusterSettings,
         address: &str,
         ownership: &Ownership,
-        unrevoked: &mut Option<i64>,
+        unrevoked: &mut Vec<i64>,
     ) -> Result<Self, Failure> {
         let ttl = settings.lease_ttl_seconds;
-        let endpoints: Vec<&str> = settings.etcd.split(',').map(str::trim).collect();
-        let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(1))
-            .with_timeout(LIST_DEADLINE);
-        let mut client = Client::connect(endpoints, Some(options)).await?;
-        if let Some(old) = *unrevoked {
-            // Ours, from before: its key goes with it (a lease etcd no longer knows is an
-            // error to ignore).
-            let _ = client.lease_revoke(old).await;
-        }
+        let mut client = connect(settings).await?;
+        // Ours, from before: their keys go with them.
+        revoke_all(&mut client, unrevoked).await;
         let granted_at = Instant::now();
         let lease = client.lease_grant(ttl as i64, None).await?.id();
+        // Until registered, the new lease is a leftover too: if the stop cuts this off, it
+        // is revoked on the way out.
+        unrevoked.push(lease);
         match Self::register(&mut client, settings, address, lease, ownership).await {
             Ok(Some(revision)) => {
-                *unrevoked = None;
+                unrevoked.retain(|l| *l != lease);
                 ownership.set_lease(Some(granted_at + Duration::from_secs(ttl)));
                 Ok(Self {
                     client,
@@ -140,9 +179,7 @@ impl Session {
             // the lease goes, now or at the next registration, so no key of ours is left
             // that nothing keeps alive.
             outcome => {
-                if client.lease_revoke(lease).await.is_err() {
-                    *unrevoked = Some(lease);
-                }
+                revoke_all(&mut client, unrevoked).await;
                 Err(match outcome {
                     Ok(_) => format!(
                         "another process holds the name {} (a previous life of this one: until \
@@ -215,6 +252,11 @@ impl Session {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let handover = Duration::from_millis(settings.handover_ms);
         let mut relist = tokio::time::interval((handover / 3).max(Duration::from_millis(50)));
+        // A list slower than a third of the handover time is given up for the next: one slow
+        // read must not let the view's trust run out while a quicker one could have kept it.
+        let list_deadline = LIST_DEADLINE
+            .min(handover / 3)
+            .max(Duration::from_millis(50));
         relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut listing_fails = false;
         let mut sent: Option<Instant> = None;
@@ -242,7 +284,7 @@ impl Session {
                     // A failed list ends nothing: the view is trusted a handover time after
                     // the last good one, and the next tries again.
                     let listed_at = Instant::now();
-                    match list(&mut self.client, settings, self.lease).await {
+                    match self.list_within(settings, list_deadline).await {
                         Ok(Some((members, _))) => {
                             if std::mem::take(&mut listing_fails) {
                                 tracing::info!("listing the members works again");
@@ -270,7 +312,7 @@ impl Session {
                 change = changes.message() => match change {
                     Ok(Some(_)) => {
                         let listed_at = Instant::now();
-                        match list(&mut self.client, settings, self.lease).await {
+                        match self.list_within(settings, list_deadline).await {
                             Ok(Some((members, _))) => ownership.set_members(members, false, listed_at),
                             Ok(None) => return NOT_OURS.into(),
                             Err(_) => {} // the next list tries again
@@ -284,6 +326,18 @@ impl Session {
     }
 
     /// Gives the lease back: this member's key goes at once and the others take over.
+    /// The member list, read within `deadline`.
+    async fn list_within(
+        &mut self,
+        settings: &ClusterSettings,
+        deadline: Duration,
+    ) -> Result<Option<(Vec<Member>, i64)>, String> {
+        match tokio::time::timeout(deadline, list(&mut self.client, settings, self.lease)).await {
+            Ok(listed) => listed.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {deadline:?}")),
+        }
+    }
+
     /// Revokes the lease (this member's key goes with it); whether etcd did.
     async fn revoke(&mut self) -> bool {
         let revoked =

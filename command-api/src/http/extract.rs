@@ -167,7 +167,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                 forwarded: false,
                 // The gate verified it (when authentication is on); the owner of a forwarded
                 // command verifies it again.
-                credential: auth::http::bearer(&parts.headers).map(str::to_owned),
+                credential: auth::http::bearer(&parts.headers)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned),
             },
         })
     }

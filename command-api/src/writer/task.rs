@@ -226,8 +226,9 @@ where
                     return reply_all(pending, decided, base, first_position);
                 }
                 Err(CommitError::Race) => {
-                    // Another writer appended to the stream first: outside a handover between
-                    // instances (or a frozen one resuming), there should be none.
+                    // Decided again: another writer appended to the stream first (a handover
+                    // between instances, a frozen one resuming), or the commit met a taken
+                    // idempotency key or entity id, or a serialization failure or deadlock.
                     metrics::counter!("writer_races_total", "aggregate" => A::CATEGORY)
                         .increment(1);
                     self.state = None;
