@@ -245,7 +245,7 @@ impl System {
             .unwrap_or_else(|e| panic!("starting {name} from {}: {e}", bin_dir().display()));
         let stdout = child.stdout.take().unwrap();
         let wanted = format!("{name} listening");
-        let port = tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             let mut lines = BufReader::new(stdout).lines();
             let mut port = None;
             for line in lines.by_ref() {
@@ -274,9 +274,20 @@ impl System {
                 }
             });
             port
-        })
-        .await
-        .unwrap();
+        });
+        // A service that never says it listens (a log filter that hides the line, a start
+        // that hangs) fails the test instead of holding it, and CI, for ever.
+        const STARTUP: Duration = Duration::from_secs(90);
+        let port = match tokio::time::timeout(STARTUP, read).await {
+            Ok(read) => read.unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{name} did not log that it listens (or follows the log) within {STARTUP:?}"
+                );
+            }
+        };
         (child, port.and_then(|p| u16::try_from(p).ok()))
     }
 
