@@ -64,8 +64,16 @@ pub(super) async fn run(
                 // The old lease goes (if etcd still answers), so its key does not hold the
                 // name against the next registration until it expires; else the next
                 // registration tries again.
-                if !session.revoke().await {
-                    unrevoked.push(session.lease);
+                unrevoked.push(session.lease);
+                let _ = tokio::time::timeout(
+                    REVOKE_DEADLINE,
+                    revoke_all(&mut session.client, &mut unrevoked),
+                )
+                .await;
+                if unrevoked.contains(&session.lease) {
+                    tracing::warn!("could not revoke the lease; it expires by itself, or goes at the next registration");
+                } else {
+                    tracing::info!("lease revoked: this member is out of the list");
                 }
                 if *stop.borrow() {
                     break;
@@ -121,18 +129,19 @@ async fn connect(settings: &ClusterSettings) -> Result<Client, etcd_client::Erro
 
 /// Revokes `leases`, keeping those etcd did not revoke — but for a lease it no longer knows
 /// (expired: gone too). Any other refusal (an etcd just restarted, without a leader yet) is
-/// tried again at the next registration.
+/// tried again at the next registration. Cut off by a deadline, it keeps what it had not
+/// revoked yet.
 async fn revoke_all(client: &mut Client, leases: &mut Vec<i64>) {
-    let mut left = Vec::new();
-    for lease in leases.drain(..) {
-        match client.lease_revoke(lease).await {
-            Ok(_) => {}
-            Err(etcd_client::Error::GRpcStatus(status))
-                if status.code() == tonic::Code::NotFound => {}
-            Err(_) => left.push(lease),
+    for lease in leases.clone() {
+        let gone = match client.lease_revoke(lease).await {
+            Ok(_) => true,
+            Err(etcd_client::Error::GRpcStatus(status)) => status.code() == tonic::Code::NotFound,
+            Err(_) => false,
+        };
+        if gone {
+            leases.retain(|l| *l != lease);
         }
     }
-    *leases = left;
 }
 
 /// Completes when `stop` turns true (or its sender is gone).
@@ -325,7 +334,6 @@ impl Session {
         }
     }
 
-    /// Gives the lease back: this member's key goes at once and the others take over.
     /// The member list, read within `deadline`.
     async fn list_within(
         &mut self,
@@ -335,22 +343,6 @@ impl Session {
         match tokio::time::timeout(deadline, list(&mut self.client, settings, self.lease)).await {
             Ok(listed) => listed.map_err(|e| e.to_string()),
             Err(_) => Err(format!("no answer within {deadline:?}")),
-        }
-    }
-
-    /// Revokes the lease (this member's key goes with it); whether etcd did.
-    async fn revoke(&mut self) -> bool {
-        let revoked =
-            tokio::time::timeout(REVOKE_DEADLINE, self.client.lease_revoke(self.lease)).await;
-        match revoked {
-            Ok(Ok(_)) => {
-                tracing::info!("lease revoked: this member is out of the list");
-                true
-            }
-            _ => {
-                tracing::warn!("could not revoke the lease; it expires by itself, or goes at the next registration");
-                false
-            }
         }
     }
 }
