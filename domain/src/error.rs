@@ -107,6 +107,19 @@ pub enum DomainError {
     NotOrderOwner,
     #[error("the order has already been cancelled")]
     OrderAlreadyCanceled,
+
+    #[error("this order already holds a reservation")]
+    ReservationExists,
+    #[error("reservation not found")]
+    ReservationNotFound,
+    #[error("the reservation belongs to another user")]
+    NotReservationOwner,
+    #[error("the reservation has expired")]
+    ReservationExpired,
+    #[error("the reservation has already been confirmed or released")]
+    ReservationClosed,
+    #[error("the reservation has not reached its expiry")]
+    ReservationNotDue,
 }
 
 impl DomainError {
@@ -158,6 +171,12 @@ impl DomainError {
             OrderNotFound => "ORDER_NOT_FOUND",
             NotOrderOwner => "NOT_OWNER",
             OrderAlreadyCanceled => "ORDER_ALREADY_CANCELED",
+            ReservationExists => "RESERVATION_EXISTS",
+            ReservationNotFound => "RESERVATION_NOT_FOUND",
+            NotReservationOwner => "NOT_OWNER",
+            ReservationExpired => "RESERVATION_EXPIRED",
+            ReservationClosed => "RESERVATION_CLOSED",
+            ReservationNotDue => "RESERVATION_NOT_DUE",
         }
     }
 
@@ -167,14 +186,15 @@ impl DomainError {
         match self {
             InvalidInput { .. } => RefusalKind::InvalidInput,
             PolicyNotFound | CouponNotFound | TransactionNotFound | ProductNotFound
-            | TimeSaleNotFound | OrderNotFound => RefusalKind::NotFound,
+            | TimeSaleNotFound | OrderNotFound | ReservationNotFound => RefusalKind::NotFound,
             PolicyAlreadyExists
             | CouponIdTaken
             | TransactionIdTaken
             | ProductAlreadyExists
             | TimeSaleAlreadyExists
-            | OrderIdTaken => RefusalKind::AlreadyExists,
-            NotCouponOwner | NotOrderOwner => RefusalKind::NotOwner,
+            | OrderIdTaken
+            | ReservationExists => RefusalKind::AlreadyExists,
+            NotCouponOwner | NotOrderOwner | NotReservationOwner => RefusalKind::NotOwner,
             Unacceptable { .. } => RefusalKind::RuleViolated,
             _ => RefusalKind::RuleViolated,
         }

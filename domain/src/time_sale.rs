@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::values::{checked_time, Money, Quantity, UserId};
+use crate::values::{checked_time, Money, Quantity, Text, UserId};
 use crate::DomainError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +152,30 @@ pub struct Order {
     pub status: OrderStatus,
 }
 
+/// Where a checkout hold stands. `Held` units are out of stock for everyone else; the other
+/// three are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReservationStatus {
+    Held,
+    Confirmed,
+    Released,
+    Expired,
+}
+
+/// Units of a sale held for a checkout (the shop's order `order_ref`) until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub order_ref: Text,
+    pub user_id: UserId,
+    pub quantity: Quantity,
+    pub expires_at: DateTime<Utc>,
+    pub status: ReservationStatus,
+    /// The order a confirmation created.
+    pub order_id: Option<Uuid>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum TimeSaleCommand {
     CreateTimeSale {
@@ -167,6 +191,35 @@ pub enum TimeSaleCommand {
     CancelOrder {
         order_id: Uuid,
         acting_user: Option<UserId>,
+        now: DateTime<Utc>,
+    },
+    /// Holds units for a checkout until `expires_at`: out of stock for everyone else, within
+    /// the buyer's limit, like an order. One hold per `order_ref`.
+    Reserve {
+        reservation_id: Uuid,
+        order_ref: Text,
+        user_id: UserId,
+        quantity: Quantity,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    /// The checkout paid: the held units become the order `order_id`.
+    ConfirmReservation {
+        reservation_id: Uuid,
+        order_id: Uuid,
+        acting_user: Option<UserId>,
+        now: DateTime<Utc>,
+    },
+    /// The checkout gave up: the held units go back to stock at once.
+    ReleaseReservation {
+        reservation_id: Uuid,
+        acting_user: Option<UserId>,
+        now: DateTime<Utc>,
+    },
+    /// The system's deadline: a hold still held at its expiry goes back to stock. Refused
+    /// before the expiry and for a hold no longer held, so it fires once.
+    ExpireReservation {
+        reservation_id: Uuid,
         now: DateTime<Utc>,
     },
 }
@@ -196,6 +249,46 @@ pub enum TimeSaleEvent {
         remaining_after: u32,
         at: DateTime<Utc>,
     },
+    /// Units held for a checkout. `remaining_after` is the stock anyone can still buy;
+    /// `reserved_after` the units held in all open reservations.
+    Reserved {
+        reservation_id: Uuid,
+        order_ref: Text,
+        user_id: UserId,
+        quantity: Quantity,
+        unit_price: Money,
+        expires_at: DateTime<Utc>,
+        remaining_after: u32,
+        reserved_after: u32,
+        at: DateTime<Utc>,
+    },
+    /// A hold became the order `order_id` (an order created, as `order.created` is).
+    ReservationConfirmed {
+        reservation_id: Uuid,
+        order_id: Uuid,
+        user_id: UserId,
+        quantity: Quantity,
+        unit_price: Money,
+        total_price: Money,
+        remaining_after: u32,
+        reserved_after: u32,
+        at: DateTime<Utc>,
+    },
+    /// A hold given up by the checkout: its units are back in stock.
+    ReservationReleased(HoldEnded),
+    /// A hold that reached its expiry unconfirmed: its units are back in stock.
+    ReservationExpired(HoldEnded),
+}
+
+/// A hold that ended without an order: what went back to stock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HoldEnded {
+    pub reservation_id: Uuid,
+    pub user_id: UserId,
+    pub quantity: Quantity,
+    pub remaining_after: u32,
+    pub reserved_after: u32,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -203,8 +296,17 @@ pub struct TimeSale {
     spec: Option<TimeSaleSpec>,
     remaining: u32,
     orders: HashMap<Uuid, Order>,
-    /// Units each user holds in live (not cancelled) orders: the per-user limit.
+    /// Units each user holds in live (not cancelled) orders and open holds: the per-user
+    /// limit.
     bought: HashMap<UserId, u32>,
+    /// Units held in open reservations.
+    #[serde(default)]
+    reserved: u32,
+    #[serde(default)]
+    reservations: HashMap<Uuid, Reservation>,
+    /// The shop's order reference → its reservation (one hold per checkout).
+    #[serde(default)]
+    order_refs: HashMap<String, Uuid>,
 }
 
 impl TimeSale {
@@ -222,6 +324,18 @@ impl TimeSale {
     }
     pub fn orders(&self) -> impl Iterator<Item = (&Uuid, &Order)> {
         self.orders.iter()
+    }
+    /// Units held in open reservations.
+    pub fn reserved(&self) -> u32 {
+        self.reserved
+    }
+    pub fn reservation(&self, reservation_id: &Uuid) -> Option<&Reservation> {
+        self.reservations.get(reservation_id)
+    }
+    /// The reservation of the shop's order `order_ref`, if one was made.
+    pub fn reservation_of(&self, order_ref: &str) -> Option<(Uuid, &Reservation)> {
+        let id = self.order_refs.get(order_ref)?;
+        Some((*id, self.reservations.get(id)?))
     }
     pub fn status(&self, now: DateTime<Utc>) -> Option<TimeSaleStatus> {
         let spec = self.spec.as_ref()?;
@@ -250,32 +364,11 @@ impl TimeSale {
                 quantity,
                 now,
             } => {
-                match TimeSaleStatus::at(spec.start_at, spec.end_at, self.remaining, now) {
-                    TimeSaleStatus::Scheduled => return Err(DomainError::TimeSaleNotStarted),
-                    TimeSaleStatus::Ended => return Err(DomainError::TimeSaleEnded),
-                    TimeSaleStatus::SoldOut => return Err(DomainError::SoldOut),
-                    TimeSaleStatus::Active => {}
-                }
+                self.check_take(spec, user_id, quantity, now)?;
                 if self.orders.contains_key(&order_id) {
                     return Err(DomainError::OrderIdTaken);
                 }
-                if quantity.get() > self.remaining {
-                    return Err(DomainError::InsufficientStock);
-                }
-                if let Some(limit) = spec.per_user_limit {
-                    // u64: the sum of two u32 cannot overflow.
-                    let after = u64::from(self.bought_by(user_id)) + u64::from(quantity.get());
-                    if after > u64::from(limit.get()) {
-                        return Err(DomainError::PerUserLimitExceeded);
-                    }
-                }
-                let total_price =
-                    spec.discount_price
-                        .checked_mul(quantity)
-                        .ok_or(DomainError::unacceptable(
-                            "quantity",
-                            "order total is too large",
-                        ))?;
+                let total_price = total(spec, quantity)?;
                 Ok(vec![TimeSaleEvent::OrderPlaced {
                     order_id,
                     user_id,
@@ -309,6 +402,165 @@ impl TimeSale {
                     at: now,
                 }])
             }
+            TimeSaleCommand::Reserve {
+                reservation_id,
+                order_ref,
+                user_id,
+                quantity,
+                expires_at,
+                now,
+            } => {
+                if self.order_refs.contains_key(order_ref.as_str()) {
+                    return Err(DomainError::ReservationExists);
+                }
+                self.check_take(spec, user_id, quantity, now)?;
+                if self.reservations.contains_key(&reservation_id) {
+                    return Err(DomainError::ReservationExists);
+                }
+                let expires_at = checked_time(expires_at, "ttlSeconds")?;
+                if expires_at <= now {
+                    return Err(DomainError::unacceptable(
+                        "ttlSeconds",
+                        "the hold must end after now",
+                    ));
+                }
+                total(spec, quantity)?;
+                Ok(vec![TimeSaleEvent::Reserved {
+                    reservation_id,
+                    order_ref,
+                    user_id,
+                    quantity,
+                    unit_price: spec.discount_price,
+                    expires_at,
+                    remaining_after: self.remaining - quantity.get(),
+                    reserved_after: self.reserved + quantity.get(),
+                    at: now,
+                }])
+            }
+            TimeSaleCommand::ConfirmReservation {
+                reservation_id,
+                order_id,
+                acting_user,
+                now,
+            } => {
+                let hold = self.open_hold(reservation_id, acting_user, now)?;
+                if self.orders.contains_key(&order_id) {
+                    return Err(DomainError::OrderIdTaken);
+                }
+                Ok(vec![TimeSaleEvent::ReservationConfirmed {
+                    reservation_id,
+                    order_id,
+                    user_id: hold.user_id,
+                    quantity: hold.quantity,
+                    unit_price: spec.discount_price,
+                    total_price: total(spec, hold.quantity)?,
+                    remaining_after: self.remaining,
+                    reserved_after: self.reserved - hold.quantity.get(),
+                    at: now,
+                }])
+            }
+            TimeSaleCommand::ReleaseReservation {
+                reservation_id,
+                acting_user,
+                now,
+            } => {
+                let hold = self.open_hold(reservation_id, acting_user, now)?;
+                Ok(vec![TimeSaleEvent::ReservationReleased(self.hold_ended(
+                    reservation_id,
+                    hold,
+                    now,
+                ))])
+            }
+            TimeSaleCommand::ExpireReservation {
+                reservation_id,
+                now,
+            } => {
+                let hold = self
+                    .reservations
+                    .get(&reservation_id)
+                    .ok_or(DomainError::ReservationNotFound)?;
+                if hold.status != ReservationStatus::Held {
+                    return Err(DomainError::ReservationClosed);
+                }
+                if now < hold.expires_at {
+                    return Err(DomainError::ReservationNotDue);
+                }
+                Ok(vec![TimeSaleEvent::ReservationExpired(self.hold_ended(
+                    reservation_id,
+                    hold,
+                    now,
+                ))])
+            }
+        }
+    }
+
+    /// Whether `user_id` may take `quantity` units now (order or hold): the sale is active,
+    /// the stock suffices, the buyer's limit holds.
+    fn check_take(
+        &self,
+        spec: &TimeSaleSpec,
+        user_id: UserId,
+        quantity: Quantity,
+        now: DateTime<Utc>,
+    ) -> Result<(), DomainError> {
+        match TimeSaleStatus::at(spec.start_at, spec.end_at, self.remaining, now) {
+            TimeSaleStatus::Scheduled => return Err(DomainError::TimeSaleNotStarted),
+            TimeSaleStatus::Ended => return Err(DomainError::TimeSaleEnded),
+            TimeSaleStatus::SoldOut => return Err(DomainError::SoldOut),
+            TimeSaleStatus::Active => {}
+        }
+        if quantity.get() > self.remaining {
+            return Err(DomainError::InsufficientStock);
+        }
+        if let Some(limit) = spec.per_user_limit {
+            // u64: the sum of two u32 cannot overflow.
+            let after = u64::from(self.bought_by(user_id)) + u64::from(quantity.get());
+            if after > u64::from(limit.get()) {
+                return Err(DomainError::PerUserLimitExceeded);
+            }
+        }
+        Ok(())
+    }
+
+    /// A hold its buyer (or a service) may still confirm or release: held and not past its
+    /// expiry — past it, only the deadline ends it.
+    fn open_hold(
+        &self,
+        reservation_id: Uuid,
+        acting_user: Option<UserId>,
+        now: DateTime<Utc>,
+    ) -> Result<&Reservation, DomainError> {
+        let hold = self
+            .reservations
+            .get(&reservation_id)
+            .ok_or(DomainError::ReservationNotFound)?;
+        if acting_user.is_some_and(|user| user != hold.user_id) {
+            return Err(DomainError::NotReservationOwner);
+        }
+        match hold.status {
+            ReservationStatus::Held if now < hold.expires_at => Ok(hold),
+            ReservationStatus::Held | ReservationStatus::Expired => {
+                Err(DomainError::ReservationExpired)
+            }
+            ReservationStatus::Confirmed | ReservationStatus::Released => {
+                Err(DomainError::ReservationClosed)
+            }
+        }
+    }
+
+    fn hold_ended(
+        &self,
+        reservation_id: Uuid,
+        hold: &Reservation,
+        now: DateTime<Utc>,
+    ) -> HoldEnded {
+        HoldEnded {
+            reservation_id,
+            user_id: hold.user_id,
+            quantity: hold.quantity,
+            remaining_after: self.remaining + hold.quantity.get(),
+            reserved_after: self.reserved - hold.quantity.get(),
+            at: now,
         }
     }
 
@@ -351,8 +603,87 @@ impl TimeSale {
                     order.status = OrderStatus::Canceled;
                 }
             }
+            TimeSaleEvent::Reserved {
+                reservation_id,
+                order_ref,
+                user_id,
+                quantity,
+                expires_at,
+                remaining_after,
+                reserved_after,
+                ..
+            } => {
+                self.remaining = remaining_after;
+                self.reserved = reserved_after;
+                *self.bought.entry(user_id).or_default() += quantity.get();
+                self.order_refs
+                    .insert(order_ref.as_str().to_owned(), reservation_id);
+                self.reservations.insert(
+                    reservation_id,
+                    Reservation {
+                        order_ref,
+                        user_id,
+                        quantity,
+                        expires_at,
+                        status: ReservationStatus::Held,
+                        order_id: None,
+                    },
+                );
+            }
+            TimeSaleEvent::ReservationConfirmed {
+                reservation_id,
+                order_id,
+                user_id,
+                quantity,
+                remaining_after,
+                reserved_after,
+                ..
+            } => {
+                // The units stay counted in the buyer's limit: the hold became an order.
+                self.remaining = remaining_after;
+                self.reserved = reserved_after;
+                if let Some(hold) = self.reservations.get_mut(&reservation_id) {
+                    hold.status = ReservationStatus::Confirmed;
+                    hold.order_id = Some(order_id);
+                }
+                self.orders.insert(
+                    order_id,
+                    Order {
+                        user_id,
+                        quantity,
+                        status: OrderStatus::Created,
+                    },
+                );
+            }
+            TimeSaleEvent::ReservationReleased(ended) => {
+                self.end_hold(ended, ReservationStatus::Released)
+            }
+            TimeSaleEvent::ReservationExpired(ended) => {
+                self.end_hold(ended, ReservationStatus::Expired)
+            }
         }
     }
+
+    fn end_hold(&mut self, ended: HoldEnded, status: ReservationStatus) {
+        self.remaining = ended.remaining_after;
+        self.reserved = ended.reserved_after;
+        if let Some(bought) = self.bought.get_mut(&ended.user_id) {
+            *bought = bought.saturating_sub(ended.quantity.get());
+        }
+        if let Some(hold) = self.reservations.get_mut(&ended.reservation_id) {
+            hold.status = status;
+        }
+    }
+}
+
+/// The price of `quantity` units at the sale's price.
+fn total(spec: &TimeSaleSpec, quantity: Quantity) -> Result<Money, DomainError> {
+    spec.discount_price
+        .checked_mul(quantity)
+        .ok_or(DomainError::unacceptable(
+            "quantity",
+            "order total is too large",
+        ))
 }
 
 crate::cqrs_aggregate!(
@@ -361,7 +692,9 @@ crate::cqrs_aggregate!(
     TimeSaleCommand,
     TimeSaleEvent,
     |e| match e {
-        TimeSaleEvent::OrderPlaced { order_id, .. } => Some(*order_id),
+        TimeSaleEvent::OrderPlaced { order_id, .. }
+        | TimeSaleEvent::ReservationConfirmed { order_id, .. } => Some(*order_id),
+        TimeSaleEvent::Reserved { reservation_id, .. } => Some(*reservation_id),
         _ => None,
     }
 );

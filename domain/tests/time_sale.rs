@@ -6,7 +6,9 @@ mod common;
 use common::*;
 use cqrs_es::test::TestFramework;
 use domain::product::{Product, ProductCommand, ProductEvent, ProductSpec};
-use domain::time_sale::{TimeSale, TimeSaleCommand, TimeSaleEvent, TimeSaleSpec, TimeSaleStatus};
+use domain::time_sale::{
+    HoldEnded, TimeSale, TimeSaleCommand, TimeSaleEvent, TimeSaleSpec, TimeSaleStatus,
+};
 use domain::DomainError;
 
 type Given = TestFramework<TimeSale>;
@@ -274,4 +276,201 @@ fn cancelling_an_unknown_order_is_refused() {
         .given(vec![created(10, None)])
         .when(cancel(1, None))
         .then_expect_error(DomainError::OrderNotFound);
+}
+
+// ---- checkout holds ----
+
+fn reserve(n: u128, order_ref: &str, user_id: i64, quantity: i64) -> TimeSaleCommand {
+    TimeSaleCommand::Reserve {
+        reservation_id: id(n),
+        order_ref: domain::values::Text::parse_reference(order_ref, "orderId").unwrap(),
+        user_id: user(user_id),
+        quantity: qty(quantity),
+        expires_at: at(1) + chrono::Duration::minutes(2),
+        now: at(1),
+    }
+}
+
+fn reserved(
+    n: u128,
+    order_ref: &str,
+    user_id: i64,
+    quantity: i64,
+    left: u32,
+    held: u32,
+) -> TimeSaleEvent {
+    TimeSaleEvent::Reserved {
+        reservation_id: id(n),
+        order_ref: domain::values::Text::parse_reference(order_ref, "orderId").unwrap(),
+        user_id: user(user_id),
+        quantity: qty(quantity),
+        unit_price: money(7_000),
+        expires_at: at(1) + chrono::Duration::minutes(2),
+        remaining_after: left,
+        reserved_after: held,
+        at: at(1),
+    }
+}
+
+fn ended(
+    n: u128,
+    user_id: i64,
+    quantity: i64,
+    left: u32,
+    held: u32,
+    when: chrono::DateTime<chrono::Utc>,
+) -> HoldEnded {
+    HoldEnded {
+        reservation_id: id(n),
+        user_id: user(user_id),
+        quantity: qty(quantity),
+        remaining_after: left,
+        reserved_after: held,
+        at: when,
+    }
+}
+
+fn after_two_minutes() -> chrono::DateTime<chrono::Utc> {
+    at(1) + chrono::Duration::minutes(2)
+}
+
+#[test]
+fn a_hold_takes_units_out_of_stock_for_everyone_else() {
+    Given::with(())
+        .given(vec![created(3, None), reserved(1, "co-1", 7, 2, 1, 2)])
+        .when(order(5, 8, 2, 1))
+        .then_expect_error(DomainError::InsufficientStock);
+    Given::with(())
+        .given(vec![created(2, None), reserved(1, "co-1", 7, 2, 0, 2)])
+        .when(reserve(2, "co-2", 8, 1))
+        .then_expect_error(DomainError::SoldOut);
+    Given::with(())
+        .given(vec![created(3, None)])
+        .when(reserve(1, "co-1", 7, 2))
+        .then_expect_events(vec![reserved(1, "co-1", 7, 2, 1, 2)]);
+}
+
+#[test]
+fn one_hold_per_order_and_the_buyer_limit_counts_holds() {
+    Given::with(())
+        .given(vec![created(10, None), reserved(1, "co-1", 7, 2, 8, 2)])
+        .when(reserve(2, "co-1", 7, 2))
+        .then_expect_error(DomainError::ReservationExists);
+    Given::with(())
+        .given(vec![created(10, Some(2)), reserved(1, "co-1", 7, 2, 8, 2)])
+        .when(order(5, 7, 1, 1))
+        .then_expect_error(DomainError::PerUserLimitExceeded);
+}
+
+#[test]
+fn a_confirmed_hold_becomes_an_order_the_stock_unchanged() {
+    Given::with(())
+        .given(vec![created(3, None), reserved(1, "co-1", 7, 2, 1, 2)])
+        .when(TimeSaleCommand::ConfirmReservation {
+            reservation_id: id(1),
+            order_id: id(50),
+            acting_user: Some(user(7)),
+            now: at(1),
+        })
+        .then_expect_events(vec![TimeSaleEvent::ReservationConfirmed {
+            reservation_id: id(1),
+            order_id: id(50),
+            user_id: user(7),
+            quantity: qty(2),
+            unit_price: money(7_000),
+            total_price: money(14_000),
+            remaining_after: 1,
+            reserved_after: 0,
+            at: at(1),
+        }]);
+    Given::with(())
+        .given(vec![created(3, None), reserved(1, "co-1", 7, 2, 1, 2)])
+        .when(TimeSaleCommand::ConfirmReservation {
+            reservation_id: id(1),
+            order_id: id(50),
+            acting_user: Some(user(8)),
+            now: at(1),
+        })
+        .then_expect_error(DomainError::NotReservationOwner);
+}
+
+#[test]
+fn a_released_hold_is_back_in_stock_at_once_and_ends_for_good() {
+    let release = |n| TimeSaleCommand::ReleaseReservation {
+        reservation_id: id(n),
+        acting_user: None,
+        now: at(1),
+    };
+    Given::with(())
+        .given(vec![created(3, None), reserved(1, "co-1", 7, 2, 1, 2)])
+        .when(release(1))
+        .then_expect_events(vec![TimeSaleEvent::ReservationReleased(ended(
+            1,
+            7,
+            2,
+            3,
+            0,
+            at(1),
+        ))]);
+    Given::with(())
+        .given(vec![
+            created(3, None),
+            reserved(1, "co-1", 7, 2, 1, 2),
+            TimeSaleEvent::ReservationReleased(ended(1, 7, 2, 3, 0, at(1))),
+        ])
+        .when(release(1))
+        .then_expect_error(DomainError::ReservationClosed);
+    // Released units sell again at once.
+    Given::with(())
+        .given(vec![
+            created(2, None),
+            reserved(1, "co-1", 7, 2, 0, 2),
+            TimeSaleEvent::ReservationReleased(ended(1, 7, 2, 2, 0, at(1))),
+        ])
+        .when(order(5, 8, 2, 1))
+        .then_expect_events(vec![placed(5, 8, 2, 0)]);
+}
+
+#[test]
+fn a_hold_expires_once_and_only_when_due() {
+    let expire = |now| TimeSaleCommand::ExpireReservation {
+        reservation_id: id(1),
+        now,
+    };
+    Given::with(())
+        .given(vec![created(3, None), reserved(1, "co-1", 7, 2, 1, 2)])
+        .when(expire(at(1)))
+        .then_expect_error(DomainError::ReservationNotDue);
+    Given::with(())
+        .given(vec![created(3, None), reserved(1, "co-1", 7, 2, 1, 2)])
+        .when(expire(after_two_minutes()))
+        .then_expect_events(vec![TimeSaleEvent::ReservationExpired(ended(
+            1,
+            7,
+            2,
+            3,
+            0,
+            after_two_minutes(),
+        ))]);
+    Given::with(())
+        .given(vec![
+            created(3, None),
+            reserved(1, "co-1", 7, 2, 1, 2),
+            TimeSaleEvent::ReservationExpired(ended(1, 7, 2, 3, 0, after_two_minutes())),
+        ])
+        .when(expire(after_two_minutes()))
+        .then_expect_error(DomainError::ReservationClosed);
+}
+
+#[test]
+fn a_hold_past_its_expiry_cannot_be_confirmed_even_before_the_deadline_fires() {
+    Given::with(())
+        .given(vec![created(3, None), reserved(1, "co-1", 7, 2, 1, 2)])
+        .when(TimeSaleCommand::ConfirmReservation {
+            reservation_id: id(1),
+            order_id: id(50),
+            acting_user: None,
+            now: after_two_minutes(),
+        })
+        .then_expect_error(DomainError::ReservationExpired);
 }

@@ -9,7 +9,7 @@ use chrono::{Duration, TimeZone, Utc};
 use domain::coupon::{CouponEvent, DiscountTerms, DiscountType, PolicySpec};
 use domain::points::{PointEvent, TransactionKind};
 use domain::product::{ProductEvent, ProductSpec};
-use domain::time_sale::{TimeSaleEvent, TimeSaleSpec};
+use domain::time_sale::{HoldEnded, TimeSaleEvent, TimeSaleSpec};
 use domain::values::{Money, Points, Quantity, Text, UserId};
 use domain::wire::{upcast, WireCodec, WireEvent, EVENT_TYPES, UPCASTERS};
 use schemas::{ContractValidator, SCHEMAS};
@@ -157,6 +157,44 @@ fn samples() -> Vec<WireEvent> {
                 remaining_after: 100,
                 at: t,
             },
+            TimeSaleEvent::Reserved {
+                reservation_id: id(),
+                order_ref: Text::parse_reference("checkout-7", "orderId").unwrap(),
+                user_id: user,
+                quantity: qty(2),
+                unit_price: money(7_000),
+                expires_at: t + Duration::minutes(2),
+                remaining_after: 98,
+                reserved_after: 2,
+                at: t,
+            },
+            TimeSaleEvent::ReservationConfirmed {
+                reservation_id: id(),
+                order_id: id(),
+                user_id: user,
+                quantity: qty(2),
+                unit_price: money(7_000),
+                total_price: money(14_000),
+                remaining_after: 98,
+                reserved_after: 0,
+                at: t,
+            },
+            TimeSaleEvent::ReservationReleased(HoldEnded {
+                reservation_id: id(),
+                user_id: user,
+                quantity: qty(2),
+                remaining_after: 100,
+                reserved_after: 0,
+                at: t,
+            }),
+            TimeSaleEvent::ReservationExpired(HoldEnded {
+                reservation_id: id(),
+                user_id: user,
+                quantity: qty(2),
+                remaining_after: 100,
+                reserved_after: 0,
+                at: t,
+            }),
         ]
         .iter()
         .map(WireCodec::to_wire),

@@ -81,6 +81,10 @@ event_types! {
     TIMESALE_CREATED = "timesale.created" v 1 in "timesale";
     ORDER_CREATED = "order.created" v 1 in "timesale";
     ORDER_CANCELED = "order.canceled" v 1 in "timesale";
+    TIMESALE_RESERVED = "timesale.reserved" v 1 in "timesale";
+    RESERVATION_CONFIRMED = "timesale.reservation_confirmed" v 1 in "timesale";
+    RESERVATION_RELEASED = "timesale.reservation_released" v 1 in "timesale";
+    RESERVATION_EXPIRED = "timesale.reservation_expired" v 1 in "timesale";
 }
 
 /// The version `event_type` is written with today (`None` for an unknown type).
