@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod commands;
+mod deadlines;
 pub mod http;
 mod refusal;
 pub mod settings;
@@ -137,6 +138,9 @@ pub struct Application {
     kafka: Option<settings::KafkaSettings>,
     idempotency: settings::IdempotencySettings,
     member: Option<Member>,
+    /// For the deadlines (a hold's expiry), and how often they are looked at.
+    commands: Commands,
+    deadline_poll: std::time::Duration,
 }
 
 /// This instance as a member of a cluster: its place, its settings, and its gRPC door bound
@@ -225,7 +229,7 @@ impl Application {
             }
             _ => None,
         };
-        let router = app(commands, access.gate, &settings.server);
+        let router = app(commands.clone(), access.gate, &settings.server);
         Ok(Self {
             listener,
             router,
@@ -233,6 +237,10 @@ impl Application {
             kafka: settings.kafka,
             idempotency: settings.idempotency,
             member,
+            commands,
+            deadline_poll: std::time::Duration::from_millis(
+                settings.holds.deadline_poll_ms.max(10),
+            ),
         })
     }
 
@@ -265,6 +273,8 @@ impl Application {
             )?),
             None => None,
         };
+        let (follower, firer) =
+            deadlines::spawn(self.commands, self.deadline_poll, stop.subscribe());
         let cleanup = tokio::spawn(expire_idempotency_keys(
             self.log.clone(),
             self.idempotency.clone(),
@@ -325,6 +335,8 @@ impl Application {
         };
         let _ = stop.send(true);
         let _ = cleanup.await;
+        let _ = follower.await;
+        let _ = firer.await;
         if let Some((door, membership)) = member {
             let _ = tokio::time::timeout(RELAY_GRACE, membership).await;
             // Forwarded commands in flight finish (bounded, like the HTTP requests').

@@ -14,6 +14,9 @@ pub struct Settings {
     pub writer: WriterSettings,
     #[serde(default)]
     pub idempotency: IdempotencySettings,
+    /// Checkout holds and the deadlines that end them.
+    #[serde(default)]
+    pub holds: HoldSettings,
     /// Bearer tokens (ADR 11).
     #[serde(default)]
     pub auth: auth::AuthSettings,
@@ -120,6 +123,29 @@ pub struct IdempotencySettings {
     pub retention_hours: u64,
     /// Seconds between two cleanups.
     pub cleanup_every_seconds: u64,
+}
+
+/// The bounds of a checkout hold's lifetime, and how the deadlines that end holds are run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HoldSettings {
+    /// The shortest hold a checkout may ask for, in seconds (at least 1).
+    pub min_ttl_seconds: u32,
+    /// The longest, in seconds (at most 86,400: the API's own bound).
+    pub max_ttl_seconds: u32,
+    /// Milliseconds between two looks for due deadlines (and for new events that set or clear
+    /// one): a deadline fires at most about this late, plus the time to append.
+    pub deadline_poll_ms: u64,
+}
+
+impl Default for HoldSettings {
+    fn default() -> Self {
+        Self {
+            min_ttl_seconds: 5,
+            max_ttl_seconds: 1_800,
+            deadline_poll_ms: 200,
+        }
+    }
 }
 
 impl Default for IdempotencySettings {

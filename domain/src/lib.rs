@@ -4,6 +4,7 @@
 //! into the command by the caller. The cqrs-es `Aggregate` impls only call those functions.
 
 pub mod coupon;
+pub mod deadline;
 mod error;
 #[cfg(feature = "openapi")]
 pub mod openapi;

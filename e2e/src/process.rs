@@ -23,7 +23,13 @@ pub(crate) fn bin_dir() -> PathBuf {
 /// setting it does not have (`deny_unknown_fields`), so each is given only its own.
 pub fn takes(service: &str, name: &str) -> bool {
     let key = name.strip_prefix("APP_").unwrap_or(name);
-    let command_api_only = ["KAFKA__", "WRITER__", "IDEMPOTENCY__", "CLUSTER__"];
+    let command_api_only = [
+        "KAFKA__",
+        "WRITER__",
+        "IDEMPOTENCY__",
+        "CLUSTER__",
+        "HOLDS__",
+    ];
     let not_projector = ["AUTH__", "RATE_LIMIT__", "DATABASE__MAX_CONNECTIONS"];
     // promo-topics' (the topics' shape), read by no service.
     let topics = [

@@ -9,6 +9,7 @@
 
 mod append;
 pub mod appends;
+pub mod deadlines;
 mod idempotency;
 mod lag;
 pub mod leader;
@@ -201,7 +202,7 @@ impl EventLog {
     /// Applies the schema migrations (idempotent; safe with several processes starting).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         // The command API's accounts table has migrations of its own in the same bookkeeping
-        // table (versions 4 and 5): they are not this log's, and not missing from it.
+        // table (versions 4 and 5; the log's own are 1–3 and 6 on): they are not this log's, and not missing from it.
         let mut migrator = sqlx::migrate::Migrator {
             migrations: MIGRATOR.migrations.clone(),
             ..sqlx::migrate::Migrator::DEFAULT

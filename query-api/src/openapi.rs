@@ -33,6 +33,7 @@ pub const DOCS: &str = "/api/docs/query";
         routes::sales::time_sales,
         routes::sales::time_sale,
         routes::sales::order,
+        routes::sales::reservation,
         routes::sales::user_orders,
     ),
     modifiers(&Consistency, &CONVENTIONS),

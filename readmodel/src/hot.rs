@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use domain::coupon::CouponEvent;
-use domain::time_sale::TimeSaleEvent;
+use domain::time_sale::{HoldEnded, TimeSaleEvent};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use uuid::Uuid;
 
@@ -118,7 +118,38 @@ pub fn hot_writes(prefix: &str, batch: &[Decoded]) -> Vec<HotWrite> {
             ),
             AnyEvent::TimeSale(TimeSaleEvent::TimeSaleCreated { spec, .. }) => (
                 keys::stock(prefix, recorded.stream_id),
-                vec![("remaining", i64::from(spec.quantity().get()))],
+                vec![
+                    ("remaining", i64::from(spec.quantity().get())),
+                    ("reserved", 0),
+                ],
+            ),
+            AnyEvent::TimeSale(
+                TimeSaleEvent::Reserved {
+                    remaining_after,
+                    reserved_after,
+                    ..
+                }
+                | TimeSaleEvent::ReservationConfirmed {
+                    remaining_after,
+                    reserved_after,
+                    ..
+                }
+                | TimeSaleEvent::ReservationReleased(HoldEnded {
+                    remaining_after,
+                    reserved_after,
+                    ..
+                })
+                | TimeSaleEvent::ReservationExpired(HoldEnded {
+                    remaining_after,
+                    reserved_after,
+                    ..
+                }),
+            ) => (
+                keys::stock(prefix, recorded.stream_id),
+                vec![
+                    ("remaining", i64::from(*remaining_after)),
+                    ("reserved", i64::from(*reserved_after)),
+                ],
             ),
             AnyEvent::TimeSale(
                 TimeSaleEvent::OrderPlaced {
@@ -445,16 +476,16 @@ pub async fn writes_from_read_models(
             fields: vec![("balance", balance)],
         });
     }
-    let stock: Vec<(Uuid, i64, i64)> = sqlx::query_as(&format!(
-        "SELECT time_sale_id, remaining, version FROM {schema}.time_sales"
+    let stock: Vec<(Uuid, i64, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT time_sale_id, remaining, reserved, version FROM {schema}.time_sales"
     ))
     .fetch_all(pool)
     .await?;
-    for (id, remaining, version) in stock {
+    for (id, remaining, reserved, version) in stock {
         writes.push(HotWrite {
             key: keys::stock(prefix, id),
             version,
-            fields: vec![("remaining", remaining)],
+            fields: vec![("remaining", remaining), ("reserved", reserved)],
         });
     }
     let policies: Vec<(Uuid, i64, i64, i64)> = sqlx::query_as(&format!(

@@ -123,6 +123,8 @@ pub struct SaleRow {
     pub quantity: i64,
     /// As of the last projected batch; Redis holds the live value.
     pub remaining: i64,
+    /// Units held by open checkout holds, as of the last projected batch.
+    pub reserved: i64,
     pub start_at: DateTime<Utc>,
     pub end_at: DateTime<Utc>,
     pub per_user_limit: Option<i64>,
@@ -130,8 +132,8 @@ pub struct SaleRow {
 }
 
 const SALE_COLUMNS: &str =
-    "time_sale_id, product_id, product_price, discount_price, quantity, remaining, start_at, \
-     end_at, per_user_limit, created_at";
+    "time_sale_id, product_id, product_price, discount_price, quantity, remaining, reserved, \
+     start_at, end_at, per_user_limit, created_at";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OrderRow {
@@ -326,6 +328,40 @@ pub async fn order(
         schema,
         ORDER_COLUMNS,
         "orders WHERE order_id = $1",
+        id,
+    )
+    .await
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReservationRow {
+    pub reservation_id: Uuid,
+    pub time_sale_id: Uuid,
+    pub order_id: String,
+    pub user_id: i64,
+    pub quantity: i64,
+    /// HELD, CONFIRMED, RELEASED or EXPIRED.
+    pub status: String,
+    pub expires_at: DateTime<Utc>,
+    pub created_order_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const RESERVATION_COLUMNS: &str = "reservation_id, time_sale_id, order_id, user_id, quantity, \
+     status, expires_at, created_order_id, created_at, updated_at";
+
+/// A checkout hold.
+pub async fn reservation(
+    pool: &PgPool,
+    schema: &str,
+    id: Uuid,
+) -> Result<Option<ReservationRow>, ReadModelError> {
+    one(
+        pool,
+        schema,
+        RESERVATION_COLUMNS,
+        "reservations WHERE reservation_id = $1",
         id,
     )
     .await

@@ -70,6 +70,20 @@ CREATE TABLE IF NOT EXISTS time_sales (
     created_at     timestamptz NOT NULL,
     version        bigint      NOT NULL
 );
+-- Units held by open checkout holds (issue 24); `remaining` is what anyone can still buy.
+ALTER TABLE time_sales ADD COLUMN IF NOT EXISTS reserved bigint NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS reservations (
+    reservation_id   uuid PRIMARY KEY,
+    time_sale_id     uuid        NOT NULL,
+    order_id         text        NOT NULL,
+    user_id          bigint      NOT NULL,
+    quantity         bigint      NOT NULL,
+    status           text        NOT NULL,
+    expires_at       timestamptz NOT NULL,
+    created_order_id uuid,
+    created_at       timestamptz NOT NULL,
+    updated_at       timestamptz NOT NULL
+);
 CREATE TABLE IF NOT EXISTS orders (
     order_id     uuid PRIMARY KEY,
     time_sale_id uuid        NOT NULL,

@@ -14,6 +14,7 @@
 pub mod accounts;
 pub mod coupons;
 mod error;
+pub mod holds;
 mod lookup;
 pub mod points;
 mod routed;
@@ -53,6 +54,8 @@ pub struct Commands {
     accounts: Arc<accounts::Accounts>,
     /// This instance's place in a cluster; `None` when it runs alone and owns everything.
     cluster: Option<Cluster>,
+    /// The shortest and longest checkout hold, in seconds.
+    hold_bounds: (u32, u32),
 }
 
 impl Commands {
@@ -75,8 +78,19 @@ impl Commands {
             lookup: lookup::Lookup::new(log.clone()),
             accounts: Arc::new(accounts),
             cluster,
+            hold_bounds: (
+                settings.holds.min_ttl_seconds,
+                settings.holds.max_ttl_seconds,
+            ),
             log,
         }
+    }
+
+    /// Whether this instance decides for aggregate `id` (always, when it runs alone).
+    pub fn owns(&self, id: Uuid) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|cluster| cluster.ownership.owns(id))
     }
 
     /// Decides `command` on aggregate `id` of `writers` as `call` asks, and answers with
@@ -172,6 +186,25 @@ pub struct Call {
 }
 
 impl Call {
+    /// The system's own call (`service:<name>`): a deadline firing, say. No key, no token:
+    /// it is never forwarded.
+    pub fn system(name: &str) -> Self {
+        let request_id = format!("{name}-{}", Uuid::new_v4());
+        Call {
+            caller: auth::Principal {
+                subject: name.to_owned(),
+                role: auth::Role::Service,
+            },
+            key: None,
+            request_hash: vec![],
+            correlation_id: None,
+            traceparent: None,
+            forwarded: false,
+            credential: None,
+            request_id,
+        }
+    }
+
     /// The actor of every event, and whose idempotency keys these are: one caller's key never
     /// answers another's request.
     fn keyed(&self) -> Option<Keyed> {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{coupons, points, sales, Call, CommandError, Commands, Written};
+use super::{coupons, holds, points, sales, Call, CommandError, Commands, Written};
 use crate::cluster::{proto, Route};
 
 /// A command on an existing aggregate, with its input: what crosses to the owner.
@@ -33,6 +33,12 @@ pub enum Routed {
     PlaceOrder(sales::PlaceOrder),
     CancelOrder {
         order_id: Uuid,
+    },
+    Reserve(holds::Reserve),
+    /// Confirm or release (expiry is decided by the owner's own deadline runner).
+    EndHold {
+        reservation_id: Uuid,
+        end: holds::HoldEnd,
     },
 }
 
@@ -64,6 +70,20 @@ impl Commands {
             Routed::CancelPoints(input) => json(self.cancel_points(call, input).await?),
             Routed::PlaceOrder(input) => json(self.place_order(call, input).await?),
             Routed::CancelOrder { order_id } => json(self.cancel_order(call, order_id).await?),
+            Routed::Reserve(input) => json(self.reserve(call, input).await?),
+            Routed::EndHold {
+                end: holds::HoldEnd::Expire,
+                ..
+            } => {
+                return Err(CommandError::invalid(
+                    "a forwarded call cannot expire a hold: its owner's deadlines do",
+                    None,
+                ))
+            }
+            Routed::EndHold {
+                reservation_id,
+                end,
+            } => json(self.end_hold(call, reservation_id, end).await?),
         })
     }
 

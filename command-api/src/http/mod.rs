@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod coupons;
 pub mod extract;
+pub mod holds;
 mod integers;
 pub mod openapi;
 pub mod points;
@@ -87,6 +88,7 @@ pub fn gated() -> Router<Commands> {
         .merge(coupons::router())
         .merge(points::router())
         .merge(sales::router())
+        .merge(holds::router())
 }
 
 /// The routes that take no token: sign-up and sign-in.

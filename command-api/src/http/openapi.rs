@@ -7,7 +7,7 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ObjectBuilder, Type};
 use utoipa::OpenApi;
 
-use super::{accounts, coupons, points, sales};
+use super::{accounts, coupons, holds, points, sales};
 
 /// Where Swagger UI is served (the document at `{DOCS}/openapi.json`).
 pub const DOCS: &str = "/api/docs/command";
@@ -39,13 +39,16 @@ pub const DOCS: &str = "/api/docs/command";
         sales::create_time_sale,
         sales::place_order,
         sales::cancel_order,
+        holds::reserve,
+        holds::confirm,
+        holds::release,
     ),
     modifiers(&Shared, &CONVENTIONS),
     tags(
         (name = "accounts", description = "Sign-up, sign-in and the caller's identity"),
         (name = "coupons", description = "Coupon policies (campaigns) and their coupons"),
         (name = "points", description = "Loyalty point accounts"),
-        (name = "sales", description = "Products, flash sales and orders"),
+        (name = "sales", description = "Products, flash sales, checkout holds and orders"),
     )
 )]
 pub struct ApiDoc;

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use domain::time_sale::{OrderStatus, TimeSaleStatus};
+use domain::time_sale::{OrderStatus, ReservationStatus, TimeSaleStatus};
 use problem::{Path, Query};
 use readmodel::hot::keys;
 use serde::Serialize;
@@ -15,7 +15,7 @@ use auth::http::Caller;
 
 use crate::{AppState, QueryError};
 
-use readmodel::queries::{self, OrderRow, SaleRow, Window};
+use readmodel::queries::{self, OrderRow, ReservationRow, SaleRow, Window};
 
 use super::{paged, recorded, user, Page, Paged};
 
@@ -37,7 +37,11 @@ pub(crate) struct TimeSale {
     product_price: i64,
     discount_price: i64,
     quantity: i64,
+    /// Units anyone can still buy or hold.
     remaining_quantity: i64,
+    /// Units held by open checkout holds: not available, not sold yet.
+    reserved_quantity: i64,
+    /// Units in orders (including those confirmed from holds).
     sold_quantity: i64,
     start_at: DateTime<Utc>,
     end_at: DateTime<Utc>,
@@ -60,12 +64,31 @@ pub(crate) struct Order {
     canceled_at: Option<DateTime<Utc>>,
 }
 
+/// A checkout hold.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Reservation {
+    reservation_id: Uuid,
+    time_sale_id: Uuid,
+    /// The shop's order id the hold was made for.
+    order_id: String,
+    user_id: i64,
+    quantity: i64,
+    status: ReservationStatus,
+    expires_at: DateTime<Utc>,
+    /// The order a confirmation created.
+    created_order_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/products/{id}", get(product))
         .route("/api/v1/time-sales", get(time_sales))
         .route("/api/v1/time-sales/{id}", get(time_sale))
         .route("/api/v1/orders/{id}", get(order))
+        .route("/api/v1/reservations/{id}", get(reservation))
         .route("/api/v1/orders/user/{user_id}", get(user_orders))
 }
 
@@ -103,16 +126,28 @@ async fn time_sale_views(state: &AppState, rows: Vec<SaleRow>) -> Vec<TimeSale> 
     let prefix = state.live().prefix.clone();
     let reads: Vec<(String, &str)> = rows
         .iter()
-        .map(|row| (keys::stock(&prefix, row.time_sale_id), "remaining"))
+        .flat_map(|row| {
+            let key = keys::stock(&prefix, row.time_sale_id);
+            [(key.clone(), "remaining"), (key, "reserved")]
+        })
         .collect();
     let stock = state.hot.fields(&reads).await;
     rows.iter()
-        .zip(stock)
-        .map(|(row, remaining)| sale_value(row, remaining.unwrap_or(row.remaining)))
+        .zip(stock.chunks(2))
+        .map(|(row, hot)| {
+            sale_value(
+                row,
+                hot.first().copied().flatten(),
+                hot.get(1).copied().flatten(),
+            )
+        })
         .collect()
 }
 
-fn sale_value(row: &SaleRow, remaining: i64) -> TimeSale {
+/// A sale with its stock: Redis's live values where it has them, else the projected row's.
+fn sale_value(row: &SaleRow, remaining: Option<i64>, reserved: Option<i64>) -> TimeSale {
+    let remaining = remaining.unwrap_or(row.remaining);
+    let reserved = reserved.unwrap_or(row.reserved);
     let status = TimeSaleStatus::at(
         row.start_at,
         row.end_at,
@@ -126,7 +161,8 @@ fn sale_value(row: &SaleRow, remaining: i64) -> TimeSale {
         discount_price: row.discount_price,
         quantity: row.quantity,
         remaining_quantity: remaining,
-        sold_quantity: row.quantity - remaining,
+        reserved_quantity: reserved,
+        sold_quantity: row.quantity - remaining - reserved,
         start_at: row.start_at,
         end_at: row.end_at,
         per_user_limit: row.per_user_limit,
@@ -183,20 +219,25 @@ async fn time_sale(
     let live = state.live();
     // Only the stock of a sale changes: with the stock from Redis, the rest comes from the
     // cache of sale rows (per generation); PostgreSQL is read on a miss of either.
+    let key = keys::stock(&live.prefix, id);
     let hot = state
         .hot
-        .field(&keys::stock(&live.prefix, id), "remaining")
+        .fields(&[(key.clone(), "remaining"), (key, "reserved")])
         .await;
-    if let Some(remaining) = hot {
+    let (remaining, reserved) = (
+        hot.first().copied().flatten(),
+        hot.get(1).copied().flatten(),
+    );
+    if remaining.is_some() {
         if let Some(row) = state.sales.get(live.number, id) {
-            return Ok(Json(sale_value(&row, remaining)));
+            return Ok(Json(sale_value(&row, remaining, reserved)));
         }
     }
     let row = state
         .db(queries::time_sale(&state.pool, &live.schema, id))
         .await?
         .ok_or(QueryError::NotFound("time sale"))?;
-    let value = sale_value(&row, hot.unwrap_or(row.remaining));
+    let value = sale_value(&row, remaining, reserved);
     state.sales.insert(live.number, id, row);
     Ok(Json(value))
 }
@@ -241,6 +282,50 @@ async fn order(
     caller.require_user(row.user_id)?;
     state.check_aggregate(row.time_sale_id, "order")?;
     Ok(Json(order_view(&row)?))
+}
+
+fn reservation_view(row: &ReservationRow) -> Result<Reservation, QueryError> {
+    Ok(Reservation {
+        reservation_id: row.reservation_id,
+        time_sale_id: row.time_sale_id,
+        order_id: row.order_id.clone(),
+        user_id: row.user_id,
+        quantity: row.quantity,
+        status: recorded(&row.status)?,
+        expires_at: row.expires_at,
+        created_order_id: row.created_order_id,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/reservations/{id}",
+    tag = "sales",
+    summary = "A checkout hold (its buyer, a service or an admin)",
+    params(("id" = Uuid, Path, description = "The reservation's id")),
+    responses(
+        (status = 200, description = "Found", body = Reservation),
+    )
+)]
+async fn reservation(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Reservation>, QueryError> {
+    let row = state
+        .db(queries::reservation(&state.pool, &state.live().schema, id))
+        .await?;
+    let Some(row) = row else {
+        state
+            .check_missing_entity(id, "timesale", "reservation")
+            .await?;
+        return Err(QueryError::NotFound("reservation"));
+    };
+    caller.require_user(row.user_id)?;
+    state.check_aggregate(row.time_sale_id, "reservation")?;
+    Ok(Json(reservation_view(&row)?))
 }
 
 #[utoipa::path(

@@ -186,6 +186,7 @@ impl Changes {
                         per_user_limit: spec.per_user_limit().map(|l| i64::from(l.get())),
                         created_at: *at,
                         remaining: i64::from(spec.quantity().get()),
+                        reserved: 0,
                         version,
                     },
                 );
@@ -211,7 +212,7 @@ impl Changes {
                         canceled_at: None,
                     },
                 );
-                self.remaining(id, version, *remaining_after);
+                self.remaining(id, version, *remaining_after, None);
             }
             TimeSaleEvent::OrderCanceled {
                 order_id,
@@ -225,7 +226,100 @@ impl Changes {
                         self.cancels.insert(*order_id, *at);
                     }
                 }
-                self.remaining(id, version, *remaining_after);
+                self.remaining(id, version, *remaining_after, None);
+            }
+            TimeSaleEvent::Reserved {
+                reservation_id,
+                order_ref,
+                user_id,
+                quantity,
+                expires_at,
+                remaining_after,
+                reserved_after,
+                at,
+                ..
+            } => {
+                self.reservations.insert(
+                    *reservation_id,
+                    ReservationRow {
+                        time_sale_id: id,
+                        order_id: order_ref.as_str().to_owned(),
+                        user_id: user_id.get(),
+                        quantity: i64::from(quantity.get()),
+                        expires_at: *expires_at,
+                        created_at: *at,
+                        end: HoldChange {
+                            status: "HELD",
+                            created_order_id: None,
+                            updated_at: *at,
+                        },
+                    },
+                );
+                self.remaining(id, version, *remaining_after, Some(*reserved_after));
+            }
+            TimeSaleEvent::ReservationConfirmed {
+                reservation_id,
+                order_id,
+                user_id,
+                quantity,
+                unit_price,
+                total_price,
+                remaining_after,
+                reserved_after,
+                at,
+            } => {
+                self.orders.insert(
+                    *order_id,
+                    OrderRow {
+                        time_sale_id: id,
+                        user_id: user_id.get(),
+                        quantity: i64::from(quantity.get()),
+                        unit_price: unit_price.get(),
+                        total_price: total_price.get(),
+                        created_at: *at,
+                        canceled_at: None,
+                    },
+                );
+                self.hold_change(
+                    *reservation_id,
+                    HoldChange {
+                        status: "CONFIRMED",
+                        created_order_id: Some(*order_id),
+                        updated_at: *at,
+                    },
+                );
+                self.remaining(id, version, *remaining_after, Some(*reserved_after));
+            }
+            TimeSaleEvent::ReservationReleased(ended)
+            | TimeSaleEvent::ReservationExpired(ended) => {
+                let status = if matches!(event, TimeSaleEvent::ReservationReleased(_)) {
+                    "RELEASED"
+                } else {
+                    "EXPIRED"
+                };
+                self.hold_change(
+                    ended.reservation_id,
+                    HoldChange {
+                        status,
+                        created_order_id: None,
+                        updated_at: ended.at,
+                    },
+                );
+                self.remaining(
+                    id,
+                    version,
+                    ended.remaining_after,
+                    Some(ended.reserved_after),
+                );
+            }
+        }
+    }
+
+    fn hold_change(&mut self, reservation: Uuid, change: HoldChange) {
+        match self.reservations.get_mut(&reservation) {
+            Some(row) => row.end = change,
+            None => {
+                self.hold_changes.insert(reservation, change);
             }
         }
     }
@@ -254,15 +348,26 @@ impl Changes {
         }
     }
 
-    fn remaining(&mut self, sale: Uuid, version: i64, remaining: u32) {
+    /// The sale's stock after an event: what anyone can buy, and (when the event says) what
+    /// open holds keep.
+    fn remaining(&mut self, sale: Uuid, version: i64, remaining: u32, reserved: Option<u32>) {
         let remaining = i64::from(remaining);
+        let reserved = reserved.map(i64::from);
         match self.sales.get_mut(&sale) {
             Some(row) => {
                 row.remaining = remaining;
+                row.reserved = reserved.unwrap_or(row.reserved);
                 row.version = version;
             }
             None => {
-                self.stock.insert(sale, (remaining, version));
+                let entry = self.stock.entry(sale).or_insert(StockChange {
+                    remaining,
+                    reserved: None,
+                    version,
+                });
+                entry.remaining = remaining;
+                entry.reserved = reserved.or(entry.reserved);
+                entry.version = version;
             }
         }
     }
@@ -345,7 +450,36 @@ pub(super) struct SaleRow {
     pub(super) per_user_limit: Option<i64>,
     pub(super) created_at: DateTime<Utc>,
     pub(super) remaining: i64,
+    pub(super) reserved: i64,
     pub(super) version: i64,
+}
+
+/// A sale's stock changed by a batch, for a sale created before it.
+#[derive(Debug, Clone)]
+pub(super) struct StockChange {
+    pub(super) remaining: i64,
+    /// `None` when no event of the batch held or ended a hold.
+    pub(super) reserved: Option<i64>,
+    pub(super) version: i64,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct ReservationRow {
+    pub(super) time_sale_id: Uuid,
+    pub(super) order_id: String,
+    pub(super) user_id: i64,
+    pub(super) quantity: i64,
+    pub(super) expires_at: DateTime<Utc>,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) end: HoldChange,
+}
+
+/// Where a hold stands after a batch.
+#[derive(Debug, Clone)]
+pub(super) struct HoldChange {
+    pub(super) status: &'static str,
+    pub(super) created_order_id: Option<Uuid>,
+    pub(super) updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -372,8 +506,9 @@ pub(super) struct Changes {
     pub(super) balances: HashMap<i64, (i64, i64, DateTime<Utc>)>,
     pub(super) products: Vec<(Uuid, String, i64, String, DateTime<Utc>)>,
     pub(super) sales: HashMap<Uuid, SaleRow>,
-    /// sale → (remaining, version)
-    pub(super) stock: HashMap<Uuid, (i64, i64)>,
+    pub(super) stock: HashMap<Uuid, StockChange>,
+    pub(super) reservations: HashMap<Uuid, ReservationRow>,
+    pub(super) hold_changes: HashMap<Uuid, HoldChange>,
     pub(super) orders: HashMap<Uuid, OrderRow>,
     /// order → canceled_at
     pub(super) cancels: HashMap<Uuid, DateTime<Utc>>,

@@ -14,6 +14,7 @@ pub const TABLES: &[&str] = &[
     "products",
     "time_sales",
     "orders",
+    "reservations",
     "aggregate_versions",
 ];
 

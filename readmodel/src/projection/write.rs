@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::fold::{Changes, CouponRow, CouponUse, OrderRow, PolicyCounts, PolicyRow, SaleRow};
+use super::fold::{
+    Changes, CouponRow, CouponUse, HoldChange, OrderRow, PolicyCounts, PolicyRow, ReservationRow,
+    SaleRow, StockChange,
+};
 
 impl Changes {
     /// Writes the folded rows: inserts first, then updates of rows that existed before.
@@ -174,9 +177,9 @@ impl Changes {
             let rows: Vec<(&Uuid, &SaleRow)> = self.sales.iter().collect();
             sqlx::query(&format!(
                 "INSERT INTO {schema}.time_sales (time_sale_id, product_id, product_price, discount_price, quantity, remaining, \
-                   start_at, end_at, per_user_limit, created_at, version) \
+                   start_at, end_at, per_user_limit, created_at, version, reserved) \
                  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
-                   $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::timestamptz[], $11::bigint[]) \
+                   $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::timestamptz[], $11::bigint[], $12::bigint[]) \
                  ON CONFLICT DO NOTHING",
             ))
             .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
@@ -190,19 +193,61 @@ impl Changes {
             .bind(rows.iter().map(|(_, r)| r.per_user_limit).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, r)| r.created_at).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, r)| r.version).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.reserved).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
         if !self.stock.is_empty() {
-            let rows: Vec<(&Uuid, &(i64, i64))> = self.stock.iter().collect();
+            let rows: Vec<(&Uuid, &StockChange)> = self.stock.iter().collect();
             sqlx::query(&format!(
-                "UPDATE {schema}.time_sales s SET remaining = t.remaining, version = t.version \
-                 FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS t(id, remaining, version) \
+                "UPDATE {schema}.time_sales s SET remaining = t.remaining, \
+                   reserved = coalesce(t.reserved, s.reserved), version = t.version \
+                 FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) \
+                   AS t(id, remaining, version, reserved) \
                  WHERE s.time_sale_id = t.id",
             ))
             .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
-            .bind(rows.iter().map(|(_, s)| s.0).collect::<Vec<_>>())
-            .bind(rows.iter().map(|(_, s)| s.1).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, s)| s.remaining).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, s)| s.version).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, s)| s.reserved).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !self.reservations.is_empty() {
+            let rows: Vec<(&Uuid, &ReservationRow)> = self.reservations.iter().collect();
+            sqlx::query(&format!(
+                "INSERT INTO {schema}.reservations (reservation_id, time_sale_id, order_id, user_id, quantity, \
+                   status, expires_at, created_order_id, created_at, updated_at) \
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], \
+                   $7::timestamptz[], $8::uuid[], $9::timestamptz[], $10::timestamptz[]) \
+                 ON CONFLICT DO NOTHING",
+            ))
+            .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.time_sale_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.order_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.user_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.quantity).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.end.status).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.expires_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.end.created_order_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.created_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.end.updated_at).collect::<Vec<_>>())
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !self.hold_changes.is_empty() {
+            let rows: Vec<(&Uuid, &HoldChange)> = self.hold_changes.iter().collect();
+            sqlx::query(&format!(
+                "UPDATE {schema}.reservations r SET status = t.status, \
+                   created_order_id = coalesce(t.created_order_id, r.created_order_id), updated_at = t.at \
+                 FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[]) \
+                   AS t(id, status, created_order_id, at) \
+                 WHERE r.reservation_id = t.id",
+            ))
+            .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.status).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.created_order_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.updated_at).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }

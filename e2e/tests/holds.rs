@@ -1,0 +1,350 @@
+//! Checkout holds against the real processes: concurrent holds never take more than the stock,
+//! released and confirmed ones leave the stock and the orders exact, and the system expires
+//! every hold it should exactly once — under load, and across a kill -9 of the command API
+//! (with a second instance firing the same deadlines), as the log and an outside Kafka
+//! consumer reading from offset 0 both say.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use e2e::{System, COMMAND_API};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// Holds as short as a second, so the tests wait little for them.
+const SHORT_HOLDS: &[(&str, &str)] = &[
+    ("APP_HOLDS__MIN_TTL_SECONDS", "1"),
+    ("APP_HOLDS__DEADLINE_POLL_MS", "100"),
+];
+
+async fn reserve(
+    system: &System,
+    sale: &str,
+    order: &str,
+    user: i64,
+    ttl: i64,
+) -> (StatusCode, Value) {
+    let answer = system
+        .post(
+            "/api/v1/reservations",
+            json!({ "timeSaleId": sale, "orderId": order, "userId": user, "quantity": 1, "ttlSeconds": ttl }),
+        )
+        .await;
+    (answer.status, answer.body)
+}
+
+/// The data of every event of `event_type` in the log.
+async fn logged(system: &System, event_type: &str) -> Vec<Value> {
+    sqlx::query_scalar("SELECT data FROM events WHERE event_type = $1 ORDER BY position")
+        .bind(event_type)
+        .fetch_all(&system.pool)
+        .await
+        .unwrap()
+}
+
+/// reservationId → how many events of `event_type` carry it.
+async fn per_reservation(system: &System, event_type: &str) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for data in logged(system, event_type).await {
+        *counts
+            .entry(data["reservationId"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The sale as the query API shows it once the read models reached the log's head.
+async fn sale_view(system: &System, sale: &str) -> Value {
+    let head = system.projected().await;
+    let answer = system
+        .get(&format!("/api/v1/time-sales/{sale}"), Some(head))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    answer.body
+}
+
+/// Waits until no hold of the log is still open (every `timesale.reserved` ended by one
+/// confirmation, release or expiry), at most `within`.
+async fn until_every_hold_ended(system: &System, within: Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE event_type = 'timesale.reserved' AND NOT EXISTS \
+             (SELECT 1 FROM events e WHERE e.event_type IN ('timesale.reservation_confirmed', \
+             'timesale.reservation_released', 'timesale.reservation_expired') \
+             AND e.data->>'reservationId' = events.data->>'reservationId')",
+        )
+        .fetch_one(&system.pool)
+        .await
+        .unwrap();
+        if open == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{open} holds still open {within:?} after they came due"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every hold of the log ended exactly once, and each expiry came at or after its due time.
+async fn each_hold_ended_once(system: &System) -> (usize, usize, usize) {
+    let reserved: HashMap<String, Value> = logged(system, "timesale.reserved")
+        .await
+        .into_iter()
+        .map(|d| (d["reservationId"].as_str().unwrap().to_owned(), d))
+        .collect();
+    let confirmed = per_reservation(system, "timesale.reservation_confirmed").await;
+    let released = per_reservation(system, "timesale.reservation_released").await;
+    let expired = per_reservation(system, "timesale.reservation_expired").await;
+    for id in reserved.keys() {
+        let ends = confirmed.get(id).unwrap_or(&0)
+            + released.get(id).unwrap_or(&0)
+            + expired.get(id).unwrap_or(&0);
+        assert_eq!(ends, 1, "hold {id} ended {ends} times");
+    }
+    for data in logged(system, "timesale.reservation_expired").await {
+        let id = data["reservationId"].as_str().unwrap();
+        let due = reserved[id]["expiresAt"].as_str().unwrap();
+        let due = chrono::DateTime::parse_from_rfc3339(due).unwrap();
+        let at =
+            chrono::DateTime::parse_from_rfc3339(data["occurredAt"].as_str().unwrap()).unwrap();
+        assert!(
+            at >= due,
+            "hold {id} expired at {at}, before its due time {due}"
+        );
+    }
+    (confirmed.len(), released.len(), expired.len())
+}
+
+/// How late each expiry was (its event's time past the hold's due time), p50 and max, in ms.
+async fn lateness(system: &System) -> (i64, i64) {
+    let due: HashMap<String, String> = logged(system, "timesale.reserved")
+        .await
+        .into_iter()
+        .map(|d| {
+            (
+                d["reservationId"].as_str().unwrap().to_owned(),
+                d["expiresAt"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut late: Vec<i64> = logged(system, "timesale.reservation_expired")
+        .await
+        .iter()
+        .map(|d| {
+            let at =
+                chrono::DateTime::parse_from_rfc3339(d["occurredAt"].as_str().unwrap()).unwrap();
+            let due =
+                chrono::DateTime::parse_from_rfc3339(&due[d["reservationId"].as_str().unwrap()])
+                    .unwrap();
+            (at - due).num_milliseconds()
+        })
+        .collect();
+    late.sort_unstable();
+    if late.is_empty() {
+        return (0, 0);
+    }
+    (late[late.len() / 2], late[late.len() - 1])
+}
+
+#[tokio::test]
+async fn a_thousand_holds_on_a_hundred_units_hold_exactly_a_hundred_and_each_ends_once() {
+    let system = System::start_with(None, SHORT_HOLDS).await;
+    let sale = system.open_sale(100).await;
+
+    // 1,000 concurrent holds of one unit each, held long enough for what follows.
+    let holds = (1..=1_000).map(|user| {
+        let (system, sale) = (&system, sale.clone());
+        async move { reserve(system, &sale, &format!("checkout-{user}"), user, 120).await }
+    });
+    let answers = futures_util::future::join_all(holds).await;
+    let held: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .map(|(_, body)| body)
+        .collect();
+    for (status, body) in &answers {
+        assert!(
+            *status == StatusCode::CREATED
+                || (*status == StatusCode::UNPROCESSABLE_ENTITY
+                    && ["SOLD_OUT", "INSUFFICIENT_STOCK"]
+                        .contains(&body["code"].as_str().unwrap())),
+            "{status}: {body}"
+        );
+    }
+    assert_eq!(held.len(), 100, "exactly the stock is held");
+    assert_eq!(logged(&system, "timesale.reserved").await.len(), 100);
+    let view = sale_view(&system, &sale).await;
+    assert_eq!(
+        (
+            view["remainingQuantity"].as_i64(),
+            view["reservedQuantity"].as_i64()
+        ),
+        (Some(0), Some(100))
+    );
+    assert_eq!(view["status"], "SOLD_OUT");
+
+    // The same checkout's hold again is the same hold; another request under its id is not.
+    let first = held[0];
+    let (user, order) = (
+        first["userId"].as_i64().unwrap(),
+        first["orderId"].as_str().unwrap(),
+    );
+    let (status, again) = reserve(&system, &sale, order, user, 120).await;
+    assert_eq!(
+        (status, &again["reservationId"]),
+        (StatusCode::OK, &first["reservationId"])
+    );
+    let (status, other) = reserve(&system, &sale, order, user + 1, 120).await;
+    assert_eq!(
+        (status, other["code"].as_str()),
+        (StatusCode::CONFLICT, Some("RESERVATION_EXISTS")),
+        "{other}"
+    );
+
+    // Half released, half confirmed, all at once.
+    let ends = held.iter().enumerate().map(|(i, hold)| {
+        let system = &system;
+        let id = hold["reservationId"].as_str().unwrap().to_owned();
+        let end = if i % 2 == 0 { "confirm" } else { "release" };
+        async move {
+            let answer = system
+                .post(&format!("/api/v1/reservations/{id}/{end}"), json!({}))
+                .await;
+            assert_eq!(answer.status, StatusCode::OK, "{end}: {}", answer.body);
+            answer.body
+        }
+    });
+    let ended = futures_util::future::join_all(ends).await;
+    let orders: HashSet<&str> = ended
+        .iter()
+        .filter_map(|b| b["createdOrderId"].as_str())
+        .collect();
+    assert_eq!(orders.len(), 50, "each confirmation made its own order");
+    let view = sale_view(&system, &sale).await;
+    assert_eq!(
+        (
+            view["remainingQuantity"].as_i64(),
+            view["reservedQuantity"].as_i64(),
+            view["soldQuantity"].as_i64()
+        ),
+        (Some(50), Some(0), Some(50)),
+        "{view}"
+    );
+    // A confirmed hold's order is an order like any other.
+    let order_id = orders.iter().next().unwrap();
+    let order = system
+        .get(&format!("/api/v1/orders/{order_id}"), None)
+        .await;
+    assert_eq!(
+        (order.status, order.body["status"].as_str()),
+        (StatusCode::OK, Some("CREATED"))
+    );
+
+    // Expiry under load: 50 holds of two seconds, while 100 more buyers keep asking for holds
+    // of one second — taking units as the expiries give them back, and expiring in turn.
+    for user in 2_001..=2_050 {
+        let (status, body) = reserve(&system, &sale, &format!("late-{user}"), user, 2).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let load_until = std::time::Instant::now() + Duration::from_secs(5);
+    let load = (3_001..=3_100).map(|user| {
+        let (system, sale) = (&system, sale.clone());
+        async move {
+            let mut round = 0;
+            while std::time::Instant::now() < load_until {
+                round += 1;
+                let (status, body) =
+                    reserve(system, &sale, &format!("load-{user}-{round}"), user, 1).await;
+                assert!(
+                    status == StatusCode::CREATED || status == StatusCode::UNPROCESSABLE_ENTITY,
+                    "{status}: {body}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    futures_util::future::join_all(load).await;
+    until_every_hold_ended(&system, Duration::from_secs(20)).await;
+
+    let (confirmed, released, expired) = each_hold_ended_once(&system).await;
+    assert_eq!((confirmed, released), (50, 50));
+    let reserved = logged(&system, "timesale.reserved").await.len();
+    assert_eq!(
+        expired,
+        reserved - 100,
+        "every hold not confirmed or released expired"
+    );
+    assert!(expired >= 50, "the 50 late holds expired ({expired})");
+    let view = sale_view(&system, &sale).await;
+    assert_eq!(
+        (
+            view["remainingQuantity"].as_i64(),
+            view["reservedQuantity"].as_i64(),
+            view["soldQuantity"].as_i64()
+        ),
+        (Some(50), Some(0), Some(50)),
+        "every expired unit is back in stock: {view}"
+    );
+    let (p50, max) = lateness(&system).await;
+    println!("{expired} expiries under load; late p50 {p50} ms, max {max} ms");
+    system.stop().await;
+}
+
+#[tokio::test]
+async fn holds_due_while_the_command_api_is_dead_expire_once_at_start_even_with_two_instances() {
+    let mut system = System::start_with(None, SHORT_HOLDS).await;
+    let sale = system.open_sale(50).await;
+    let mut ids = HashSet::new();
+    for user in 1..=20 {
+        let (status, body) = reserve(&system, &sale, &format!("checkout-{user}"), user, 2).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.insert(body["reservationId"].as_str().unwrap().to_owned());
+    }
+    // Dead before any came due (and, likely, before its deadline follower read them all).
+    system.kill(COMMAND_API);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(logged(&system, "timesale.reservation_expired")
+        .await
+        .is_empty());
+
+    // Two instances come up over the same log; both look for due deadlines.
+    system.launch(COMMAND_API).await;
+    let (mut second, _) = system.spawn(COMMAND_API, &[]).await;
+    until_every_hold_ended(&system, Duration::from_secs(20)).await;
+    // Both keep looking a while longer: nothing fires twice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let expired = per_reservation(&system, "timesale.reservation_expired").await;
+    assert_eq!(expired.keys().cloned().collect::<HashSet<_>>(), ids);
+    assert!(expired.values().all(|n| *n == 1), "{expired:?}");
+    each_hold_ended_once(&system).await;
+
+    // An outside consumer reading Kafka from offset 0 sees one expiry per hold.
+    let total = system.relayed().await as usize;
+    let events = system.consume(total).await;
+    let mut seen: HashMap<String, HashSet<String>> = HashMap::new();
+    for (_, event) in &events {
+        if event["type"] == "timesale.reservation_expired" {
+            seen.entry(event["data"]["reservationId"].as_str().unwrap().to_owned())
+                .or_default()
+                .insert(event["eventId"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), ids);
+    assert!(seen.values().all(|events| events.len() == 1), "{seen:?}");
+    let view = sale_view(&system, &sale).await;
+    assert_eq!(
+        (
+            view["remainingQuantity"].as_i64(),
+            view["reservedQuantity"].as_i64()
+        ),
+        (Some(50), Some(0))
+    );
+
+    let _ = second.kill();
+    let _ = second.wait();
+    system.stop().await;
+}

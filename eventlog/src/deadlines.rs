@@ -1,0 +1,158 @@
+//! The deadlines the log says are outstanding (migration 0006): the follower's reads and
+//! writes, and the due ones for whoever fires them.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::{recorded, EventLog, RecordedEvent, StoreError, EVENT_COLUMNS};
+
+/// A deadline opened by an event: `entity_id` of `kind` in stream `stream_id` is due at
+/// `due_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deadline {
+    pub kind: String,
+    pub entity_id: Uuid,
+    pub stream_id: Uuid,
+    pub category: String,
+    pub due_at: DateTime<Utc>,
+}
+
+/// What a stretch of the log does to the deadlines, in log order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadlineChange {
+    Set(Deadline),
+    /// The entity's deadline ended (met, or made moot).
+    Clear {
+        kind: String,
+        entity_id: Uuid,
+    },
+}
+
+impl EventLog {
+    /// The position the deadline follower has read up to.
+    pub async fn deadline_checkpoint(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT position FROM deadline_checkpoint")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The committed head, then the events of `types` after `after` up to it, at most
+    /// `limit`; with the position the follower has read up to once it took them: the last
+    /// one's when `limit` cut the list short, else the head. The head is read first: every
+    /// position at or below a committed head is committed (appends take positions in order,
+    /// under the head's lock), so nothing below it can still appear.
+    pub async fn read_types(
+        &self,
+        after: i64,
+        categories: &[&str],
+        types: &[&str],
+        limit: i64,
+    ) -> Result<(Vec<RecordedEvent>, i64), StoreError> {
+        let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
+            .fetch_one(&self.pool)
+            .await?;
+        if head <= after {
+            return Ok((vec![], after));
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE category = ANY($1) AND position > $2 \
+             AND position <= $3 AND event_type = ANY($4) ORDER BY position LIMIT $5"
+        ))
+        .bind(categories)
+        .bind(after)
+        .bind(head)
+        .bind(types)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let events: Vec<RecordedEvent> = rows.iter().map(recorded).collect::<Result<_, _>>()?;
+        let read_up_to = match events.last() {
+            Some(last) if events.len() as i64 >= limit => last.position,
+            _ => head,
+        };
+        Ok((events, read_up_to))
+    }
+
+    /// The deadlines due at `now`, earliest first, at most `limit`.
+    pub async fn due_deadlines(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Deadline>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, entity_id, stream_id, category, due_at FROM deadlines \
+             WHERE due_at <= $1 ORDER BY due_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                Ok(Deadline {
+                    kind: row.try_get("kind")?,
+                    entity_id: row.try_get("entity_id")?,
+                    stream_id: row.try_get("stream_id")?,
+                    category: row.try_get("category")?,
+                    due_at: row.try_get("due_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    /// Forgets a deadline whose entity its aggregate says is no longer open (the follower
+    /// would clear it when it reads the ending event; this spares a second look meanwhile).
+    pub async fn forget_deadline(&self, kind: &str, entity_id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM deadlines WHERE kind = $1 AND entity_id = $2")
+            .bind(kind)
+            .bind(entity_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Applies `changes` in order and moves the follower's checkpoint to `position`, in one
+/// transaction on `conn` (the follower's leader connection: only while it leads).
+pub async fn apply_deadline_changes(
+    conn: &mut PgConnection,
+    changes: &[DeadlineChange],
+    position: i64,
+) -> Result<(), StoreError> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    for change in changes {
+        match change {
+            DeadlineChange::Set(d) => {
+                sqlx::query(
+                    "INSERT INTO deadlines (kind, entity_id, stream_id, category, due_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, entity_id) \
+                     DO UPDATE SET due_at = EXCLUDED.due_at",
+                )
+                .bind(&d.kind)
+                .bind(d.entity_id)
+                .bind(d.stream_id)
+                .bind(&d.category)
+                .bind(d.due_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            DeadlineChange::Clear { kind, entity_id } => {
+                sqlx::query("DELETE FROM deadlines WHERE kind = $1 AND entity_id = $2")
+                    .bind(kind)
+                    .bind(entity_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    sqlx::query("UPDATE deadline_checkpoint SET position = $1 WHERE position < $1")
+        .bind(position)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await.map_err(StoreError::Commit)?;
+    Ok(())
+}
