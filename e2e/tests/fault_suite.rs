@@ -49,6 +49,10 @@ enum Kind {
     Issue,
     Earn,
     Use,
+    /// A checkout hold of one unit (then confirmed, released, or left to expire).
+    Hold,
+    Confirm,
+    Release,
 }
 
 /// A command's definitive answer, after however many tries.
@@ -100,76 +104,115 @@ async fn client(
         let (kind, path, body) = {
             let mut rng = rand::rng();
             let user = rng.random_range(1..=USERS);
-            match rng.random_range(0..10) {
+            match rng.random_range(0..12) {
                 0..=3 => (
                     Kind::Order,
-                    "/api/v1/orders",
+                    "/api/v1/orders".to_owned(),
                     json!({ "timeSaleId": sale, "userId": rng.random_range(1..=1_000_000), "quantity": 1 }),
                 ),
                 4..=5 => (
                     Kind::Issue,
-                    "/api/v1/coupons/issue",
+                    "/api/v1/coupons/issue".to_owned(),
                     json!({ "policyId": policy, "userId": rng.random_range(1..=3_000) }),
                 ),
                 6..=7 => (
                     Kind::Earn,
-                    "/api/v1/points/earn",
+                    "/api/v1/points/earn".to_owned(),
                     json!({ "userId": user, "amount": rng.random_range(1..=100), "description": "load" }),
                 ),
-                _ => (
+                8..=9 => (
                     Kind::Use,
-                    "/api/v1/points/use",
+                    "/api/v1/points/use".to_owned(),
                     json!({ "userId": user, "amount": rng.random_range(1..=150), "description": "load" }),
+                ),
+                _ => (
+                    Kind::Hold,
+                    "/api/v1/reservations".to_owned(),
+                    json!({ "timeSaleId": sale, "orderId": uuid::Uuid::new_v4().to_string(),
+                            "userId": rng.random_range(1..=1_000_000), "quantity": 1, "ttlSeconds": 5 }),
                 ),
             }
         };
-        let key = uuid::Uuid::new_v4().to_string();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut tries = 0;
-        let outcome = loop {
-            tries += 1;
-            load.sent.fetch_add(1, Ordering::Relaxed);
-            let url = format!("{}{path}", base.read().unwrap());
-            let sent = http
-                .post(url)
-                .header("idempotency-key", &key)
-                .header("x-correlation-id", "load")
-                .json(&body)
-                .send()
-                .await;
-            let answer = match sent {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let body: Value = response.json().await.unwrap_or(Value::Null);
-                    Some((status, body))
-                }
-                Err(_) => None,
-            };
-            match answer {
-                Some((status, body)) if status < 500 => break Some((status, body)),
-                Some(_) if calm.load(Ordering::Relaxed) => {
-                    load.errors_when_calm.fetch_add(1, Ordering::Relaxed);
-                }
-                _ => {}
-            }
-            load.retried.fetch_add(1, Ordering::Relaxed);
-            if Instant::now() > deadline {
-                break None;
-            }
-            let pause = rand::rng().random_range(50..=300);
-            tokio::time::sleep(Duration::from_millis(pause)).await;
+        let Some(outcome) = definitive(&http, &base, kind, &path, &body, &load, &calm).await else {
+            continue;
         };
-        match outcome {
-            Some((status, body)) => load.outcomes.lock().unwrap().push(Outcome {
-                kind,
-                status,
-                body,
-                tries,
-            }),
-            None => {
-                load.undetermined.fetch_add(1, Ordering::Relaxed);
+        let hold = (kind == Kind::Hold && outcome.status == 201)
+            .then(|| outcome.body["reservationId"].as_str().map(str::to_owned))
+            .flatten();
+        load.outcomes.lock().unwrap().push(outcome);
+        // A hold: confirmed (half), released (three in ten), or left to expire.
+        if let Some(hold) = hold {
+            let end = match rand::rng().random_range(0..10) {
+                0..=4 => Some((Kind::Confirm, "confirm")),
+                5..=7 => Some((Kind::Release, "release")),
+                _ => None,
+            };
+            if let Some((kind, end)) = end {
+                let path = format!("/api/v1/reservations/{hold}/{end}");
+                if let Some(outcome) =
+                    definitive(&http, &base, kind, &path, &json!({}), &load, &calm).await
+                {
+                    load.outcomes.lock().unwrap().push(outcome);
+                }
             }
         }
+    }
+}
+
+/// Sends a command with a key of its own until a definitive answer (below 500), for at most
+/// two minutes; `None` (counted as undetermined) if none came.
+async fn definitive(
+    http: &reqwest::Client,
+    base: &RwLock<String>,
+    kind: Kind,
+    path: &str,
+    body: &Value,
+    load: &Load,
+    calm: &AtomicBool,
+) -> Option<Outcome> {
+    let key = uuid::Uuid::new_v4().to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        load.sent.fetch_add(1, Ordering::Relaxed);
+        let url = format!("{}{path}", base.read().unwrap());
+        let sent = http
+            .post(url)
+            .header("idempotency-key", &key)
+            .header("x-correlation-id", "load")
+            .json(body)
+            .send()
+            .await;
+        let answer = match sent {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                Some((status, body))
+            }
+            Err(_) => None,
+        };
+        match answer {
+            Some((status, body)) if status < 500 => {
+                return Some(Outcome {
+                    kind,
+                    status,
+                    body,
+                    tries,
+                })
+            }
+            Some(_) if calm.load(Ordering::Relaxed) => {
+                load.errors_when_calm.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        load.retried.fetch_add(1, Ordering::Relaxed);
+        if Instant::now() > deadline {
+            load.undetermined.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let pause = rand::rng().random_range(50..=300);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }
 
@@ -237,6 +280,7 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
         "/api/v1/products".into(),
         "/api/v1/time-sales".into(),
         "/api/v1/orders".into(),
+        "/api/v1/reservations".into(),
     ] {
         for body in [
             &b"{"[..],
@@ -285,6 +329,10 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
             &format!("/api/v1/coupons/{coupon}/use"),
             format!(r#"{{"orderId":{text},"orderAmount":100}}"#).as_bytes(),
         ));
+        all.push(command(
+            "/api/v1/reservations",
+            format!(r#"{{"timeSaleId":"{sale}","orderId":{text},"userId":1,"quantity":1,"ttlSeconds":60}}"#).as_bytes(),
+        ));
     }
     for n in numbers {
         all.push(command(
@@ -315,6 +363,18 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
             "/api/v1/orders",
             format!(r#"{{"timeSaleId":"{sale}","userId":1,"quantity":{n}}}"#).as_bytes(),
         ));
+        for field in ["userId", "quantity", "ttlSeconds"] {
+            let mut hold = json!({ "timeSaleId": sale, "orderId": "h", "userId": 1, "quantity": 1, "ttlSeconds": 60 })
+                .to_string();
+            hold = hold.replace(
+                &format!(
+                    r#""{field}":{}"#,
+                    if field == "ttlSeconds" { "60" } else { "1" }
+                ),
+                &format!(r#""{field}":{n}"#),
+            );
+            all.push(command("/api/v1/reservations", hold.as_bytes()));
+        }
         // An order of 0 is a valid use of a coupon without a minimum: not hostile.
         if n != "0" {
             all.push(command(
@@ -347,13 +407,35 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
             format!(r#"{{"userId":1,"transactionId":{id}}}"#).as_bytes(),
         ));
         all.push(command("/api/v1/time-sales", format!(r#"{{"productId":{id},"discountPrice":1,"quantity":1,"startAt":{start},"endAt":{end}}}"#).as_bytes()));
+        all.push(command(
+            "/api/v1/reservations",
+            format!(
+                r#"{{"timeSaleId":{id},"orderId":"h","userId":1,"quantity":1,"ttlSeconds":60}}"#
+            )
+            .as_bytes(),
+        ));
     }
+    // A hold's lifetime outside the API's bound (400) or this deployment's (422), or absent.
+    for ttl in ["86401", "2", "99999999999"] {
+        all.push(command(
+            "/api/v1/reservations",
+            format!(r#"{{"timeSaleId":"{sale}","orderId":"h","userId":1,"quantity":1,"ttlSeconds":{ttl}}}"#).as_bytes(),
+        ));
+    }
+    all.push(command(
+        "/api/v1/reservations",
+        format!(r#"{{"timeSaleId":"{sale}","orderId":"h","userId":1,"quantity":1}}"#).as_bytes(),
+    ));
     for path in [
         "/api/v1/coupons/not-a-uuid/use",
         "/api/v1/coupons/..%2F..%2Fetc%2Fpasswd/cancel",
         "/api/v1/coupons/%FF%FE/revoke",
         "/api/v1/orders/1%20OR%201=1/cancel",
         "/api/v1/orders/00000000-0000-0000-0000-000000000000/cancel",
+        "/api/v1/reservations/not-a-uuid/confirm",
+        "/api/v1/reservations/%FF%FE/release",
+        "/api/v1/reservations/00000000-0000-0000-0000-000000000000/confirm",
+        "/api/v1/reservations/00000000-0000-0000-0000-000000000000/release",
     ] {
         all.push(command(path, b"{}"));
     }
@@ -392,6 +474,8 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
         "/api/v1/time-sales?page=-3".into(),
         "/api/v1/time-sales/not-a-uuid".into(),
         "/api/v1/orders/not-a-uuid".into(),
+        "/api/v1/reservations/not-a-uuid".into(),
+        "/api/v1/reservations/00000000-0000-0000-0000-000000000000".into(),
         "/api/v1/orders/user/-5".into(),
         "/api/v1/coupon-policies?limit=1000000".into(),
         // Only a user's coupons filter by status; elsewhere it is an unknown parameter.
@@ -817,6 +901,26 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
     // Every silent socket closed by the server within its first-byte deadline (10 s).
     let silent_closed = e2e::sockets::closed_by_server(silent, Duration::from_secs(20)).await;
 
+    // Every hold the clients left open expires (five seconds each, then its deadline).
+    let holds_open_after = {
+        let waited = Instant::now();
+        loop {
+            let open: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM events r WHERE r.event_type = 'timesale.reserved' AND NOT EXISTS \
+                 (SELECT 1 FROM events e WHERE e.event_type IN ('timesale.reservation_confirmed', \
+                 'timesale.reservation_released', 'timesale.reservation_expired') \
+                 AND e.data->>'reservationId' = r.data->>'reservationId')",
+            )
+            .fetch_one(&system.pool)
+            .await
+            .unwrap();
+            if open == 0 || waited.elapsed() > Duration::from_secs(60) {
+                break open;
+            }
+            pause(1).await;
+        }
+    };
+
     // ---- the checks, against the event log ----
     let outcomes = load.outcomes.lock().unwrap().clone();
     let events: Vec<(String, Value)> =
@@ -892,7 +996,54 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
             points.len()
         ));
     }
-    let sold = orders.len() as i64;
+    // Holds: each answered 201 is in the log once; each ended exactly once (confirmed,
+    // released, or expired by the system); each confirmation or release answered 200 is
+    // the one in the log.
+    let holds = count_ids("timesale.reserved", "reservationId");
+    let hold_ends: Vec<(&str, HashMap<String, usize>)> = [
+        ("timesale.reservation_confirmed", Kind::Confirm),
+        ("timesale.reservation_released", Kind::Release),
+        ("timesale.reservation_expired", Kind::Hold),
+    ]
+    .iter()
+    .map(|(t, _)| (*t, count_ids(t, "reservationId")))
+    .collect();
+    let answered_holds = successes(Kind::Hold);
+    if holds.len() != answered_holds.len() {
+        problems.push(format!(
+            "holds: {} answered as created, {} in the log",
+            answered_holds.len(),
+            holds.len()
+        ));
+    }
+    for (id, n) in &holds {
+        let ends: usize = hold_ends.iter().map(|(_, m)| m.get(id).unwrap_or(&0)).sum();
+        if *n != 1 || ends != 1 {
+            problems.push(format!(
+                "hold {id}: in the log {n} times, ended {ends} times"
+            ));
+        }
+    }
+    for (kind, t) in [
+        (Kind::Confirm, "timesale.reservation_confirmed"),
+        (Kind::Release, "timesale.reservation_released"),
+    ] {
+        let logged = &hold_ends.iter().find(|(name, _)| *name == t).unwrap().1;
+        for outcome in successes(kind) {
+            let id = outcome.body["reservationId"].as_str().unwrap_or_default();
+            if logged.get(id) != Some(&1) {
+                problems.push(format!(
+                    "{kind:?} of {id} answered, {:?} in the log",
+                    logged.get(id)
+                ));
+            }
+        }
+    }
+    if holds_open_after > 0 {
+        problems.push(format!("{holds_open_after} holds never ended"));
+    }
+    let confirmed = hold_ends[0].1.len() as i64;
+    let sold = orders.len() as i64 + confirmed;
     let issued = coupons.len() as i64;
     if sold > STOCK || issued > COUPONS {
         problems.push(format!(
@@ -934,6 +1085,22 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
 
     // The read side and Kafka caught up, and equal the log.
     let head = system.projected().await;
+    // The sale as the query API shows it: nothing held, every unit sold or back in stock.
+    let view = system
+        .get(&format!("/api/v1/time-sales/{sale}"), Some(head))
+        .await;
+    let stock_seen = (
+        view.body["remainingQuantity"].as_i64(),
+        view.body["reservedQuantity"].as_i64(),
+        view.body["soldQuantity"].as_i64(),
+    );
+    // The suite's own sample order is one of the orders.
+    if stock_seen != (Some(STOCK - sold), Some(0), Some(sold)) {
+        problems.push(format!(
+            "the sale shows {stock_seen:?}, the log says {} left, 0 held, {sold} sold",
+            STOCK - sold
+        ));
+    }
     let relayed = system.relayed().await;
     let (verify, verified) = system.replay_tools(&["verify"]);
     let published = system.published_event_ids(relayed as usize).await;
