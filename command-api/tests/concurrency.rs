@@ -336,3 +336,130 @@ async fn a_batch_the_database_refuses_fails_alone_and_the_rest_of_its_merged_com
     assert!(matches!(bad, Err(CommitError::Unavailable(_))), "{bad:?}");
     assert_eq!(log.head().await.unwrap(), 2);
 }
+
+#[sqlx::test(migrations = false)]
+async fn two_thousand_concurrent_uses_on_a_budget_of_a_hundred_discounts_grant_exactly_the_budget(
+    pool: PgPool,
+) {
+    let app = Arc::new(spawn(pool).await);
+    let now = chrono::Utc::now();
+    // 100 off each use; a budget of 100 uses' worth; two coupons a user.
+    let policy = app
+        .post(
+            "/api/v1/coupon-policies",
+            json!({
+                "title": "Budgeted", "totalQuantity": 4000,
+                "startTime": now - chrono::Duration::hours(1), "endTime": now + chrono::Duration::hours(1),
+                "discountType": "FIXED_AMOUNT", "discountValue": 100,
+                "discountBudget": 10_000, "couponsPerUser": 2,
+            }),
+        )
+        .await;
+    assert_eq!(policy.status, StatusCode::CREATED, "{}", policy.body);
+    let policy = policy.body["policyId"].as_str().unwrap().to_owned();
+    let bodies = (1..=1000)
+        .flat_map(|user| {
+            let body = json!({ "policyId": policy, "userId": user });
+            [body.clone(), body]
+        })
+        .collect();
+    let issued = storm(&app, "/api/v1/coupons/issue", bodies).await;
+    assert_eq!(
+        count(&issued, StatusCode::CREATED),
+        2000,
+        "two coupons each"
+    );
+    let third = app
+        .post(
+            "/api/v1/coupons/issue",
+            json!({ "policyId": policy, "userId": 1 }),
+        )
+        .await;
+    assert_eq!(
+        third.body["code"], "COUPON_ALREADY_ISSUED",
+        "{}",
+        third.body
+    );
+    let coupons: Vec<String> = issued
+        .iter()
+        .map(|a| a.body["couponId"].as_str().unwrap().to_owned())
+        .collect();
+
+    // Every coupon used at once, each on its own order.
+    let uses: Vec<_> = coupons
+        .iter()
+        .map(|coupon| {
+            let app = app.clone();
+            let path = format!("/api/v1/coupons/{coupon}/use");
+            tokio::spawn(async move {
+                app.post(&path, json!({ "orderId": path, "orderAmount": 5_000 }))
+                    .await
+            })
+        })
+        .collect();
+    let mut answers = vec![];
+    for task in uses {
+        answers.push(task.await.unwrap());
+    }
+    assert_eq!(count(&answers, StatusCode::OK), 100, "exactly the budget");
+    assert!(answers
+        .iter()
+        .filter(|a| a.status != StatusCode::OK)
+        .all(|a| a.status == StatusCode::UNPROCESSABLE_ENTITY
+            && a.body["code"] == "BUDGET_EXHAUSTED"));
+
+    // Ten uses cancelled give ten uses' worth back: exactly ten more go through.
+    let used: Vec<&String> = coupons
+        .iter()
+        .zip(&answers)
+        .filter(|(_, a)| a.status == StatusCode::OK)
+        .map(|(c, _)| c)
+        .collect();
+    for coupon in &used[..10] {
+        let undone = app
+            .post(&format!("/api/v1/coupons/{coupon}/cancel"), json!({}))
+            .await;
+        assert_eq!(undone.status, StatusCode::OK, "{}", undone.body);
+    }
+    let unused: Vec<&String> = coupons
+        .iter()
+        .zip(&answers)
+        .filter(|(_, a)| a.status != StatusCode::OK)
+        .map(|(c, _)| c)
+        .take(50)
+        .collect();
+    let mut again = 0;
+    for coupon in unused {
+        let answer = app
+            .post(
+                &format!("/api/v1/coupons/{coupon}/use"),
+                json!({ "orderId": format!("again-{coupon}"), "orderAmount": 5_000 }),
+            )
+            .await;
+        again += usize::from(answer.status == StatusCode::OK);
+    }
+    assert_eq!(again, 10);
+
+    // The log: the discounts of the uses not cancelled sum to the budget, never past it.
+    let mut granted = 0;
+    let mut peak = 0;
+    let mut discounts = std::collections::HashMap::new();
+    for (t, data) in app.events().await {
+        let coupon = data["couponId"].as_str().unwrap_or_default().to_owned();
+        match t.as_str() {
+            "coupon.used" => {
+                let discount = data["discountAmount"].as_i64().unwrap();
+                granted += discount;
+                discounts.insert(coupon, discount);
+                assert_eq!(data["discountGranted"].as_i64(), Some(granted));
+            }
+            "coupon.canceled" => {
+                granted -= discounts[&coupon];
+                assert_eq!(data["discountGranted"].as_i64(), Some(granted));
+            }
+            _ => continue,
+        }
+        peak = peak.max(granted);
+    }
+    assert_eq!((granted, peak), (10_000, 10_000));
+}

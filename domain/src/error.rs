@@ -64,6 +64,8 @@ pub enum DomainError {
     CouponNotUsed,
     #[error("the order amount is below the coupon's minimum order amount")]
     BelowMinimumOrder,
+    #[error("this use would pass the campaign's discount budget")]
+    BudgetExhausted,
 
     #[error("insufficient point balance")]
     InsufficientBalance,
@@ -151,6 +153,7 @@ impl DomainError {
             CouponRevoked => "REVOKED",
             CouponNotUsed => "NOT_USED",
             BelowMinimumOrder => "BELOW_MINIMUM_ORDER",
+            BudgetExhausted => "BUDGET_EXHAUSTED",
             InsufficientBalance => "INSUFFICIENT_BALANCE",
             TransactionNotFound => "TRANSACTION_NOT_FOUND",
             TransactionIdTaken => "TRANSACTION_ID_TAKEN",

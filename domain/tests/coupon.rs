@@ -38,6 +38,7 @@ fn used(coupon: u128, user_id: i64) -> CouponEvent {
         order_amount: money(3_000),
         discount: money(300),
         used_count: 1,
+        discount_granted: Some(money(300)),
         at: at(2),
     }
 }
@@ -293,6 +294,7 @@ fn cancelling_a_use_makes_the_coupon_available_again() {
             user_id: user(7),
             order_id: text("order-1"),
             used_count: 0,
+            discount_granted: Some(money(0)),
             at: at(3),
         }]);
 }
@@ -309,6 +311,8 @@ fn a_coupon_whose_use_was_cancelled_can_be_used_again() {
                 user_id: user(7),
                 order_id: text("order-1"),
                 used_count: 0,
+                // Recorded before budgets (v1): no tally.
+                discount_granted: None,
                 at: at(3),
             },
         ])
@@ -505,4 +509,90 @@ fn a_recorded_policy_reads_back_even_where_todays_rules_would_refuse_it() {
     .is_err());
     let event = CouponEvent::PolicyCreated { spec };
     assert_eq!(CouponEvent::from_wire(&event.to_wire()).unwrap(), event);
+}
+
+// ---- budgets and coupons per user ----
+
+/// A policy of 10 % off (at most 500) with a budget of `budget` and `per_user` coupons a user.
+fn limited(budget: Option<i64>, per_user: Option<i64>) -> CouponEvent {
+    CouponEvent::PolicyCreated {
+        spec: policy(100, percent(10, 1_000, 500))
+            .with_limits(budget.map(money), per_user.map(qty)),
+    }
+}
+
+#[test]
+fn a_use_that_would_pass_the_budget_is_refused_and_one_that_fits_is_not() {
+    // 300 granted of 500: a use worth 300 more would pass it.
+    Given::with(())
+        .given(vec![
+            limited(Some(500), None),
+            issued(1, 7, 1),
+            issued(2, 8, 2),
+            used(1, 7),
+        ])
+        .when(use_coupon(2, Some(8), 3_000, 3))
+        .then_expect_error(DomainError::BudgetExhausted);
+    // One worth 200 fits exactly.
+    let events = Given::with(())
+        .given(vec![
+            limited(Some(500), None),
+            issued(1, 7, 1),
+            issued(2, 8, 2),
+            used(1, 7),
+        ])
+        .when(use_coupon(2, Some(8), 2_000, 3))
+        .inspect_result()
+        .unwrap();
+    assert!(matches!(
+        &events[..],
+        [CouponEvent::CouponUsed { discount, discount_granted: Some(granted), .. }]
+            if *discount == money(200) && *granted == money(500)
+    ));
+}
+
+#[test]
+fn cancelling_a_use_gives_its_discount_back_to_the_budget() {
+    Given::with(())
+        .given(vec![
+            limited(Some(500), None),
+            issued(1, 7, 1),
+            issued(2, 8, 2),
+            used(1, 7),
+            CouponEvent::CouponUseCanceled {
+                coupon_id: id(1),
+                user_id: user(7),
+                order_id: text("order-1"),
+                used_count: 0,
+                discount_granted: Some(money(0)),
+                at: at(3),
+            },
+        ])
+        .when(use_coupon(2, Some(8), 5_000, 4))
+        .then_expect_events(vec![CouponEvent::CouponUsed {
+            coupon_id: id(2),
+            user_id: user(8),
+            order_id: text("order-1"),
+            order_amount: money(5_000),
+            discount: money(500),
+            used_count: 1,
+            discount_granted: Some(money(500)),
+            at: at(4),
+        }]);
+}
+
+#[test]
+fn a_user_may_be_issued_as_many_coupons_as_the_policy_allows() {
+    Given::with(())
+        .given(vec![limited(None, Some(2)), issued(1, 7, 1)])
+        .when(issue(2, 7, 1))
+        .then_expect_events(vec![issued(2, 7, 2)]);
+    Given::with(())
+        .given(vec![
+            limited(None, Some(2)),
+            issued(1, 7, 1),
+            issued(2, 7, 2),
+        ])
+        .when(issue(3, 7, 2))
+        .then_expect_error(DomainError::CouponAlreadyIssued);
 }

@@ -35,10 +35,15 @@ pub struct PolicyRow {
     pub issued_count: i64,
     pub used_count: i64,
     pub created_at: DateTime<Utc>,
+    pub discount_budget: Option<i64>,
+    pub coupons_per_user: i64,
+    /// The budget's tally as of the last projected batch.
+    pub discount_granted: i64,
 }
 
 const POLICY_COLUMNS: &str = "policy_id, title, description, total_quantity, start_time, end_time, discount_type, \
-     discount_value, minimum_order_amount, maximum_discount_amount, coupon_expires_at, issued_count, used_count, created_at";
+     discount_value, minimum_order_amount, maximum_discount_amount, coupon_expires_at, issued_count, used_count, created_at, \
+     discount_budget, coupons_per_user, discount_granted";
 
 /// A policy's discount terms, as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -47,6 +52,8 @@ pub struct TermsRow {
     pub discount_value: i64,
     pub minimum_order_amount: i64,
     pub maximum_discount_amount: i64,
+    pub discount_budget: Option<i64>,
+    pub discount_granted: i64,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -193,7 +200,8 @@ pub async fn terms(
     one(
         pool,
         schema,
-        "discount_type, discount_value, minimum_order_amount, maximum_discount_amount",
+        "discount_type, discount_value, minimum_order_amount, maximum_discount_amount, \
+         discount_budget, discount_granted",
         "coupon_policies WHERE policy_id = $1",
         policy_id,
     )

@@ -17,6 +17,11 @@ CREATE TABLE IF NOT EXISTS coupon_policies (
     created_at              timestamptz NOT NULL,
     version                 bigint      NOT NULL
 );
+-- A campaign's limits (issue 24): a budget of discount and coupons per user; the budget's
+-- tally as the last use or cancelled use stated it.
+ALTER TABLE coupon_policies ADD COLUMN IF NOT EXISTS discount_budget bigint;
+ALTER TABLE coupon_policies ADD COLUMN IF NOT EXISTS coupons_per_user bigint NOT NULL DEFAULT 1;
+ALTER TABLE coupon_policies ADD COLUMN IF NOT EXISTS discount_granted bigint NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS coupons (
     coupon_id       uuid PRIMARY KEY,
     policy_id       uuid        NOT NULL,

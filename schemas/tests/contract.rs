@@ -50,7 +50,10 @@ fn samples() -> Vec<WireEvent> {
     let mut out: Vec<WireEvent> = vec![];
     out.extend(
         [
-            CouponEvent::PolicyCreated { spec },
+            CouponEvent::PolicyCreated { spec: spec.clone() },
+            CouponEvent::PolicyCreated {
+                spec: spec.with_limits(Some(money(50_000)), Some(qty(3))),
+            },
             CouponEvent::CouponIssued {
                 coupon_id: id(),
                 user_id: user,
@@ -65,6 +68,17 @@ fn samples() -> Vec<WireEvent> {
                 order_amount: money(3_000),
                 discount: money(300),
                 used_count: 1,
+                discount_granted: Some(money(300)),
+                at: t,
+            },
+            CouponEvent::CouponUsed {
+                coupon_id: id(),
+                user_id: user,
+                order_id: text("ORD-1"),
+                order_amount: money(3_000),
+                discount: money(300),
+                used_count: 1,
+                discount_granted: None,
                 at: t,
             },
             CouponEvent::CouponUseCanceled {
@@ -72,6 +86,15 @@ fn samples() -> Vec<WireEvent> {
                 user_id: user,
                 order_id: text("ORD-1"),
                 used_count: 0,
+                discount_granted: Some(money(0)),
+                at: t,
+            },
+            CouponEvent::CouponUseCanceled {
+                coupon_id: id(),
+                user_id: user,
+                order_id: text("ORD-1"),
+                used_count: 0,
+                discount_granted: None,
                 at: t,
             },
             CouponEvent::CouponRevoked {

@@ -37,6 +37,16 @@ pub struct CreatePolicy {
     #[serde(default)]
     #[schema(minimum = 0)]
     pub maximum_discount_amount: i64,
+    /// The most discount all uses not cancelled may grant together; a use that would pass it
+    /// is refused `BUDGET_EXHAUSTED`, a cancelled use gives its discount back. No budget when
+    /// absent.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub discount_budget: Option<i64>,
+    /// Coupons one user may be issued (each used once); 1 when absent.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
+    pub coupons_per_user: Option<i64>,
 }
 
 /// A coupon of a policy for a user.
@@ -118,7 +128,17 @@ impl Commands {
             input.start_time,
             input.end_time,
             terms,
-        )?;
+        )?
+        .with_limits(
+            input
+                .discount_budget
+                .map(|b| Money::parse_positive(b, "discountBudget"))
+                .transpose()?,
+            input
+                .coupons_per_user
+                .map(|n| Quantity::parse(n, "couponsPerUser"))
+                .transpose()?,
+        );
         let policy_id = self.new_id();
         let command = CouponCommand::CreatePolicy { spec };
         self.write(

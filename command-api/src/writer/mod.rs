@@ -32,7 +32,7 @@ pub use committer::{CommitError, Committer};
 pub use registry::Aggregates;
 
 /// Bumped when an aggregate's in-memory state changes shape: older snapshots are ignored.
-pub(super) const STATE_FORMAT: i32 = 1;
+pub(super) const STATE_FORMAT: i32 = 2;
 
 /// A request carrying an idempotency key: who sent it, the key, and the body's hash.
 #[derive(Debug, Clone)]

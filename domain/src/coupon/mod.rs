@@ -16,7 +16,9 @@ mod terms;
 
 pub use state::check_applicable;
 pub use state::{Coupon, CouponState, CouponStatus};
-pub use terms::{DiscountTerms, DiscountType, PolicySpec, COUPON_VALIDITY_AFTER_END_DAYS};
+pub use terms::{
+    check_budget, DiscountTerms, DiscountType, PolicySpec, COUPON_VALIDITY_AFTER_END_DAYS,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CouponCommand {
@@ -68,6 +70,9 @@ pub enum CouponEvent {
         order_amount: Money,
         discount: Money,
         used_count: u32,
+        /// The discount all uses not cancelled have granted, this one included (`None` in
+        /// events recorded before budgets, v1).
+        discount_granted: Option<Money>,
         at: DateTime<Utc>,
     },
     CouponUseCanceled {
@@ -75,6 +80,8 @@ pub enum CouponEvent {
         user_id: UserId,
         order_id: Text,
         used_count: u32,
+        /// The discount granted after this use gave its own back (`None` before budgets, v1).
+        discount_granted: Option<Money>,
         at: DateTime<Utc>,
     },
     CouponRevoked {
@@ -90,9 +97,15 @@ pub struct CouponPolicy {
     spec: Option<PolicySpec>,
     issued_count: u32,
     used_count: u32,
-    /// Who holds a coupon of this policy: enforces one coupon per user.
+    /// Who holds a coupon of this policy (their first): the per-user limit.
     holders: HashMap<UserId, Uuid>,
+    /// Coupons issued to each user beyond their first.
+    #[serde(default)]
+    issued_more: HashMap<UserId, u32>,
     coupons: HashMap<Uuid, Coupon>,
+    /// The discount granted by the uses not cancelled: the budget's tally.
+    #[serde(default)]
+    discount_granted: i64,
 }
 
 impl CouponPolicy {
@@ -113,6 +126,15 @@ impl CouponPolicy {
     }
     pub fn coupons(&self) -> impl Iterator<Item = (&Uuid, &Coupon)> {
         self.coupons.iter()
+    }
+    /// The discount granted by the uses not cancelled.
+    pub fn discount_granted(&self) -> Money {
+        Money::tally(self.discount_granted)
+    }
+    /// Coupons of this policy issued to `user_id`.
+    pub fn issued_to(&self, user_id: UserId) -> u32 {
+        u32::from(self.holders.contains_key(&user_id))
+            + self.issued_more.get(&user_id).copied().unwrap_or(0)
     }
 
     /// Decides a command against the current state: the events to append, or why not.
@@ -138,7 +160,7 @@ impl CouponPolicy {
                 if now >= spec.end_time {
                     return Err(DomainError::IssuanceEnded);
                 }
-                if self.holders.contains_key(&user_id) {
+                if self.issued_to(user_id) >= spec.coupons_per_user.get() {
                     return Err(DomainError::CouponAlreadyIssued);
                 }
                 if self.issued_count >= spec.total_quantity.get() {
@@ -165,6 +187,7 @@ impl CouponPolicy {
                 let coupon = self.coupons.get(&coupon_id);
                 let discount =
                     check_applicable(coupon, &spec.terms, acting_user, order_amount, now)?;
+                spec.check_budget(self.discount_granted(), discount)?;
                 let user_id = coupon.ok_or(DomainError::CouponNotFound)?.user_id;
                 Ok(vec![CouponEvent::CouponUsed {
                     coupon_id,
@@ -173,6 +196,7 @@ impl CouponPolicy {
                     order_amount,
                     discount,
                     used_count: self.used_count + 1,
+                    discount_granted: Some(Money::tally(self.discount_granted + discount.get())),
                     at: now,
                 }])
             }
@@ -183,15 +207,18 @@ impl CouponPolicy {
             } => {
                 let coupon = self.owned_coupon(&coupon_id, acting_user)?;
                 match &coupon.state {
-                    CouponState::Used { order_id, .. } => {
-                        Ok(vec![CouponEvent::CouponUseCanceled {
-                            coupon_id,
-                            user_id: coupon.user_id,
-                            order_id: order_id.clone(),
-                            used_count: self.used_count - 1,
-                            at: now,
-                        }])
-                    }
+                    CouponState::Used {
+                        order_id, discount, ..
+                    } => Ok(vec![CouponEvent::CouponUseCanceled {
+                        coupon_id,
+                        user_id: coupon.user_id,
+                        order_id: order_id.clone(),
+                        used_count: self.used_count - 1,
+                        discount_granted: Some(Money::tally(
+                            (self.discount_granted - discount.get()).max(0),
+                        )),
+                        at: now,
+                    }]),
                     CouponState::Revoked => Err(DomainError::CouponRevoked),
                     CouponState::Available => Err(DomainError::CouponNotUsed),
                 }
@@ -239,7 +266,14 @@ impl CouponPolicy {
                 ..
             } => {
                 self.issued_count = issued_count;
-                self.holders.insert(user_id, coupon_id);
+                match self.holders.entry(user_id) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        *self.issued_more.entry(user_id).or_default() += 1;
+                    }
+                    std::collections::hash_map::Entry::Vacant(first) => {
+                        first.insert(coupon_id);
+                    }
+                }
                 self.coupons.insert(
                     coupon_id,
                     Coupon {
@@ -258,6 +292,7 @@ impl CouponPolicy {
                 ..
             } => {
                 self.used_count = used_count;
+                self.discount_granted = self.discount_granted.saturating_add(discount.get());
                 if let Some(coupon) = self.coupons.get_mut(&coupon_id) {
                     coupon.state = CouponState::Used {
                         order_id,
@@ -273,6 +308,9 @@ impl CouponPolicy {
             } => {
                 self.used_count = used_count;
                 if let Some(coupon) = self.coupons.get_mut(&coupon_id) {
+                    if let CouponState::Used { discount, .. } = &coupon.state {
+                        self.discount_granted = (self.discount_granted - discount.get()).max(0);
+                    }
                     coupon.state = CouponState::Available;
                 }
             }

@@ -40,6 +40,16 @@ pub struct PolicySpec {
     pub(super) start_time: DateTime<Utc>,
     pub(super) end_time: DateTime<Utc>,
     pub(super) terms: DiscountTerms,
+    /// The most discount all uses together may grant (uses not cancelled); none when absent.
+    #[serde(default)]
+    pub(super) discount_budget: Option<Money>,
+    /// Coupons one user may be issued (each used once); 1 unless set.
+    #[serde(default = "one")]
+    pub(super) coupons_per_user: Quantity,
+}
+
+fn one() -> Quantity {
+    Quantity::ONE
 }
 
 impl DiscountTerms {
@@ -163,6 +173,41 @@ impl PolicySpec {
             start_time,
             end_time,
             terms,
+            discount_budget: None,
+            coupons_per_user: Quantity::ONE,
+        }
+    }
+
+    /// The campaign's limits beyond its total: a money budget for the discounts its uses
+    /// grant, and how many coupons one user may be issued (1 when `None`).
+    pub fn with_limits(
+        mut self,
+        discount_budget: Option<Money>,
+        coupons_per_user: Option<Quantity>,
+    ) -> Self {
+        self.discount_budget = discount_budget;
+        self.coupons_per_user = coupons_per_user.unwrap_or(Quantity::ONE);
+        self
+    }
+
+    pub fn discount_budget(&self) -> Option<Money> {
+        self.discount_budget
+    }
+    pub fn coupons_per_user(&self) -> Quantity {
+        self.coupons_per_user
+    }
+
+    /// Whether a use granting `discount` fits the budget, given `granted` so far by uses not
+    /// cancelled. The same rule serves `use` and `quote`.
+    pub fn check_budget(&self, granted: Money, discount: Money) -> Result<(), DomainError> {
+        match self.discount_budget {
+            Some(budget)
+                if i128::from(granted.get()) + i128::from(discount.get())
+                    > i128::from(budget.get()) =>
+            {
+                Err(DomainError::BudgetExhausted)
+            }
+            _ => Ok(()),
         }
     }
 
@@ -191,5 +236,23 @@ impl PolicySpec {
         self.end_time
             .checked_add_signed(Duration::days(COUPON_VALIDITY_AFTER_END_DAYS))
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+}
+
+/// Whether a use granting `discount` fits `budget` (none: always), given `granted` so far by
+/// the uses not cancelled: `use` decides with it, the query API's quote answers with it.
+pub fn check_budget(
+    budget: Option<Money>,
+    granted: Money,
+    discount: Money,
+) -> Result<(), DomainError> {
+    match budget {
+        Some(budget)
+            if i128::from(granted.get()) + i128::from(discount.get())
+                > i128::from(budget.get()) =>
+        {
+            Err(DomainError::BudgetExhausted)
+        }
+        _ => Ok(()),
     }
 }

@@ -124,6 +124,11 @@ impl Money {
         self.0 == 0
     }
 
+    /// A tally of recorded amounts (a budget's granted sum): never below zero.
+    pub fn tally(value: i64) -> Self {
+        Self(value.max(0))
+    }
+
     /// `self × quantity`, or `None` on overflow.
     pub fn checked_mul(self, quantity: Quantity) -> Option<Money> {
         self.0.checked_mul(i64::from(quantity.get())).map(Money)
@@ -149,6 +154,8 @@ impl From<Money> for i64 {
 pub struct Quantity(u32);
 
 impl Quantity {
+    pub const ONE: Quantity = Quantity(1);
+
     /// Parses a quantity of at least one unit.
     pub fn parse(value: i64, field: &'static str) -> Result<Self, DomainError> {
         match u32::try_from(value) {

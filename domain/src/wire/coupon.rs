@@ -1,5 +1,6 @@
-//! The coupon policy's events on the wire: `coupon.policy_created`, `coupon.issued` (v2; v1 is
-//! upcast), `coupon.used`, `coupon.use_canceled`, `coupon.revoked`.
+//! The coupon policy's events on the wire: `coupon.policy_created` (v2: the budget and the
+//! coupons per user), `coupon.issued` (v2), `coupon.used` and `coupon.canceled` (v2: the
+//! budget's tally), `coupon.revoked`. Older versions are upcast (`super::UPCASTERS`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,7 @@ use crate::values::{Money, Quantity, Text, UserId};
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PolicyCreatedV1 {
+struct PolicyCreatedV2 {
     title: Text,
     description: Text,
     total_quantity: Quantity,
@@ -22,6 +23,10 @@ struct PolicyCreatedV1 {
     minimum_order_amount: Money,
     maximum_discount_amount: Money,
     coupon_expires_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    discount_budget: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    coupons_per_user: Option<Quantity>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -36,7 +41,7 @@ struct CouponIssuedV2 {
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CouponUsedV1 {
+struct CouponUsedV2 {
     coupon_id: Uuid,
     user_id: UserId,
     order_id: Text,
@@ -44,16 +49,20 @@ struct CouponUsedV1 {
     discount_amount: Money,
     used_count: u32,
     used_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    discount_granted: Option<Money>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CouponCanceledV1 {
+struct CouponCanceledV2 {
     coupon_id: Uuid,
     user_id: UserId,
     order_id: Text,
     used_count: u32,
     canceled_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    discount_granted: Option<Money>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -82,7 +91,7 @@ impl WireCodec for CouponEvent {
                 let terms = spec.terms();
                 encode(
                     name,
-                    PolicyCreatedV1 {
+                    PolicyCreatedV2 {
                         title: spec.title().clone(),
                         description: spec.description().clone(),
                         total_quantity: spec.total_quantity(),
@@ -93,6 +102,8 @@ impl WireCodec for CouponEvent {
                         minimum_order_amount: terms.minimum_order_amount(),
                         maximum_discount_amount: terms.maximum_discount_amount(),
                         coupon_expires_at: spec.coupon_expiry(),
+                        discount_budget: spec.discount_budget(),
+                        coupons_per_user: Some(spec.coupons_per_user()).filter(|n| n.get() > 1),
                     },
                 )
             }
@@ -119,10 +130,11 @@ impl WireCodec for CouponEvent {
                 order_amount,
                 discount,
                 used_count,
+                discount_granted,
                 at,
             } => encode(
                 name,
-                CouponUsedV1 {
+                CouponUsedV2 {
                     coupon_id,
                     user_id,
                     order_id,
@@ -130,6 +142,7 @@ impl WireCodec for CouponEvent {
                     discount_amount: discount,
                     used_count,
                     used_at: at,
+                    discount_granted,
                 },
             ),
             CouponEvent::CouponUseCanceled {
@@ -137,15 +150,17 @@ impl WireCodec for CouponEvent {
                 user_id,
                 order_id,
                 used_count,
+                discount_granted,
                 at,
             } => encode(
                 name,
-                CouponCanceledV1 {
+                CouponCanceledV2 {
                     coupon_id,
                     user_id,
                     order_id,
                     used_count,
                     canceled_at: at,
+                    discount_granted,
                 },
             ),
             CouponEvent::CouponRevoked {
@@ -167,7 +182,7 @@ impl WireCodec for CouponEvent {
         let wire = &*upcast(wire)?;
         Ok(match wire.event_type.as_str() {
             COUPON_POLICY_CREATED => {
-                let d: PolicyCreatedV1 = decode(wire)?;
+                let d: PolicyCreatedV2 = decode(wire)?;
                 let terms = DiscountTerms::recorded(
                     d.discount_type,
                     d.discount_value,
@@ -181,7 +196,8 @@ impl WireCodec for CouponEvent {
                     d.start_time,
                     d.end_time,
                     terms,
-                );
+                )
+                .with_limits(d.discount_budget, d.coupons_per_user);
                 CouponEvent::PolicyCreated { spec }
             }
             COUPON_ISSUED => {
@@ -195,7 +211,7 @@ impl WireCodec for CouponEvent {
                 }
             }
             COUPON_USED => {
-                let d: CouponUsedV1 = decode(wire)?;
+                let d: CouponUsedV2 = decode(wire)?;
                 CouponEvent::CouponUsed {
                     coupon_id: d.coupon_id,
                     user_id: d.user_id,
@@ -203,16 +219,18 @@ impl WireCodec for CouponEvent {
                     order_amount: d.order_amount,
                     discount: d.discount_amount,
                     used_count: d.used_count,
+                    discount_granted: d.discount_granted,
                     at: d.used_at,
                 }
             }
             COUPON_CANCELED => {
-                let d: CouponCanceledV1 = decode(wire)?;
+                let d: CouponCanceledV2 = decode(wire)?;
                 CouponEvent::CouponUseCanceled {
                     coupon_id: d.coupon_id,
                     user_id: d.user_id,
                     order_id: d.order_id,
                     used_count: d.used_count,
+                    discount_granted: d.discount_granted,
                     at: d.canceled_at,
                 }
             }

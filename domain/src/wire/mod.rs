@@ -69,10 +69,10 @@ macro_rules! event_types {
 }
 
 event_types! {
-    COUPON_POLICY_CREATED = "coupon.policy_created" v 1 in "coupon";
+    COUPON_POLICY_CREATED = "coupon.policy_created" v 2 in "coupon";
     COUPON_ISSUED = "coupon.issued" v 2 in "coupon";
-    COUPON_USED = "coupon.used" v 1 in "coupon";
-    COUPON_CANCELED = "coupon.canceled" v 1 in "coupon";
+    COUPON_USED = "coupon.used" v 2 in "coupon";
+    COUPON_CANCELED = "coupon.canceled" v 2 in "coupon";
     COUPON_REVOKED = "coupon.revoked" v 1 in "coupon";
     POINT_EARNED = "point.earned" v 1 in "point";
     POINT_SPENT = "point.spent" v 1 in "point";
@@ -107,11 +107,35 @@ pub struct Upcaster {
 /// they were written with, and every reader — aggregate loads in the command API, the
 /// projector, replay-tools — upcasts through [`upcast`] before decoding, so all of them see
 /// the same current form.
-pub const UPCASTERS: &[Upcaster] = &[Upcaster {
-    event_type: COUPON_ISSUED,
-    from: 1,
-    upcast: coupon_issued_v1_to_v2,
-}];
+pub const UPCASTERS: &[Upcaster] = &[
+    Upcaster {
+        event_type: COUPON_ISSUED,
+        from: 1,
+        upcast: coupon_issued_v1_to_v2,
+    },
+    // v2 adds optional fields only (a budget, coupons per user, the budget's tally): a v1
+    // event is a v2 event without them.
+    Upcaster {
+        event_type: COUPON_POLICY_CREATED,
+        from: 1,
+        upcast: unchanged,
+    },
+    Upcaster {
+        event_type: COUPON_USED,
+        from: 1,
+        upcast: unchanged,
+    },
+    Upcaster {
+        event_type: COUPON_CANCELED,
+        from: 1,
+        upcast: unchanged,
+    },
+];
+
+/// An upcast that only moves the version: the newer version adds optional fields.
+fn unchanged(data: Value) -> Value {
+    data
+}
 
 /// coupon.issued v2 names its timestamp `occurredAt`, like every point event (v1: `issuedAt`).
 fn coupon_issued_v1_to_v2(mut data: Value) -> Value {

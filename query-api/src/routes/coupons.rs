@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use domain::coupon::{
-    check_applicable, Coupon, CouponState, CouponStatus, DiscountTerms, DiscountType,
+    check_applicable, check_budget, Coupon, CouponState, CouponStatus, DiscountTerms, DiscountType,
 };
 use domain::values::{Money, Text, UserId};
 use problem::{Path, Query};
@@ -40,6 +40,12 @@ pub(crate) struct Policy {
     issued_count: i64,
     used_count: i64,
     remaining_quantity: i64,
+    /// The most discount all uses not cancelled may grant; null: no budget.
+    discount_budget: Option<i64>,
+    /// The discount granted by the uses not cancelled (as of the last projected batch).
+    discount_granted: i64,
+    /// Coupons one user may be issued.
+    coupons_per_user: i64,
     created_at: DateTime<Utc>,
 }
 
@@ -67,7 +73,8 @@ pub(crate) struct Quote {
     applicable: bool,
     discount_amount: i64,
     final_amount: i64,
-    /// Why not (a refusal code such as EXPIRED, BELOW_MINIMUM, NOT_OWNER), null when it
+    /// Why not (a refusal code such as EXPIRED, BELOW_MINIMUM_ORDER, NOT_OWNER,
+    /// BUDGET_EXHAUSTED), null when it
     /// applies.
     reason: Option<String>,
 }
@@ -139,6 +146,9 @@ fn policy_with_counts(row: PolicyRow, issued: i64, used: i64) -> Result<Policy, 
         issued_count: issued,
         used_count: used,
         remaining_quantity: (row.total_quantity - issued).max(0),
+        discount_budget: row.discount_budget,
+        discount_granted: row.discount_granted,
+        coupons_per_user: row.coupons_per_user,
         created_at: row.created_at,
     })
 }
@@ -390,6 +400,12 @@ async fn quote(
         Some(p) => Some(recorded(&p.discount_type)?),
         None => None,
     };
+    let budget = policy.as_ref().map(|p| {
+        (
+            p.discount_budget.and_then(|b| Money::parse(b, "b").ok()),
+            Money::tally(p.discount_granted),
+        )
+    });
     let terms = policy.zip(kind).and_then(|(p, kind)| {
         let (value, minimum, cap) = (
             p.discount_value,
@@ -406,7 +422,11 @@ async fn quote(
     });
     let coupon = row.as_ref().map(coupon_domain);
     let outcome = match &terms {
-        Some(terms) => check_applicable(coupon.as_ref(), terms, acting, amount, Utc::now()),
+        Some(terms) => check_applicable(coupon.as_ref(), terms, acting, amount, Utc::now())
+            .and_then(|discount| {
+                let (budget, granted) = budget.unwrap_or((None, Money::ZERO));
+                check_budget(budget, granted, discount).map(|()| discount)
+            }),
         None => Err(domain::DomainError::CouponNotFound),
     };
     Ok(Json(match outcome {

@@ -45,10 +45,13 @@ impl Changes {
                         minimum_order_amount: terms.minimum_order_amount().get(),
                         maximum_discount_amount: terms.maximum_discount_amount().get(),
                         coupon_expires_at: spec.coupon_expiry(),
+                        discount_budget: spec.discount_budget().map(|b| b.get()),
+                        coupons_per_user: i64::from(spec.coupons_per_user().get()),
                         created_at: recorded.recorded_at,
                         counts: PolicyCounts {
                             issued: Some(0),
                             used: Some(0),
+                            granted: Some(0),
                             version,
                         },
                     },
@@ -71,7 +74,7 @@ impl Changes {
                         current: CouponUse::open(*at),
                     },
                 );
-                self.count(id, version, Some(*issued_count), None);
+                self.count(id, version, Some(*issued_count), None, None);
             }
             CouponEvent::CouponUsed {
                 coupon_id,
@@ -79,6 +82,7 @@ impl Changes {
                 order_amount,
                 discount,
                 used_count,
+                discount_granted,
                 at,
                 ..
             } => {
@@ -93,16 +97,17 @@ impl Changes {
                         updated_at: *at,
                     },
                 );
-                self.count(id, version, None, Some(*used_count));
+                self.count(id, version, None, Some(*used_count), *discount_granted);
             }
             CouponEvent::CouponUseCanceled {
                 coupon_id,
                 used_count,
+                discount_granted,
                 at,
                 ..
             } => {
                 self.coupon_use(*coupon_id, CouponUse::open(*at));
-                self.count(id, version, None, Some(*used_count));
+                self.count(id, version, None, Some(*used_count), *discount_granted);
             }
             CouponEvent::CouponRevoked { coupon_id, at, .. } => {
                 // Only an available coupon can be revoked: it has no order to clear.
@@ -113,7 +118,7 @@ impl Changes {
                         ..CouponUse::open(*at)
                     },
                 );
-                self.count(id, version, None, None);
+                self.count(id, version, None, None, None);
             }
         }
     }
@@ -325,7 +330,14 @@ impl Changes {
     }
 
     /// Changes of a row created in this batch go into its insert; others become updates.
-    fn count(&mut self, policy: Uuid, version: i64, issued: Option<u32>, used: Option<u32>) {
+    fn count(
+        &mut self,
+        policy: Uuid,
+        version: i64,
+        issued: Option<u32>,
+        used: Option<u32>,
+        granted: Option<domain::values::Money>,
+    ) {
         let counts = match self.policies.get_mut(&policy) {
             Some(row) => &mut row.counts,
             None => self.policy_counts.entry(policy).or_default(),
@@ -336,6 +348,9 @@ impl Changes {
         }
         if let Some(used) = used {
             counts.used = Some(i64::from(used));
+        }
+        if let Some(granted) = granted {
+            counts.granted = Some(granted.get());
         }
     }
 
@@ -392,6 +407,8 @@ pub(super) struct PolicyRow {
     pub(super) minimum_order_amount: i64,
     pub(super) maximum_discount_amount: i64,
     pub(super) coupon_expires_at: DateTime<Utc>,
+    pub(super) discount_budget: Option<i64>,
+    pub(super) coupons_per_user: i64,
     pub(super) created_at: DateTime<Utc>,
     pub(super) counts: PolicyCounts,
 }
@@ -401,6 +418,8 @@ pub(super) struct PolicyRow {
 pub(super) struct PolicyCounts {
     pub(super) issued: Option<i64>,
     pub(super) used: Option<i64>,
+    /// The budget's tally, when an event of the batch stated it.
+    pub(super) granted: Option<i64>,
     pub(super) version: i64,
 }
 

@@ -55,19 +55,48 @@ impl Changes {
             .bind(rows.iter().map(|(_, r)| r.counts.version).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
+            // The limits and the budget's tally (added by issue 24), set apart from the insert.
+            sqlx::query(&format!(
+                "UPDATE {schema}.coupon_policies p SET discount_budget = t.budget, \
+                   coupons_per_user = t.per_user, discount_granted = t.granted \
+                 FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) \
+                   AS t(id, budget, per_user, granted) \
+                 WHERE p.policy_id = t.id",
+            ))
+            .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|(_, r)| r.discount_budget)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|(_, r)| r.coupons_per_user)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                rows.iter()
+                    .map(|(_, r)| r.counts.granted.unwrap_or(0))
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *conn)
+            .await?;
         }
         if !self.policy_counts.is_empty() {
             let rows: Vec<(&Uuid, &PolicyCounts)> = self.policy_counts.iter().collect();
             sqlx::query(&format!(
                 "UPDATE {schema}.coupon_policies p SET issued_count = COALESCE(t.issued, p.issued_count), \
-                   used_count = COALESCE(t.used, p.used_count), version = t.version \
-                 FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) AS t(id, issued, used, version) \
+                   used_count = COALESCE(t.used, p.used_count), \
+                   discount_granted = COALESCE(t.granted, p.discount_granted), version = t.version \
+                 FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) \
+                   AS t(id, issued, used, version, granted) \
                  WHERE p.policy_id = t.id",
             ))
             .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, c)| c.issued).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, c)| c.used).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, c)| c.version).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, c)| c.granted).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
