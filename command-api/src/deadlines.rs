@@ -1,5 +1,5 @@
 //! Durable deadlines (DESIGN "Deadlines", ADR 16): the system's own events at their due time —
-//! a checkout hold's expiry.
+//! a checkout hold's expiry, an earn's points' expiry.
 //!
 //! Two loops, both bounded in what they do per round and retried with a pause that grows to a
 //! second when the database fails, both ending within a round of `stop`:
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use domain::deadline::{DeadlineEffect, DeadlineKind, DEADLINE_EVENT_TYPES};
+use domain::points::PointEvent;
 use domain::time_sale::TimeSaleEvent;
 use domain::wire::{WireCodec, WireEvent};
 use domain::DomainError;
@@ -66,16 +67,15 @@ fn changes(events: &[RecordedEvent]) -> Vec<DeadlineChange> {
             version: event.schema_version as u16,
             data: event.data.clone(),
         };
-        let effect = match event.category.as_str() {
-            "timesale" => match TimeSaleEvent::from_wire(&wire) {
-                Ok(decoded) => decoded.deadline(),
-                Err(e) => {
-                    tracing::error!(position = event.position, error = %e, "an event that sets a deadline does not decode; its deadline is skipped");
-                    None
-                }
-            },
-            _ => None,
+        let decoded = match event.category.as_str() {
+            "timesale" => TimeSaleEvent::from_wire(&wire).map(|e| e.deadline()),
+            "point" => PointEvent::from_wire(&wire).map(|e| e.deadline()),
+            _ => Ok(None),
         };
+        let effect = decoded.unwrap_or_else(|e| {
+            tracing::error!(position = event.position, error = %e, "an event that sets a deadline does not decode; its deadline is skipped");
+            None
+        });
         out.extend(effect.map(|effect| match effect {
             DeadlineEffect::Opens {
                 kind,
@@ -221,6 +221,10 @@ async fn fire(commands: Commands, poll: Duration, mut stop: watch::Receiver<bool
                         .end_hold(&call, deadline.entity_id, HoldEnd::Expire)
                         .await
                         .map(|_| ()),
+                    DeadlineKind::PointLot => commands
+                        .expire_points(&call, deadline.stream_id, deadline.entity_id)
+                        .await
+                        .map(|_| ()),
                 };
                 (deadline, kind, outcome)
             });
@@ -247,7 +251,10 @@ async fn fire(commands: Commands, poll: Duration, mut stop: watch::Receiver<bool
                 // Ended already (confirmed, released, expired): the follower has not read
                 // that yet; forget it now.
                 Err(CommandError::Refused(
-                    DomainError::ReservationClosed | DomainError::ReservationNotFound,
+                    DomainError::ReservationClosed
+                    | DomainError::ReservationNotFound
+                    | DomainError::LotClosed
+                    | DomainError::TransactionNotFound,
                 )) => {
                     let _ = commands
                         .log

@@ -17,6 +17,9 @@ pub struct Settings {
     /// Checkout holds and the deadlines that end them.
     #[serde(default)]
     pub holds: HoldSettings,
+    /// Loyalty points: how long earned points last by default.
+    #[serde(default)]
+    pub points: PointSettings,
     /// Bearer tokens (ADR 11).
     #[serde(default)]
     pub auth: auth::AuthSettings,
@@ -136,6 +139,14 @@ pub struct HoldSettings {
     /// Milliseconds between two looks for due deadlines (and for new events that set or clear
     /// one): a deadline fires at most about this late, plus the time to append.
     pub deadline_poll_ms: u64,
+}
+
+/// Loyalty points.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PointSettings {
+    /// Days earned points last when an earn names no `expiresAt`; never expire when unset.
+    pub default_validity_days: Option<u32>,
 }
 
 impl Default for HoldSettings {

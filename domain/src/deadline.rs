@@ -1,11 +1,13 @@
-//! Deadlines the domain's events open and end: a checkout hold is due at its expiry. The
-//! system appends the event that ends a due one (`timesale.reservation_expired`); the command
-//! that does is refused before the due time and once the entity is no longer open, so a
-//! deadline fires at most once whoever fires it, however often.
+//! Deadlines the domain's events open and end: a checkout hold is due at its expiry, an earn's
+//! points (a lot) at theirs. The system appends the event that ends a due one
+//! (`timesale.reservation_expired`, `point.expired`); the command that does is refused before
+//! the due time and once the entity is no longer open, so a deadline fires at most once
+//! whoever fires it, however often.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::points::{PointEvent, TransactionKind};
 use crate::time_sale::TimeSaleEvent;
 use crate::wire;
 
@@ -14,14 +16,17 @@ use crate::wire;
 pub enum DeadlineKind {
     /// A time sale's checkout hold (entity: the reservation).
     Reservation,
+    /// An earn's points (entity: the earn's transaction id).
+    PointLot,
 }
 
 impl DeadlineKind {
-    pub const ALL: &'static [DeadlineKind] = &[DeadlineKind::Reservation];
+    pub const ALL: &'static [DeadlineKind] = &[DeadlineKind::Reservation, DeadlineKind::PointLot];
 
     pub fn as_str(self) -> &'static str {
         match self {
             DeadlineKind::Reservation => "reservation",
+            DeadlineKind::PointLot => "point_lot",
         }
     }
 
@@ -33,6 +38,7 @@ impl DeadlineKind {
     pub fn category(self) -> &'static str {
         match self {
             DeadlineKind::Reservation => "timesale",
+            DeadlineKind::PointLot => "point",
         }
     }
 }
@@ -56,6 +62,9 @@ pub const DEADLINE_EVENT_TYPES: &[&str] = &[
     wire::RESERVATION_CONFIRMED,
     wire::RESERVATION_RELEASED,
     wire::RESERVATION_EXPIRED,
+    wire::POINT_EARNED,
+    wire::POINT_CANCELED,
+    wire::POINT_EXPIRED,
 ];
 
 impl TimeSaleEvent {
@@ -86,6 +95,41 @@ impl TimeSaleEvent {
             TimeSaleEvent::TimeSaleCreated { .. }
             | TimeSaleEvent::OrderPlaced { .. }
             | TimeSaleEvent::OrderCanceled { .. } => None,
+        }
+    }
+}
+
+impl PointEvent {
+    /// What this event does to a deadline, if anything.
+    pub fn deadline(&self) -> Option<DeadlineEffect> {
+        let kind = DeadlineKind::PointLot;
+        match self {
+            PointEvent::Earned {
+                transaction_id,
+                expires_at: Some(due_at),
+                ..
+            } => Some(DeadlineEffect::Opens {
+                kind,
+                entity: *transaction_id,
+                due_at: *due_at,
+            }),
+            PointEvent::Canceled {
+                canceled_transaction_id,
+                canceled_kind: TransactionKind::Earn,
+                ..
+            } => Some(DeadlineEffect::Ends {
+                kind,
+                entity: *canceled_transaction_id,
+            }),
+            // An expiry after a cancelled use put points back into an expired lot ends
+            // nothing new; the lot's own expiry ended its deadline.
+            PointEvent::Expired { lot_id, .. } => Some(DeadlineEffect::Ends {
+                kind,
+                entity: *lot_id,
+            }),
+            PointEvent::Earned { .. } | PointEvent::Spent { .. } | PointEvent::Canceled { .. } => {
+                None
+            }
         }
     }
 }

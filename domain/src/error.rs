@@ -77,10 +77,14 @@ pub enum DomainError {
     TransactionAlreadyCanceled,
     #[error("a cancellation cannot itself be cancelled")]
     TransactionNotCancelable,
-    #[error("the earned points have already been spent")]
+    #[error("the earned points have already been spent or have expired")]
     PointsAlreadySpent,
     #[error("the point balance would overflow")]
     BalanceOverflow,
+    #[error("the point lot holds nothing to expire")]
+    LotClosed,
+    #[error("the point lot has not reached its expiry")]
+    LotNotDue,
 
     #[error("product not found")]
     ProductNotFound,
@@ -161,6 +165,8 @@ impl DomainError {
             TransactionNotCancelable => "TRANSACTION_NOT_CANCELABLE",
             PointsAlreadySpent => "POINTS_ALREADY_SPENT",
             BalanceOverflow => "BALANCE_OVERFLOW",
+            LotClosed => "LOT_CLOSED",
+            LotNotDue => "LOT_NOT_DUE",
             ProductNotFound => "PRODUCT_NOT_FOUND",
             ProductAlreadyExists => "PRODUCT_ALREADY_EXISTS",
             TimeSaleNotFound => "TIME_SALE_NOT_FOUND",

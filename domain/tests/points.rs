@@ -21,7 +21,9 @@ fn earned(tx: u128, amount: i64, balance_after: i64) -> PointEvent {
         transaction_id: id(tx),
         amount: pts(amount),
         description: text("purchase"),
+        expires_at: None,
         balance_after,
+        next_expiry: None,
         at: at(1),
     }
 }
@@ -34,6 +36,7 @@ fn spent(tx: u128, amount: i64, balance_after: i64) -> PointEvent {
         description: text("checkout"),
         order_id: Some(text("order-9")),
         balance_after,
+        next_expiry: None,
         at: at(2),
     }
 }
@@ -44,6 +47,7 @@ fn earn(tx: u128, amount: i64) -> PointCommand {
         transaction_id: id(tx),
         amount: pts(amount),
         description: text("purchase"),
+        expires_at: None,
         now: at(1),
     }
 }
@@ -142,6 +146,7 @@ fn cancelling_an_earn_takes_the_points_back() {
             canceled_kind: TransactionKind::Earn,
             amount: pts(100),
             balance_after: 0,
+            next_expiry: None,
             at: at(3),
         }]);
 }
@@ -166,6 +171,7 @@ fn cancelling_a_use_refunds_the_points() {
             canceled_kind: TransactionKind::Use,
             amount: pts(60),
             balance_after: 100,
+            next_expiry: None,
             at: at(3),
         }]);
 }
@@ -179,6 +185,7 @@ fn a_transaction_is_cancelled_at_most_once() {
         canceled_kind: TransactionKind::Use,
         amount: pts(60),
         balance_after: 100,
+        next_expiry: None,
         at: at(3),
     };
     Given::with(())
@@ -196,6 +203,7 @@ fn a_cancellation_cannot_itself_be_cancelled() {
         canceled_kind: TransactionKind::Use,
         amount: pts(60),
         balance_after: 100,
+        next_expiry: None,
         at: at(3),
     };
     Given::with(())
@@ -216,4 +224,172 @@ fn cancelling_an_unknown_transaction_is_refused() {
 fn a_users_account_id_is_stable_and_distinct_per_user() {
     assert_eq!(point_account_id(user(7)), point_account_id(user(7)));
     assert_ne!(point_account_id(user(7)), point_account_id(user(8)));
+}
+
+// ---- lots that expire ----
+
+/// Decides `command` on `account` and applies what it decided; the events.
+fn run(account: &mut PointAccount, command: PointCommand) -> Result<Vec<PointEvent>, DomainError> {
+    let events = account.decide(command)?;
+    for event in &events {
+        account.apply_event(event.clone());
+    }
+    Ok(events)
+}
+
+fn earn_until(tx: u128, amount: i64, expires: chrono::DateTime<chrono::Utc>) -> PointCommand {
+    PointCommand::Earn {
+        user_id: user(7),
+        transaction_id: id(tx),
+        amount: pts(amount),
+        description: text("promo"),
+        expires_at: Some(expires),
+        now: at(0),
+    }
+}
+
+fn day(n: i64) -> chrono::DateTime<chrono::Utc> {
+    at(24 * n)
+}
+
+#[test]
+fn earn_100_for_a_day_and_100_for_three_spend_150_cancel_it_and_the_first_day_expires() {
+    let mut account = PointAccount::default();
+    run(&mut account, earn_until(1, 100, day(1))).unwrap();
+    let events = run(&mut account, earn_until(2, 100, day(3))).unwrap();
+    assert_eq!(account.balance(), 200);
+    assert!(
+        matches!(events[..], [PointEvent::Earned { next_expiry: Some(n), .. }]
+        if n.amount == 100 && n.expires_at == day(1))
+    );
+
+    // The use takes the points that expire first: all of day 1's, 50 of day 3's.
+    let spend = PointCommand::Use {
+        user_id: user(7),
+        transaction_id: id(3),
+        amount: pts(150),
+        description: text("checkout"),
+        order_id: None,
+        now: at(1),
+    };
+    let events = run(&mut account, spend).unwrap();
+    assert_eq!(account.balance(), 50);
+    assert_eq!(
+        (
+            account.lot(&id(1)).unwrap().left,
+            account.lot(&id(2)).unwrap().left
+        ),
+        (0, 50)
+    );
+    assert!(
+        matches!(events[..], [PointEvent::Spent { balance_after: 50, next_expiry: Some(n), .. }]
+        if n.amount == 50 && n.expires_at == day(3))
+    );
+
+    // Cancelled: each lot gets back what it gave.
+    let cancel = PointCommand::Cancel {
+        user_id: user(7),
+        transaction_id: id(4),
+        canceled_transaction_id: id(3),
+        now: at(2),
+    };
+    run(&mut account, cancel).unwrap();
+    assert_eq!(account.balance(), 200);
+    assert_eq!(
+        (
+            account.lot(&id(1)).unwrap().left,
+            account.lot(&id(2)).unwrap().left
+        ),
+        (100, 100)
+    );
+
+    // Day 1: not before; then what is left of the first lot leaves, once.
+    let expire = |tx, now| PointCommand::ExpireLot {
+        lot_id: id(1),
+        transaction_id: id(tx),
+        now,
+    };
+    assert_eq!(
+        run(&mut account, expire(5, at(23))),
+        Err(DomainError::LotNotDue)
+    );
+    let events = run(&mut account, expire(5, day(1))).unwrap();
+    assert!(
+        matches!(&events[..], [PointEvent::Expired { amount, balance_after: 100, next_expiry: Some(n), .. }]
+        if amount.get() == 100 && n.amount == 100 && n.expires_at == day(3))
+    );
+    assert_eq!(account.balance(), 100);
+    assert_eq!(
+        run(&mut account, expire(6, day(1))),
+        Err(DomainError::LotClosed)
+    );
+    assert_eq!(
+        account.transaction(&id(5)).unwrap().kind,
+        TransactionKind::Expire
+    );
+}
+
+#[test]
+fn points_past_their_expiry_are_not_spent_even_before_the_expiry_is_recorded() {
+    let mut account = PointAccount::default();
+    run(&mut account, earn_until(1, 100, day(1))).unwrap();
+    let spend = |now| PointCommand::Use {
+        user_id: user(7),
+        transaction_id: id(2),
+        amount: pts(10),
+        description: text("late"),
+        order_id: None,
+        now,
+    };
+    assert_eq!(
+        run(&mut account, spend(day(1))),
+        Err(DomainError::InsufficientBalance)
+    );
+    assert!(run(&mut account, spend(at(23))).is_ok());
+}
+
+#[test]
+fn a_use_cancelled_after_its_lot_expired_gives_the_points_back_and_they_expire_at_once() {
+    let mut account = PointAccount::default();
+    run(&mut account, earn_until(1, 100, day(1))).unwrap();
+    let spend = PointCommand::Use {
+        user_id: user(7),
+        transaction_id: id(2),
+        amount: pts(60),
+        description: text("checkout"),
+        order_id: None,
+        now: at(1),
+    };
+    run(&mut account, spend).unwrap();
+    let cancel = PointCommand::Cancel {
+        user_id: user(7),
+        transaction_id: id(3),
+        canceled_transaction_id: id(2),
+        now: day(2),
+    };
+    // The lot's own 40 were never expired by the deadline: they and the 60 leave now.
+    let events = run(&mut account, cancel).unwrap();
+    assert!(matches!(&events[..], [
+        PointEvent::Canceled { balance_after: 100, .. },
+        PointEvent::Expired { amount, balance_after: 0, .. },
+    ] if amount.get() == 100));
+    assert_eq!(account.balance(), 0);
+}
+
+#[test]
+fn an_earn_is_taken_back_only_whole_and_before_its_expiry() {
+    let mut account = PointAccount::default();
+    run(&mut account, earn_until(1, 100, day(1))).unwrap();
+    let cancel = |tx, now| PointCommand::Cancel {
+        user_id: user(7),
+        transaction_id: id(tx),
+        canceled_transaction_id: id(1),
+        now,
+    };
+    assert_eq!(
+        run(&mut account.clone(), cancel(2, day(1))),
+        Err(DomainError::PointsAlreadySpent)
+    );
+    assert!(run(&mut account, cancel(2, at(1))).is_ok());
+    assert_eq!(account.balance(), 0);
 }

@@ -184,33 +184,51 @@ proptest! {
 
 #[derive(Debug, Clone)]
 enum PointOp {
-    Earn(i64),
+    /// An amount, and maybe hours until the points expire.
+    Earn(i64, Option<i64>),
     Use(i64),
     Cancel(u128),
+    /// Hours pass.
+    Tick(i64),
+    /// The system expires an earlier transaction's lot (refused unless due and holding some).
+    Expire(u128),
 }
 
 fn point_op() -> impl Strategy<Value = PointOp> {
     prop_oneof![
-        3 => (1..500i64).prop_map(PointOp::Earn),
+        3 => (1..500i64, proptest::option::of(1..6i64)).prop_map(|(v, e)| PointOp::Earn(v, e)),
         3 => (1..500i64).prop_map(PointOp::Use),
         2 => (1..80u128).prop_map(PointOp::Cancel),
+        1 => (1..3i64).prop_map(PointOp::Tick),
+        2 => (1..80u128).prop_map(PointOp::Expire),
     ]
 }
 
 proptest! {
     #[test]
-    fn a_balance_never_goes_negative_and_always_equals_the_sum_of_its_history(
+    fn a_balance_never_goes_negative_always_equals_its_history_and_what_its_lots_hold(
         ops in proptest::collection::vec(point_op(), 1..200),
     ) {
         let mut account = PointAccount::default();
         let mut history: Vec<PointEvent> = vec![];
+        let mut hours = 1;
+        let mut earns = vec![];
         for (n, op) in ops.into_iter().enumerate() {
             let tx = id(n as u128 + 1);
             let pts = |v| Points::parse(v, "amount").unwrap();
+            let now = at(hours);
             let command = match op {
-                PointOp::Earn(v) => PointCommand::Earn { user_id: user(7), transaction_id: tx, amount: pts(v), description: text("e"), now: at(1) },
-                PointOp::Use(v) => PointCommand::Use { user_id: user(7), transaction_id: tx, amount: pts(v), description: text("u"), order_id: None, now: at(1) },
-                PointOp::Cancel(t) => PointCommand::Cancel { user_id: user(7), transaction_id: tx, canceled_transaction_id: id(t), now: at(1) },
+                PointOp::Earn(v, expiry) => {
+                    earns.push(tx);
+                    PointCommand::Earn { user_id: user(7), transaction_id: tx, amount: pts(v), description: text("e"), expires_at: expiry.map(|h| at(hours + h)), now }
+                }
+                PointOp::Use(v) => PointCommand::Use { user_id: user(7), transaction_id: tx, amount: pts(v), description: text("u"), order_id: None, now },
+                PointOp::Cancel(t) => PointCommand::Cancel { user_id: user(7), transaction_id: tx, canceled_transaction_id: id(t), now },
+                PointOp::Tick(h) => {
+                    hours += h;
+                    continue;
+                }
+                PointOp::Expire(t) => PointCommand::ExpireLot { lot_id: id(t), transaction_id: tx, now },
             };
             let before = account.balance();
             let events = step(&mut account, |a| a.decide(command.clone()), PointAccount::apply_event);
@@ -234,6 +252,14 @@ proptest! {
                     };
                     prop_assert_eq!(*balance_after, expected);
                 }
+                // An expiry happens only at or after its lot's due time.
+                if let PointEvent::Expired { lot_id, at: when, .. } = e {
+                    let due = history.iter().find_map(|h| match h {
+                        PointEvent::Earned { transaction_id, expires_at, .. } if transaction_id == lot_id => *expires_at,
+                        _ => None,
+                    });
+                    prop_assert!(due.is_some_and(|due| *when >= due), "expired before due");
+                }
             }
             history.extend(events);
 
@@ -245,6 +271,15 @@ proptest! {
                 running += e.balance_change();
                 prop_assert_eq!(e.balance_after(), running, "balance snapshot is the balance after the entry");
             }
+            // The balance is what the lots hold; none holds less than nothing; expired lots
+            // hold nothing; what may be spent never exceeds the balance.
+            let held: i64 = earns.iter().filter_map(|e| account.lot(e)).map(|lot| lot.left).sum();
+            prop_assert_eq!(account.balance(), held);
+            for lot in earns.iter().filter_map(|e| account.lot(e)) {
+                prop_assert!(lot.left >= 0);
+                prop_assert!(!lot.expired || lot.left == 0, "an expired lot holds {}", lot.left);
+            }
+            prop_assert!(account.spendable(at(hours)) <= account.balance());
         }
     }
 }

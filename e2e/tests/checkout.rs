@@ -439,3 +439,82 @@ async fn a_spent_budget_shows_in_the_policy_and_the_quote_and_a_cancelled_use_gi
     );
     system.stop().await;
 }
+
+#[tokio::test]
+async fn points_expire_at_their_due_time_once_and_the_balance_says_what_expires_next() {
+    let system = System::start_with(None, SHORT_HOLDS).await;
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let later = chrono::Utc::now() + chrono::Duration::days(30);
+    for (amount, expires) in [(100, Some(soon)), (40, Some(later)), (60, None)] {
+        let earned = system
+            .post(
+                "/api/v1/points/earn",
+                json!({ "userId": 5, "amount": amount, "description": "promo", "expiresAt": expires }),
+            )
+            .await;
+        assert_eq!(earned.status, StatusCode::CREATED, "{}", earned.body);
+    }
+    // 120 spent: the 100 that expire first, then 20 of the month's.
+    let spent = system
+        .post(
+            "/api/v1/points/use",
+            json!({ "userId": 5, "amount": 120, "description": "checkout" }),
+        )
+        .await;
+    assert_eq!(spent.status, StatusCode::CREATED, "{}", spent.body);
+    let balance = system
+        .get(
+            "/api/v1/points/users/5/balance",
+            spent.body["position"].as_i64(),
+        )
+        .await;
+    assert_eq!(balance.body["balance"], 80, "{}", balance.body);
+    assert_eq!(balance.body["nextExpiry"]["amount"], 20, "{}", balance.body);
+
+    // The spend cancelled: the first lot is whole again, and expires in a moment.
+    let cancel = system
+        .post(
+            "/api/v1/points/cancel",
+            json!({ "userId": 5, "transactionId": spent.body["transactionId"] }),
+        )
+        .await;
+    assert_eq!(cancel.status, StatusCode::CREATED, "{}", cancel.body);
+    let started = std::time::Instant::now();
+    while logged(&system, "point.expired").await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the points never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let expired = logged(&system, "point.expired").await;
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    assert_eq!(
+        (
+            expired[0]["amount"].as_i64(),
+            expired[0]["balanceAfter"].as_i64()
+        ),
+        (Some(100), Some(100))
+    );
+    let due =
+        chrono::DateTime::parse_from_rfc3339(expired[0]["occurredAt"].as_str().unwrap()).unwrap();
+    assert!(due >= soon, "expired before its time");
+
+    let head = system.projected().await;
+    let balance = system
+        .get("/api/v1/points/users/5/balance", Some(head))
+        .await;
+    assert_eq!(balance.body["balance"], 100, "{}", balance.body);
+    assert_eq!(balance.body["nextExpiry"]["amount"], 40, "{}", balance.body);
+    let history = system
+        .get("/api/v1/points/users/5/history", Some(head))
+        .await;
+    assert_eq!(
+        history.body["items"][0]["type"], "EXPIRE",
+        "{}",
+        history.body
+    );
+    assert_eq!(history.body["items"][0]["amount"], 100, "{}", history.body);
+    system.stop().await;
+}

@@ -469,6 +469,7 @@ async fn the_grpc_door_acts_for_no_one_whose_token_it_cannot_verify() {
         user_id: 7,
         amount: 1_000,
         description: "granted over the door".into(),
+        expires_at: None,
     }))
     .unwrap();
     let forward = |caller: auth::Principal, credential: Option<String>, n: u32| {

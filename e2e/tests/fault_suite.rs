@@ -115,10 +115,13 @@ async fn client(
                     "/api/v1/coupons/issue".to_owned(),
                     json!({ "policyId": policy, "userId": rng.random_range(1..=3_000) }),
                 ),
+                // Half the points granted expire within seconds (the system expires them).
                 6..=7 => (
                     Kind::Earn,
                     "/api/v1/points/earn".to_owned(),
-                    json!({ "userId": user, "amount": rng.random_range(1..=100), "description": "load" }),
+                    json!({ "userId": user, "amount": rng.random_range(1..=100), "description": "load",
+                            "expiresAt": rng.random_bool(0.5).then(|| chrono::Utc::now()
+                                + chrono::Duration::seconds(rng.random_range(2..=20))) }),
                 ),
                 8..=9 => (
                     Kind::Use,
@@ -384,6 +387,10 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
         }
     }
     for t in times {
+        all.push(command(
+            "/api/v1/points/earn",
+            format!(r#"{{"userId":1,"amount":5,"description":"d","expiresAt":{t}}}"#).as_bytes(),
+        ));
         all.push(command(
             "/api/v1/coupon-policies",
             policy_body("\"t\"", "10", t, &end, "10").as_bytes(),
@@ -901,7 +908,18 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
     // Every silent socket closed by the server within its first-byte deadline (10 s).
     let silent_closed = e2e::sockets::closed_by_server(silent, Duration::from_secs(20)).await;
 
-    // Every hold the clients left open expires (five seconds each, then its deadline).
+    // Every hold the clients left open expires (five seconds each, then its deadline), and
+    // every point lot comes due (at most 20 s after its earn), before the log is read.
+    let last_due: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "SELECT max((data->>'expiresAt')::timestamptz) FROM events WHERE event_type = 'point.earned'",
+    )
+    .fetch_one(&system.pool)
+    .await
+    .unwrap();
+    if let Some(due) = last_due {
+        let wait = (due - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait + Duration::from_secs(2)).await;
+    }
     let holds_open_after = {
         let waited = Instant::now();
         loop {
@@ -1039,6 +1057,39 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
             }
         }
     }
+    // Expiring points: each lot expired at most once, never before its due time.
+    let due: HashMap<String, String> = events
+        .iter()
+        .filter(|(t, d)| t == "point.earned" && d["expiresAt"].is_string())
+        .map(|(_, d)| {
+            (
+                d["transactionId"].as_str().unwrap_or_default().to_owned(),
+                d["expiresAt"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let mut lots_expired = 0;
+    for (lot, n) in count_ids("point.expired", "lotId") {
+        lots_expired += 1;
+        if n != 1 {
+            problems.push(format!("points of lot {lot} expired {n} times"));
+        }
+    }
+    for (t, d) in &events {
+        if t != "point.expired" {
+            continue;
+        }
+        let lot = d["lotId"].as_str().unwrap_or_default();
+        let early = due.get(lot).is_none_or(|due| {
+            let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+            parse(due) > parse(d["occurredAt"].as_str().unwrap_or_default())
+        });
+        if early {
+            problems.push(format!(
+                "lot {lot} expired before its due time, or was never due"
+            ));
+        }
+    }
     if holds_open_after > 0 {
         problems.push(format!("{holds_open_after} holds never ended"));
     }
@@ -1066,7 +1117,7 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
         let amount = data["amount"].as_i64().unwrap_or(0);
         match t.as_str() {
             "point.earned" => *balances.entry(user).or_default() += amount,
-            "point.spent" => *balances.entry(user).or_default() -= amount,
+            "point.spent" | "point.expired" => *balances.entry(user).or_default() -= amount,
             _ => continue,
         }
         if balances[&user] < 0 || data["balanceAfter"].as_i64() != Some(balances[&user]) {
@@ -1115,7 +1166,7 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
     eprintln!(
         "fault suite, {} s: {} commands ({} requests with retries; {} commands needed more than one try), \
          {} undetermined; definitive answers {by_status:?}; faults {faults:?}; {} hostile requests ({} kinds) \
-         sent, {} answered wrong; log head {head}, sold {sold} of {STOCK}, issued {issued} of {COUPONS}; \
+         sent, {} answered wrong; log head {head}, sold {sold} of {STOCK}, issued {issued} of {COUPONS}, {lots_expired} point lots expired; \
          5xx while calm: {}; {silent_closed} of {silent_held} silent sockets closed by the servers",
         started.elapsed().as_secs(),
         outcomes.len(),

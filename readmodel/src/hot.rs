@@ -112,10 +112,17 @@ pub fn hot_writes(prefix: &str, batch: &[Decoded]) -> Vec<HotWrite> {
     let mut writes = Vec::new();
     for (recorded, event) in batch {
         let (key, fields) = match event {
-            AnyEvent::Point(e) => (
-                keys::balance(prefix, e.user_id().get()),
-                vec![("balance", e.balance_after())],
-            ),
+            AnyEvent::Point(e) => {
+                let (amount, at) = expiring(e.next_expiry());
+                (
+                    keys::balance(prefix, e.user_id().get()),
+                    vec![
+                        ("balance", e.balance_after()),
+                        ("expiring", amount),
+                        ("expiring_at", at),
+                    ],
+                )
+            }
             AnyEvent::TimeSale(TimeSaleEvent::TimeSaleCreated { spec, .. }) => (
                 keys::stock(prefix, recorded.stream_id),
                 vec![
@@ -464,16 +471,20 @@ pub async fn writes_from_read_models(
 ) -> Result<Vec<HotWrite>, crate::ReadModelError> {
     let schema = crate::projection::checked_schema(schema)?;
     let mut writes = Vec::new();
-    let balances: Vec<(i64, i64, i64)> = sqlx::query_as(&format!(
-        "SELECT user_id, balance, version FROM {schema}.point_balances"
+    let balances: Vec<HotBalance> = sqlx::query_as(&format!(
+        "SELECT user_id, balance, version, expiring, expiring_at FROM {schema}.point_balances"
     ))
     .fetch_all(pool)
     .await?;
-    for (user_id, balance, version) in balances {
+    for (user_id, balance, version, amount, at) in balances {
         writes.push(HotWrite {
             key: keys::balance(prefix, user_id),
             version,
-            fields: vec![("balance", balance)],
+            fields: vec![
+                ("balance", balance),
+                ("expiring", amount.unwrap_or(0)),
+                ("expiring_at", at.map_or(0, |at| at.timestamp_millis())),
+            ],
         });
     }
     let stock: Vec<(Uuid, i64, i64, i64)> = sqlx::query_as(&format!(
@@ -501,4 +512,19 @@ pub async fn writes_from_read_models(
         });
     }
     Ok(writes)
+}
+
+/// A balance row as the hot values are rebuilt from it: user, balance, version, what expires
+/// next and when.
+type HotBalance = (
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
+
+/// What expires next as the hot fields keep it: (amount, Unix milliseconds), (0, 0) for none.
+pub fn expiring(next: Option<domain::points::NextExpiry>) -> (i64, i64) {
+    next.map_or((0, 0), |n| (n.amount, n.expires_at.timestamp_millis()))
 }

@@ -245,14 +245,15 @@ pub async fn user_coupons(
 }
 
 /// A user's balance as projected (`None`: no account).
+/// A user's balance, with what expires next (amount and when) if anything does.
 pub async fn balance(
     pool: &PgPool,
     schema: &str,
     user_id: i64,
-) -> Result<Option<i64>, ReadModelError> {
+) -> Result<Option<(i64, Option<i64>, Option<DateTime<Utc>>)>, ReadModelError> {
     let schema = checked_schema(schema)?;
-    Ok(sqlx::query_scalar(&format!(
-        "SELECT balance FROM {schema}.point_balances WHERE user_id = $1"
+    Ok(sqlx::query_as(&format!(
+        "SELECT balance, expiring, expiring_at FROM {schema}.point_balances WHERE user_id = $1"
     ))
     .bind(user_id)
     .fetch_optional(pool)

@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS point_balances (
     version    bigint      NOT NULL,
     updated_at timestamptz NOT NULL
 );
+-- What expires next (issue 24): the points of the soonest expiry, and when; NULL for none.
+ALTER TABLE point_balances ADD COLUMN IF NOT EXISTS expiring bigint;
+ALTER TABLE point_balances ADD COLUMN IF NOT EXISTS expiring_at timestamptz;
 CREATE TABLE IF NOT EXISTS point_history (
     transaction_id          uuid PRIMARY KEY,
     user_id                 bigint      NOT NULL,

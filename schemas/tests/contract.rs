@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use chrono::{Duration, TimeZone, Utc};
 use domain::coupon::{CouponEvent, DiscountTerms, DiscountType, PolicySpec};
-use domain::points::{PointEvent, TransactionKind};
+use domain::points::{NextExpiry, PointEvent, TransactionKind};
 use domain::product::{ProductEvent, ProductSpec};
 use domain::time_sale::{HoldEnded, TimeSaleEvent, TimeSaleSpec};
 use domain::values::{Money, Points, Quantity, Text, UserId};
@@ -113,7 +113,43 @@ fn samples() -> Vec<WireEvent> {
                 transaction_id: id(),
                 amount: pts,
                 description: text("signup"),
+                expires_at: None,
                 balance_after: 150,
+                next_expiry: None,
+                at: t,
+            },
+            PointEvent::Earned {
+                user_id: user,
+                transaction_id: id(),
+                amount: pts,
+                description: text("promo"),
+                expires_at: Some(t + Duration::days(30)),
+                balance_after: 150,
+                next_expiry: Some(NextExpiry {
+                    amount: 150,
+                    expires_at: t + Duration::days(30),
+                }),
+                at: t,
+            },
+            PointEvent::Expired {
+                user_id: user,
+                transaction_id: id(),
+                lot_id: id(),
+                amount: pts,
+                balance_after: 0,
+                next_expiry: None,
+                at: t,
+            },
+            PointEvent::Expired {
+                user_id: user,
+                transaction_id: id(),
+                lot_id: id(),
+                amount: pts,
+                balance_after: 10,
+                next_expiry: Some(NextExpiry {
+                    amount: 10,
+                    expires_at: t + Duration::days(3),
+                }),
                 at: t,
             },
             PointEvent::Spent {
@@ -123,6 +159,7 @@ fn samples() -> Vec<WireEvent> {
                 description: text("checkout"),
                 order_id: None,
                 balance_after: 0,
+                next_expiry: None,
                 at: t,
             },
             PointEvent::Spent {
@@ -132,6 +169,7 @@ fn samples() -> Vec<WireEvent> {
                 description: text("checkout"),
                 order_id: Some(text("ORD-9")),
                 balance_after: 0,
+                next_expiry: None,
                 at: t,
             },
             PointEvent::Canceled {
@@ -141,6 +179,7 @@ fn samples() -> Vec<WireEvent> {
                 canceled_kind: TransactionKind::Use,
                 amount: pts,
                 balance_after: 150,
+                next_expiry: None,
                 at: t,
             },
         ]
@@ -377,10 +416,41 @@ fn versions_newer_than_current_or_without_an_upcaster_are_refused() {
         transaction_id: Uuid::new_v4(),
         amount: Points::parse(1, "a").unwrap(),
         description: Text::parse("x", "d").unwrap(),
+        expires_at: None,
         balance_after: 1,
+        next_expiry: None,
         at: Utc::now(),
     }
     .to_wire();
     earned.version = 0;
     assert!(PointEvent::from_wire(&earned).is_err());
+}
+
+#[test]
+fn the_events_a_deadline_follower_reads_are_exactly_those_that_open_or_end_a_deadline() {
+    use domain::deadline::DEADLINE_EVENT_TYPES;
+    use domain::time_sale::TimeSaleEvent;
+    for wire in samples() {
+        let effect = match wire.event_type.as_str() {
+            t if t.starts_with("point.") => PointEvent::from_wire(&wire).unwrap().deadline(),
+            t if t.starts_with("timesale.") || t.starts_with("order.") => {
+                TimeSaleEvent::from_wire(&wire).unwrap().deadline()
+            }
+            _ => None,
+        };
+        if effect.is_some() {
+            assert!(
+                DEADLINE_EVENT_TYPES.contains(&wire.event_type.as_str()),
+                "{} opens or ends a deadline but the follower does not read it",
+                wire.event_type
+            );
+        }
+    }
+    // And each type it reads does so for some sample.
+    for t in DEADLINE_EVENT_TYPES {
+        assert!(
+            samples().iter().any(|w| w.event_type == *t),
+            "no sample of {t}"
+        );
+    }
 }

@@ -56,6 +56,8 @@ pub struct Commands {
     cluster: Option<Cluster>,
     /// The shortest and longest checkout hold, in seconds.
     hold_bounds: (u32, u32),
+    /// How long earned points last when an earn does not say.
+    point_validity: Option<chrono::Duration>,
 }
 
 impl Commands {
@@ -82,6 +84,10 @@ impl Commands {
                 settings.holds.min_ttl_seconds,
                 settings.holds.max_ttl_seconds,
             ),
+            point_validity: settings
+                .points
+                .default_validity_days
+                .map(|days| chrono::Duration::days(i64::from(days))),
             log,
         }
     }

@@ -1,6 +1,7 @@
-//! Point accounts, one per user: grant points, spend them, cancel a transaction.
+//! Point accounts, one per user: grant points (that may expire), spend them, cancel a
+//! transaction; and the system's expiry of an earn's points at their due time.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use domain::points::{point_account_id, PointCommand, PointEvent, TransactionKind};
 use domain::values::{Points, Text, UserId};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,10 @@ pub struct Earn {
     pub amount: i64,
     #[schema(schema_with = domain::openapi::text)]
     pub description: String,
+    /// When these points expire (what is left of them then leaves the balance); by default
+    /// the deployment's validity (`[points] default_validity_days`), or never.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Points a user spends, on an order of the shop's or not.
@@ -95,12 +100,17 @@ impl Commands {
     ) -> Result<Written<PointEntry>, CommandError> {
         let user_id = UserId::parse(input.user_id, "userId")?;
         call.caller.require_service()?;
+        let now = Utc::now();
+        let expires_at = input
+            .expires_at
+            .or_else(|| self.point_validity.map(|validity| now + validity));
         let command = PointCommand::Earn {
             user_id,
             transaction_id: Uuid::new_v4(),
             amount: Points::parse(input.amount, "amount")?,
             description: Text::parse(&input.description, "description")?,
-            now: Utc::now(),
+            expires_at,
+            now,
         };
         self.write_points(call, user_id, "EarnPoints", command, || {
             Routed::EarnPoints(input)
@@ -152,6 +162,29 @@ impl Commands {
         self.write_points(call, user_id, "CancelPointTransaction", command, || {
             Routed::CancelPoints(input)
         })
+        .await
+    }
+
+    /// Expires what is left of the earn `lot_id` in the point account `account` (the
+    /// deadline runner's, on the account's owner).
+    pub(crate) async fn expire_points(
+        &self,
+        call: &Call,
+        account: Uuid,
+        lot_id: Uuid,
+    ) -> Result<Written<PointEntry>, CommandError> {
+        let command = PointCommand::ExpireLot {
+            lot_id,
+            transaction_id: Uuid::new_v4(),
+            now: Utc::now(),
+        };
+        self.write(
+            &self.points,
+            account,
+            call,
+            creating("ExpirePoints", command),
+            |_, events| entry(events),
+        )
         .await
     }
 

@@ -74,9 +74,10 @@ event_types! {
     COUPON_USED = "coupon.used" v 2 in "coupon";
     COUPON_CANCELED = "coupon.canceled" v 2 in "coupon";
     COUPON_REVOKED = "coupon.revoked" v 1 in "coupon";
-    POINT_EARNED = "point.earned" v 1 in "point";
-    POINT_SPENT = "point.spent" v 1 in "point";
-    POINT_CANCELED = "point.canceled" v 1 in "point";
+    POINT_EARNED = "point.earned" v 2 in "point";
+    POINT_SPENT = "point.spent" v 2 in "point";
+    POINT_CANCELED = "point.canceled" v 2 in "point";
+    POINT_EXPIRED = "point.expired" v 1 in "point";
     PRODUCT_CREATED = "product.created" v 1 in "product";
     TIMESALE_CREATED = "timesale.created" v 1 in "timesale";
     ORDER_CREATED = "order.created" v 1 in "timesale";
@@ -113,8 +114,8 @@ pub const UPCASTERS: &[Upcaster] = &[
         from: 1,
         upcast: coupon_issued_v1_to_v2,
     },
-    // v2 adds optional fields only (a budget, coupons per user, the budget's tally): a v1
-    // event is a v2 event without them.
+    // Each v2 below adds optional fields only: a v1 event is a v2 event without them. Here:
+    // a budget, coupons per user, the budget's tally.
     Upcaster {
         event_type: COUPON_POLICY_CREATED,
         from: 1,
@@ -127,6 +128,22 @@ pub const UPCASTERS: &[Upcaster] = &[
     },
     Upcaster {
         event_type: COUPON_CANCELED,
+        from: 1,
+        upcast: unchanged,
+    },
+    // v2 adds a lot's expiry and what expires next, both optional.
+    Upcaster {
+        event_type: POINT_EARNED,
+        from: 1,
+        upcast: unchanged,
+    },
+    Upcaster {
+        event_type: POINT_SPENT,
+        from: 1,
+        upcast: unchanged,
+    },
+    Upcaster {
+        event_type: POINT_CANCELED,
         from: 1,
         upcast: unchanged,
     },

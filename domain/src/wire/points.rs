@@ -1,27 +1,32 @@
-//! The point account's events on the wire: `point.earned`, `point.spent`, `point.canceled`.
+//! The point account's events on the wire: `point.earned`, `point.spent`, `point.canceled`
+//! (v2: a lot's expiry and what expires next; v1 is upcast unchanged), `point.expired`.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::*;
-use crate::points::{PointEvent, TransactionKind};
+use crate::points::{NextExpiry, PointEvent, TransactionKind};
 use crate::values::{Points, Text, UserId};
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PointEarnedV1 {
+struct PointEarnedV2 {
     user_id: UserId,
     transaction_id: Uuid,
     amount: Points,
     description: Text,
     balance_after: i64,
     occurred_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_expiry: Option<NextExpiry>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PointSpentV1 {
+struct PointSpentV2 {
     user_id: UserId,
     transaction_id: Uuid,
     amount: Points,
@@ -30,11 +35,13 @@ struct PointSpentV1 {
     order_id: Option<Text>,
     balance_after: i64,
     occurred_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_expiry: Option<NextExpiry>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PointCanceledV1 {
+struct PointCanceledV2 {
     user_id: UserId,
     transaction_id: Uuid,
     canceled_transaction_id: Uuid,
@@ -42,6 +49,21 @@ struct PointCanceledV1 {
     amount: Points,
     balance_after: i64,
     occurred_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_expiry: Option<NextExpiry>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PointExpiredV1 {
+    user_id: UserId,
+    transaction_id: Uuid,
+    lot_id: Uuid,
+    amount: Points,
+    balance_after: i64,
+    occurred_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_expiry: Option<NextExpiry>,
 }
 
 fn balance(wire: &WireEvent, value: i64) -> Result<i64, WireError> {
@@ -60,6 +82,7 @@ impl WireCodec for PointEvent {
             PointEvent::Earned { .. } => POINT_EARNED,
             PointEvent::Spent { .. } => POINT_SPENT,
             PointEvent::Canceled { .. } => POINT_CANCELED,
+            PointEvent::Expired { .. } => POINT_EXPIRED,
         }
     }
 
@@ -71,17 +94,21 @@ impl WireCodec for PointEvent {
                 transaction_id,
                 amount,
                 description,
+                expires_at,
                 balance_after,
+                next_expiry,
                 at,
             } => encode(
                 name,
-                PointEarnedV1 {
+                PointEarnedV2 {
                     user_id,
                     transaction_id,
                     amount,
                     description,
                     balance_after,
                     occurred_at: at,
+                    expires_at,
+                    next_expiry,
                 },
             ),
             PointEvent::Spent {
@@ -91,10 +118,11 @@ impl WireCodec for PointEvent {
                 description,
                 order_id,
                 balance_after,
+                next_expiry,
                 at,
             } => encode(
                 name,
-                PointSpentV1 {
+                PointSpentV2 {
                     user_id,
                     transaction_id,
                     amount,
@@ -102,6 +130,7 @@ impl WireCodec for PointEvent {
                     order_id,
                     balance_after,
                     occurred_at: at,
+                    next_expiry,
                 },
             ),
             PointEvent::Canceled {
@@ -111,10 +140,11 @@ impl WireCodec for PointEvent {
                 canceled_kind,
                 amount,
                 balance_after,
+                next_expiry,
                 at,
             } => encode(
                 name,
-                PointCanceledV1 {
+                PointCanceledV2 {
                     user_id,
                     transaction_id,
                     canceled_transaction_id,
@@ -122,6 +152,27 @@ impl WireCodec for PointEvent {
                     amount,
                     balance_after,
                     occurred_at: at,
+                    next_expiry,
+                },
+            ),
+            PointEvent::Expired {
+                user_id,
+                transaction_id,
+                lot_id,
+                amount,
+                balance_after,
+                next_expiry,
+                at,
+            } => encode(
+                name,
+                PointExpiredV1 {
+                    user_id,
+                    transaction_id,
+                    lot_id,
+                    amount,
+                    balance_after,
+                    occurred_at: at,
+                    next_expiry,
                 },
             ),
         }
@@ -131,18 +182,20 @@ impl WireCodec for PointEvent {
         let wire = &*upcast(wire)?;
         Ok(match wire.event_type.as_str() {
             POINT_EARNED => {
-                let d: PointEarnedV1 = decode(wire)?;
+                let d: PointEarnedV2 = decode(wire)?;
                 PointEvent::Earned {
                     user_id: d.user_id,
                     transaction_id: d.transaction_id,
                     amount: d.amount,
                     description: d.description,
+                    expires_at: d.expires_at,
                     balance_after: balance(wire, d.balance_after)?,
+                    next_expiry: d.next_expiry,
                     at: d.occurred_at,
                 }
             }
             POINT_SPENT => {
-                let d: PointSpentV1 = decode(wire)?;
+                let d: PointSpentV2 = decode(wire)?;
                 PointEvent::Spent {
                     user_id: d.user_id,
                     transaction_id: d.transaction_id,
@@ -150,11 +203,12 @@ impl WireCodec for PointEvent {
                     description: d.description,
                     order_id: d.order_id,
                     balance_after: balance(wire, d.balance_after)?,
+                    next_expiry: d.next_expiry,
                     at: d.occurred_at,
                 }
             }
             POINT_CANCELED => {
-                let d: PointCanceledV1 = decode(wire)?;
+                let d: PointCanceledV2 = decode(wire)?;
                 PointEvent::Canceled {
                     user_id: d.user_id,
                     transaction_id: d.transaction_id,
@@ -162,6 +216,19 @@ impl WireCodec for PointEvent {
                     canceled_kind: d.canceled_type,
                     amount: d.amount,
                     balance_after: balance(wire, d.balance_after)?,
+                    next_expiry: d.next_expiry,
+                    at: d.occurred_at,
+                }
+            }
+            POINT_EXPIRED => {
+                let d: PointExpiredV1 = decode(wire)?;
+                PointEvent::Expired {
+                    user_id: d.user_id,
+                    transaction_id: d.transaction_id,
+                    lot_id: d.lot_id,
+                    amount: d.amount,
+                    balance_after: balance(wire, d.balance_after)?,
+                    next_expiry: d.next_expiry,
                     at: d.occurred_at,
                 }
             }

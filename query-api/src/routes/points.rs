@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 use auth::http::Caller;
 
+use domain::points::NextExpiry;
+
 use crate::{AppState, QueryError};
 
 use readmodel::queries::{self, Window};
@@ -24,6 +26,9 @@ use super::{recorded, user, Page};
 pub(crate) struct Balance {
     user_id: i64,
     balance: i64,
+    /// The points that expire soonest, and when; absent when none expire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_expiry: Option<NextExpiry>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -76,14 +81,33 @@ async fn balance(
     caller.require_user(user_id)?;
     state.check_account(user_id)?;
     let key = keys::balance(&state.live().prefix, user_id);
-    let balance = match state.hot.field(&key, "balance").await {
-        Some(balance) => balance,
-        None => state
+    let hot = state
+        .hot
+        .fields(&[
+            (key.clone(), "balance"),
+            (key.clone(), "expiring"),
+            (key, "expiring_at"),
+        ])
+        .await;
+    let (balance, amount, at) = match hot[..] {
+        [Some(balance), amount, at] => (
+            balance,
+            amount.filter(|a| *a > 0),
+            at.and_then(chrono::DateTime::from_timestamp_millis),
+        ),
+        _ => state
             .db(queries::balance(&state.pool, &state.live().schema, user_id))
             .await?
-            .unwrap_or(0),
+            .unwrap_or((0, None, None)),
     };
-    Ok(Json(Balance { user_id, balance }))
+    let next_expiry = amount
+        .zip(at)
+        .map(|(amount, expires_at)| NextExpiry { amount, expires_at });
+    Ok(Json(Balance {
+        user_id,
+        balance,
+        next_expiry,
+    }))
 }
 
 #[utoipa::path(

@@ -134,13 +134,14 @@ impl Changes {
                 canceled_transaction_id,
                 ..
             } => (None, Some(*canceled_transaction_id)),
-            PointEvent::Earned { .. } => (None, None),
+            PointEvent::Earned { .. } | PointEvent::Expired { .. } => (None, None),
         };
         let description = match event {
             PointEvent::Earned { description, .. } | PointEvent::Spent { description, .. } => {
                 description.as_str().to_owned()
             }
             PointEvent::Canceled { .. } => "cancellation".to_owned(),
+            PointEvent::Expired { .. } => "expiry".to_owned(),
         };
         let user_id = event.user_id().get();
         self.history.push(HistoryRow {
@@ -157,7 +158,12 @@ impl Changes {
         });
         self.balances.insert(
             user_id,
-            (event.balance_after(), version, recorded.recorded_at),
+            BalanceRow {
+                balance: event.balance_after(),
+                version,
+                updated_at: recorded.recorded_at,
+                expiring: event.next_expiry(),
+            },
         );
     }
 
@@ -458,6 +464,15 @@ pub(super) struct HistoryRow {
     pub(super) occurred_at: DateTime<Utc>,
 }
 
+/// A user's balance after a batch, with what expires next.
+#[derive(Debug, Clone)]
+pub(super) struct BalanceRow {
+    pub(super) balance: i64,
+    pub(super) version: i64,
+    pub(super) updated_at: DateTime<Utc>,
+    pub(super) expiring: Option<domain::points::NextExpiry>,
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct SaleRow {
     pub(super) product_id: Uuid,
@@ -521,8 +536,7 @@ pub(super) struct Changes {
     pub(super) coupons: HashMap<Uuid, CouponRow>,
     pub(super) coupon_uses: HashMap<Uuid, CouponUse>,
     pub(super) history: Vec<HistoryRow>,
-    /// user → (balance, version, updated_at)
-    pub(super) balances: HashMap<i64, (i64, i64, DateTime<Utc>)>,
+    pub(super) balances: HashMap<i64, BalanceRow>,
     pub(super) products: Vec<(Uuid, String, i64, String, DateTime<Utc>)>,
     pub(super) sales: HashMap<Uuid, SaleRow>,
     pub(super) stock: HashMap<Uuid, StockChange>,

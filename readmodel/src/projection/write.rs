@@ -171,15 +171,19 @@ impl Changes {
         if !self.balances.is_empty() {
             let rows: Vec<_> = self.balances.iter().collect();
             sqlx::query(&format!(
-                "INSERT INTO {schema}.point_balances AS b (user_id, balance, version, updated_at) \
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[]) \
+                "INSERT INTO {schema}.point_balances AS b (user_id, balance, version, updated_at, expiring, expiring_at) \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::bigint[], \
+                   $6::timestamptz[]) \
                  ON CONFLICT (user_id) DO UPDATE SET balance = EXCLUDED.balance, version = EXCLUDED.version, \
-                   updated_at = EXCLUDED.updated_at WHERE b.version < EXCLUDED.version",
+                   updated_at = EXCLUDED.updated_at, expiring = EXCLUDED.expiring, \
+                   expiring_at = EXCLUDED.expiring_at WHERE b.version < EXCLUDED.version",
             ))
             .bind(rows.iter().map(|(u, _)| **u).collect::<Vec<_>>())
-            .bind(rows.iter().map(|(_, b)| b.0).collect::<Vec<_>>())
-            .bind(rows.iter().map(|(_, b)| b.1).collect::<Vec<_>>())
-            .bind(rows.iter().map(|(_, b)| b.2).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, b)| b.balance).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, b)| b.version).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, b)| b.updated_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, b)| b.expiring.map(|e| e.amount)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, b)| b.expiring.map(|e| e.expires_at)).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
