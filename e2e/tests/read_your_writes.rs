@@ -398,3 +398,177 @@ async fn a_position_the_projections_cannot_reach_in_time_is_a_503_and_one_beyond
     assert_eq!(plain.status, StatusCode::OK);
     system.stop().await;
 }
+
+/// A read as of position P (or of a time between two commands) equals the read model as it
+/// was at P: each live read is taken with `X-Min-Position: P` before anything later happens,
+/// then compared with the as-of read once much more has.
+#[tokio::test]
+async fn reads_as_of_a_position_or_a_time_equal_the_read_models_as_they_were_then() {
+    let system = System::start().await;
+    let sale = system.open_sale(10).await;
+    for user in [1, 2] {
+        let order = system
+            .post(
+                "/api/v1/orders",
+                json!({ "timeSaleId": sale, "userId": user, "quantity": 2 }),
+            )
+            .await;
+        assert_eq!(order.status, StatusCode::CREATED, "{}", order.body);
+    }
+    let hold = system
+        .post(
+            "/api/v1/reservations",
+            json!({ "timeSaleId": sale, "orderId": "c-1", "userId": 3, "quantity": 3, "ttlSeconds": 600 }),
+        )
+        .await;
+    assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.body);
+    let p1 = pos(&hold.body);
+    let sale_then = system
+        .get(&format!("/api/v1/time-sales/{sale}"), p1)
+        .await
+        .body;
+
+    let later = Utc::now() + Duration::days(30);
+    system
+        .post(
+            "/api/v1/points/earn",
+            json!({ "userId": 9, "amount": 100, "description": "a", "expiresAt": later }),
+        )
+        .await;
+    let spent = system
+        .post(
+            "/api/v1/points/use",
+            json!({ "userId": 9, "amount": 30, "description": "b" }),
+        )
+        .await;
+    let p2 = pos(&spent.body);
+    let balance_then = system.get("/api/v1/points/users/9/balance", p2).await.body;
+    let history_then = system.get("/api/v1/points/users/9/history", p2).await.body;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let between = Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    // Much later: the hold released, more orders, the spend cancelled, more points.
+    let released = system
+        .post(
+            &format!(
+                "/api/v1/reservations/{}/release",
+                hold.body["reservationId"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(released.status, StatusCode::OK, "{}", released.body);
+    system
+        .post(
+            "/api/v1/orders",
+            json!({ "timeSaleId": sale, "userId": 4, "quantity": 5 }),
+        )
+        .await;
+    system
+        .post(
+            "/api/v1/points/cancel",
+            json!({ "userId": 9, "transactionId": spent.body["transactionId"] }),
+        )
+        .await;
+    let last = system
+        .post(
+            "/api/v1/points/earn",
+            json!({ "userId": 9, "amount": 7, "description": "c" }),
+        )
+        .await;
+    system
+        .get("/api/v1/points/users/9/balance", pos(&last.body))
+        .await;
+
+    let sale_as_of = system
+        .get(
+            &format!("/api/v1/time-sales/{sale}/as-of?position={}", p1.unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(sale_as_of.status, StatusCode::OK, "{}", sale_as_of.body);
+    for field in [
+        "remainingQuantity",
+        "reservedQuantity",
+        "soldQuantity",
+        "status",
+        "quantity",
+    ] {
+        assert_eq!(
+            sale_as_of.body[field], sale_then[field],
+            "{field}: {} vs {}",
+            sale_as_of.body, sale_then
+        );
+    }
+    assert_eq!(
+        (
+            sale_then["remainingQuantity"].as_i64(),
+            sale_then["reservedQuantity"].as_i64()
+        ),
+        (Some(3), Some(3))
+    );
+    let now_sale = system
+        .get(&format!("/api/v1/time-sales/{sale}"), None)
+        .await
+        .body;
+    assert_ne!(
+        now_sale["remainingQuantity"], sale_then["remainingQuantity"],
+        "the sale moved on since"
+    );
+
+    for query in [
+        format!("position={}", p2.unwrap()),
+        format!(
+            "at={}",
+            between
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .replace('+', "%2B")
+        ),
+    ] {
+        let account = system
+            .get(&format!("/api/v1/points/users/9/as-of?{query}"), None)
+            .await;
+        assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+        assert_eq!(
+            account.body["balance"], balance_then["balance"],
+            "{query}: {}",
+            account.body
+        );
+        assert_eq!(
+            account.body["nextExpiry"], balance_then["nextExpiry"],
+            "{query}: {}",
+            account.body
+        );
+        assert_eq!(account.body["history"], history_then["items"], "{query}");
+    }
+    assert_eq!(balance_then["balance"], 70);
+
+    // Hostile or missing "when": 400 naming the parameter.
+    for query in [
+        "",
+        "?position=0",
+        "?position=1&at=2026-01-01T00:00:00Z",
+        "?at=yesterday",
+        "?position=abc",
+    ] {
+        let answer = system
+            .get(&format!("/api/v1/time-sales/{sale}/as-of{query}"), None)
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{query}: {}",
+            answer.body
+        );
+    }
+    // Before the sale existed: 404.
+    let before = system
+        .get(
+            &format!("/api/v1/time-sales/{sale}/as-of?at=2020-01-01T00:00:00Z"),
+            None,
+        )
+        .await;
+    assert_eq!(before.status, StatusCode::NOT_FOUND, "{}", before.body);
+    system.stop().await;
+}

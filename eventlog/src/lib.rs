@@ -141,6 +141,13 @@ pub struct Appended {
     pub version: i64,
 }
 
+/// A point in the log's history: a position, or a time (the events recorded by then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    Position(i64),
+    Time(DateTime<Utc>),
+}
+
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
@@ -259,6 +266,31 @@ impl EventLog {
         .bind(stream_id)
         .bind(after_version)
         .bind(as_of_position.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(recorded).collect::<Result<_, _>>()?)
+    }
+
+    /// A stream's events as of a log position or a time (recorded at or before it), in
+    /// version order, at most `limit` (the caller refuses a longer stream).
+    pub async fn read_stream_as_of(
+        &self,
+        stream_id: Uuid,
+        as_of: AsOf,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let (position, at) = match as_of {
+            AsOf::Position(p) => (p, DateTime::<Utc>::MAX_UTC),
+            AsOf::Time(t) => (i64::MAX, t),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND position <= $2 \
+             AND recorded_at <= $3 ORDER BY version LIMIT $4"
+        ))
+        .bind(stream_id)
+        .bind(position)
+        .bind(at)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(recorded).collect::<Result<_, _>>()?)

@@ -483,7 +483,7 @@ pub async fn writes_from_read_models(
             fields: vec![
                 ("balance", balance),
                 ("expiring", amount.unwrap_or(0)),
-                ("expiring_at", at.map_or(0, |at| at.timestamp_millis())),
+                ("expiring_at", at.map_or(0, |at| at.timestamp_micros())),
             ],
         });
     }
@@ -524,7 +524,7 @@ type HotBalance = (
     Option<chrono::DateTime<chrono::Utc>>,
 );
 
-/// What expires next as the hot fields keep it: (amount, Unix milliseconds), (0, 0) for none.
+/// What expires next as the hot fields keep it: (amount, Unix microseconds), (0, 0) for none.
 pub fn expiring(next: Option<domain::points::NextExpiry>) -> (i64, i64) {
-    next.map_or((0, 0), |n| (n.amount, n.expires_at.timestamp_millis()))
+    next.map_or((0, 0), |n| (n.amount, n.expires_at.timestamp_micros()))
 }

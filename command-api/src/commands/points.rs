@@ -1,7 +1,7 @@
 //! Point accounts, one per user: grant points (that may expire), spend them, cancel a
 //! transaction; and the system's expiry of an earn's points at their due time.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use domain::points::{point_account_id, PointCommand, PointEvent, TransactionKind};
 use domain::values::{Points, Text, UserId};
 use serde::{Deserialize, Serialize};
@@ -101,9 +101,11 @@ impl Commands {
         let user_id = UserId::parse(input.user_id, "userId")?;
         call.caller.require_service()?;
         let now = Utc::now();
+        // To the microsecond, as PostgreSQL keeps times.
         let expires_at = input
             .expires_at
-            .or_else(|| self.point_validity.map(|validity| now + validity));
+            .or_else(|| self.point_validity.map(|validity| now + validity))
+            .map(|at| at.trunc_subsecs(6));
         let command = PointCommand::Earn {
             user_id,
             transaction_id: Uuid::new_v4(),

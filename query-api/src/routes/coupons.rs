@@ -231,7 +231,7 @@ fn coupon_domain(row: &CouponRow) -> Coupon {
 }
 
 /// A coupon as the API answers it, its status at `now`.
-fn coupon_view(row: &CouponRow, now: DateTime<Utc>) -> CouponView {
+pub(super) fn coupon_view(row: &CouponRow, now: DateTime<Utc>) -> CouponView {
     let coupon = coupon_domain(row);
     CouponView {
         coupon_id: row.coupon_id,

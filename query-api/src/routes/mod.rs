@@ -4,6 +4,7 @@
 //! Redis when it has them. The SQL is readmodel's typed queries (`readmodel::queries`). Shared
 //! here: paging and user ids from the path.
 
+pub(crate) mod as_of;
 pub(crate) mod coupons;
 pub(crate) mod points;
 pub(crate) mod sales;
@@ -20,6 +21,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(coupons::router())
         .merge(points::router())
         .merge(sales::router())
+        .merge(as_of::router())
 }
 
 /// The last page a list answers: past 100,000 pages of 100 a list is not browsed, it is

@@ -56,6 +56,20 @@ pub(crate) struct History {
     user_id: i64,
 }
 
+/// A history row as the API answers it.
+pub(super) fn history_entry(r: readmodel::queries::HistoryRow) -> Result<HistoryEntry, QueryError> {
+    Ok(HistoryEntry {
+        transaction_id: r.transaction_id,
+        kind: recorded(&r.r#type)?,
+        amount: r.amount,
+        description: r.description,
+        order_id: r.order_id,
+        canceled_transaction_id: r.canceled_transaction_id,
+        balance_after: r.balance_after,
+        occurred_at: r.occurred_at,
+    })
+}
+
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/points/users/{user_id}/balance", get(balance))
@@ -93,7 +107,7 @@ async fn balance(
         [Some(balance), amount, at] => (
             balance,
             amount.filter(|a| *a > 0),
-            at.and_then(chrono::DateTime::from_timestamp_millis),
+            at.and_then(chrono::DateTime::from_timestamp_micros),
         ),
         _ => state
             .db(queries::balance(&state.pool, &state.live().schema, user_id))
@@ -141,18 +155,7 @@ async fn history(
         .await?;
     let items = rows
         .into_iter()
-        .map(|r| {
-            Ok(HistoryEntry {
-                transaction_id: r.transaction_id,
-                kind: recorded(&r.r#type)?,
-                amount: r.amount,
-                description: r.description,
-                order_id: r.order_id,
-                canceled_transaction_id: r.canceled_transaction_id,
-                balance_after: r.balance_after,
-                occurred_at: r.occurred_at,
-            })
-        })
+        .map(history_entry)
         .collect::<Result<_, QueryError>>()?;
     Ok(Json(History {
         items,

@@ -146,13 +146,23 @@ async fn time_sale_views(state: &AppState, rows: Vec<SaleRow>) -> Vec<TimeSale> 
 
 /// A sale with its stock: Redis's live values where it has them, else the projected row's.
 fn sale_value(row: &SaleRow, remaining: Option<i64>, reserved: Option<i64>) -> TimeSale {
+    sale_at(row, remaining, reserved, Utc::now())
+}
+
+/// [`sale_value`] with its status at `now`.
+pub(super) fn sale_at(
+    row: &SaleRow,
+    remaining: Option<i64>,
+    reserved: Option<i64>,
+    now: DateTime<Utc>,
+) -> TimeSale {
     let remaining = remaining.unwrap_or(row.remaining);
     let reserved = reserved.unwrap_or(row.reserved);
     let status = TimeSaleStatus::at(
         row.start_at,
         row.end_at,
         u32::try_from(remaining).unwrap_or(0),
-        Utc::now(),
+        now,
     );
     TimeSale {
         time_sale_id: row.time_sale_id,

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::ReadModelError;
 
+pub mod as_of;
 mod fold;
 mod schema;
 mod write;
