@@ -544,23 +544,23 @@ async fn reads_as_of_a_position_or_a_time_equal_the_read_models_as_they_were_the
     }
     assert_eq!(balance_then["balance"], 70);
 
-    // Hostile or missing "when": 400 naming the parameter.
-    for query in [
-        "",
-        "?position=0",
-        "?position=1&at=2026-01-01T00:00:00Z",
-        "?at=yesterday",
-        "?position=abc",
+    // Malformed: 400; neither or both: 422 — each naming the parameter.
+    for (query, status, field) in [
+        ("?position=0", StatusCode::BAD_REQUEST, "position"),
+        ("?at=yesterday", StatusCode::BAD_REQUEST, "at"),
+        ("?position=abc", StatusCode::BAD_REQUEST, "position"),
+        ("", StatusCode::UNPROCESSABLE_ENTITY, "position"),
+        (
+            "?position=1&at=2026-01-01T00:00:00Z",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "position",
+        ),
     ] {
         let answer = system
             .get(&format!("/api/v1/time-sales/{sale}/as-of{query}"), None)
             .await;
-        assert_eq!(
-            answer.status,
-            StatusCode::BAD_REQUEST,
-            "{query}: {}",
-            answer.body
-        );
+        assert_eq!(answer.status, status, "{query}: {}", answer.body);
+        assert_eq!(answer.body["field"], field, "{query}: {}", answer.body);
     }
     // Before the sale existed: 404.
     let before = system

@@ -32,6 +32,10 @@ pub enum QueryError {
     /// The caller may not read this (another user's data).
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A well-formed value a rule refuses that no one-field schema can state (two parameters
+    /// that exclude each other, a time outside the years this system keeps).
+    #[error("{detail}")]
+    Unacceptable { detail: String, field: &'static str },
     /// A read as of a time folds one stream from the log; this one is longer than a read
     /// may fold.
     #[error("this aggregate's history is longer than {0} events: too long to fold for one read")]
@@ -72,6 +76,11 @@ impl IntoResponse for QueryError {
                 (StatusCode::SERVICE_UNAVAILABLE, "NOT_YET_CONSISTENT", None)
             }
             QueryError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN", None),
+            QueryError::Unacceptable { field, .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "UNACCEPTABLE_VALUE",
+                Some(*field),
+            ),
             QueryError::TooLong(_) => (StatusCode::UNPROCESSABLE_ENTITY, "AS_OF_TOO_LONG", None),
             QueryError::Faulted { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "PROJECTION_FAULTED", None)

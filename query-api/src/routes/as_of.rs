@@ -27,7 +27,7 @@ use crate::{AppState, QueryError};
 /// The longest stream one read folds: a flash sale of 100,000 orders and their holds.
 pub(crate) const MAX_EVENTS: i64 = 300_000;
 
-/// When: a log position (a command's answer) or a time; exactly one.
+/// When: a log position (a command's answer) or a time; exactly one (422 otherwise).
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -40,18 +40,27 @@ pub(crate) struct When {
 }
 
 impl When {
+    /// The point asked for: a position of at least 1 (400 otherwise, as its schema says),
+    /// or a time within 1970–9999; exactly one of them (422 otherwise: no one-field schema
+    /// states it).
     fn as_of(&self) -> Result<AsOf, QueryError> {
-        let bad = |detail: &str, field| QueryError::BadRequest {
+        let unacceptable = |detail: &str, field| QueryError::Unacceptable {
             detail: detail.into(),
             field,
         };
         match (self.position, self.at) {
             (Some(p), None) if p >= 1 => Ok(AsOf::Position(p)),
-            (Some(_), None) => Err(bad("position must be at least 1", "position")),
+            (Some(_), None) => Err(QueryError::BadRequest {
+                detail: "position must be at least 1".into(),
+                field: "position",
+            }),
             (None, Some(t)) => domain::values::checked_time(t, "at")
                 .map(AsOf::Time)
-                .map_err(|_| bad("at must be between 1970 and 9999", "at")),
-            _ => Err(bad("give exactly one of position and at", "position")),
+                .map_err(|_| unacceptable("at must be between 1970 and 9999", "at")),
+            _ => Err(unacceptable(
+                "give exactly one of position and at",
+                "position",
+            )),
         }
     }
 }
@@ -63,7 +72,8 @@ pub(crate) struct Reflects {
     /// The position of the last event of this aggregate at or before the point asked for
     /// (0: none).
     position: i64,
-    /// The time statuses are computed at: the time asked for, or the last event's.
+    /// The time statuses are computed at: the time asked for, or the last event's (the Unix
+    /// epoch when there is none).
     at: DateTime<Utc>,
 }
 
@@ -97,9 +107,9 @@ pub(crate) struct CouponAsOf {
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/time-sales/{id}/as-of", get(time_sale))
-        .route("/api/v1/points/users/{user_id}/as-of", get(account))
-        .route("/api/v1/coupons/{id}/as-of", get(coupon))
+        .route("/api/v1/time-sales/{id}/as-of", get(time_sale_as_of))
+        .route("/api/v1/points/users/{user_id}/as-of", get(account_as_of))
+        .route("/api/v1/coupons/{id}/as-of", get(coupon_as_of))
 }
 
 /// One stream as of `when`, bounded; with what the answer reflects.
@@ -125,7 +135,7 @@ async fn stream(
         position: last.map_or(0, |(p, _)| p),
         at: match as_of {
             AsOf::Time(t) => t,
-            AsOf::Position(_) => last.map_or(DateTime::<Utc>::MIN_UTC, |(_, t)| t),
+            AsOf::Position(_) => last.map_or(DateTime::<Utc>::UNIX_EPOCH, |(_, t)| t),
         },
     };
     Ok((events, reflects))
@@ -141,7 +151,7 @@ async fn stream(
         (status = 200, description = "Found (404 if it did not exist yet)", body = SaleAsOf),
     )
 )]
-async fn time_sale(
+async fn time_sale_as_of(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Query(when): Query<When>,
@@ -167,7 +177,7 @@ async fn time_sale(
         (status = 200, description = "Found", body = AccountAsOf),
     )
 )]
-async fn account(
+async fn account_as_of(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(user_id): Path<i64>,
@@ -200,7 +210,7 @@ async fn account(
         (status = 200, description = "Found (404 if not issued yet)", body = CouponAsOf),
     )
 )]
-async fn coupon(
+async fn coupon_as_of(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<Uuid>,
