@@ -34,8 +34,13 @@
 #            etcd) behind the nginx gateway, alternating for ROUNDS rounds (default 2): a
 #            20,000-unit flash sale (CLUSTER_STOCK=…), 256 connections; the commands forwarded
 #            and the batches decided again after a lost race, from the instances' /metrics.
+#   holds:   the whole system, a flash sale with checkout holds (HOLDS_STOCK=…, default 20,000
+#            units; 256 connections): each checkout holds a unit, then confirms it (70 %),
+#            releases it (20 %) or lets it expire after 5 s (10 %), beside the same sale ordered
+#            straight away; ROUNDS rounds (default 2), alternating. Checkouts/s, orders/s, p99,
+#            freshness, the expiries' lateness, and the stock against the log.
 # PHASE=system, PHASE=read, PHASE=write, PHASE=auth, PHASE=signin, PHASE=users, PHASE=frozen,
-# PHASE=ab, PHASE=cluster or PHASE=rebuild runs one phase.
+# PHASE=ab, PHASE=cluster, PHASE=holds or PHASE=rebuild runs one phase.
 # Starts the release services it needs and stops exactly those. Loopback only; every load is
 # bounded in requests.  SCALE=small scripts/bench.sh for a quick run.
 # Each run works in databases of its own (dropped at the end), topics of its own
@@ -202,6 +207,22 @@ ready 8180
 bench --command http://127.0.0.1:8180 --label write-path-alone --write-only --concurrency 256 flash-sale --stock "$N"
 stop_all
 drop_db promo_bench_alone
+fi
+if [ "${PHASE:-all}" = holds ]; then
+echo "## a flash sale with checkout holds (the whole system), against the same sale ordered straight away"
+holds_stock=${HOLDS_STOCK:-20000}
+for round in $(seq 1 "${ROUNDS:-2}"); do
+  echo "### round $round"
+  for kind in holds orders; do
+    system_up promo_bench_holds
+    if [ "$kind" = holds ]; then
+      bench --command http://127.0.0.1:8180 --label whole-system --relay --concurrency 256 holds --stock "$holds_stock" --ttl 5
+    else
+      bench --command http://127.0.0.1:8180 --label whole-system --relay --concurrency 256 flash-sale --stock "$holds_stock"
+    fi
+    system_down promo_bench_holds
+  done
+done
 fi
 if [ "${PHASE:-all}" = all ] || [ "${PHASE:-all}" = read ]; then
 echo "## reads and the mixed load (the whole system)"

@@ -84,6 +84,18 @@ enum Scenario {
         #[arg(long)]
         requests: Option<usize>,
     },
+    /// One time sale of `stock` units; every checkout holds a unit for a distinct buyer, then
+    /// confirms it (70 %), releases it (20 %) or lets it expire (10 %).
+    Holds {
+        #[arg(long, default_value_t = 20_000)]
+        stock: i64,
+        /// Checkouts in all (defaults to the stock).
+        #[arg(long)]
+        checkouts: Option<usize>,
+        /// Each hold's lifetime, in seconds.
+        #[arg(long, default_value_t = 5)]
+        ttl: i64,
+    },
     /// One coupon policy of `total`; every request issues to a distinct user.
     CouponRace {
         #[arg(long, default_value_t = 100_000)]
@@ -173,6 +185,11 @@ async fn main() -> anyhow::Result<()> {
         Scenario::FlashSale { stock, requests } => {
             scenarios::flash_sale::run(ctx, stock, requests).await?
         }
+        Scenario::Holds {
+            stock,
+            checkouts,
+            ttl,
+        } => scenarios::holds::run(ctx, stock, checkouts, ttl).await?,
         Scenario::CouponRace { total, requests } => {
             scenarios::coupon_race::run(ctx, total, requests).await?
         }

@@ -3,6 +3,7 @@
 
 pub(crate) mod coupon_race;
 pub(crate) mod flash_sale;
+pub(crate) mod holds;
 pub(crate) mod mixed;
 pub(crate) mod points;
 pub(crate) mod reads;
