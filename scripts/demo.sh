@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A short walk through the command API: a coupon campaign, points, a flash sale. Prints each
-# request and the answer. Needs a running command-api (./dev run starts one). Signs in as the
+# A short walk through the command API: a coupon campaign, points, a flash sale, a checkout
+# hold that expires. Prints each request and the answer. Needs a running command-api (./dev run starts one). Signs in as the
 # shop would (ADR 11): an admin sets up campaigns and sales, users claim, spend and order for
 # themselves, the checkout service grants points; tokens from promo-token.
 set -euo pipefail
@@ -63,6 +63,16 @@ ordered=$(AS=$(token user 1) post /api/v1/orders "{\"timeSaleId\":\"$sale\",\"us
 AS=$(token user 2) post /api/v1/orders "{\"timeSaleId\":\"$sale\",\"userId\":2,\"quantity\":1}" >/dev/null
 get "/api/v1/time-sales/$sale" "$ordered"
 get /api/v1/points/users/1/history "$ordered"
+
+echo "== a checkout hold: user 3 holds the last unit for 5 s; user 4 finds it sold out; the hold expires by itself and user 4's order goes through" >&2
+sale=$(post /api/v1/time-sales "{\"productId\":\"$product\",\"discountPrice\":199000,\"quantity\":1,\"startAt\":\"$start\",\"endAt\":\"$end\"}" | field timeSaleId)
+hold=$(AS=$(token user 3) post /api/v1/reservations "{\"timeSaleId\":\"$sale\",\"orderId\":\"CHK-3\",\"userId\":3,\"quantity\":1,\"ttlSeconds\":5}")
+get "/api/v1/time-sales/$sale" "$(echo "$hold" | field position)"
+AS=$(token user 4) post /api/v1/orders "{\"timeSaleId\":\"$sale\",\"userId\":4,\"quantity\":1}" >/dev/null
+sleep 6
+get "/api/v1/reservations/$(echo "$hold" | field reservationId)" 0
+ordered=$(AS=$(token user 4) post /api/v1/orders "{\"timeSaleId\":\"$sale\",\"userId\":4,\"quantity\":1}" | field position)
+get "/api/v1/time-sales/$sale" "$ordered"
 
 echo "== replay-tools: the read models equal a projection of the event log" >&2
 "${PROMO_BIN_DIR:-${CARGO_TARGET_DIR:-target}/debug}/replay-tools" verify >&2
