@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use domain::coupon::CouponEvent;
 use domain::deadline::{DeadlineEffect, DeadlineKind, DEADLINE_EVENT_TYPES};
 use domain::points::PointEvent;
 use domain::time_sale::TimeSaleEvent;
@@ -70,6 +71,7 @@ fn changes(events: &[RecordedEvent]) -> Vec<DeadlineChange> {
         let decoded = match event.category.as_str() {
             "timesale" => TimeSaleEvent::from_wire(&wire).map(|e| e.deadline()),
             "point" => PointEvent::from_wire(&wire).map(|e| e.deadline()),
+            "coupon" => CouponEvent::from_wire(&wire).map(|e| e.deadline()),
             _ => Ok(None),
         };
         let effect = decoded.unwrap_or_else(|e| {
@@ -223,6 +225,10 @@ async fn fire(commands: Commands, poll: Duration, mut stop: watch::Receiver<bool
                         .map(|_| ()),
                     DeadlineKind::PointLot => commands
                         .expire_points(&call, deadline.stream_id, deadline.entity_id)
+                        .await
+                        .map(|_| ()),
+                    DeadlineKind::CouponHold => commands
+                        .end_coupon_hold(&call, deadline.entity_id, HoldEnd::Expire)
                         .await
                         .map(|_| ()),
                 };

@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::coupon::CouponEvent;
 use crate::points::{PointEvent, TransactionKind};
 use crate::time_sale::TimeSaleEvent;
 use crate::wire;
@@ -18,15 +19,22 @@ pub enum DeadlineKind {
     Reservation,
     /// An earn's points (entity: the earn's transaction id).
     PointLot,
+    /// A coupon held for a checkout (entity: the coupon).
+    CouponHold,
 }
 
 impl DeadlineKind {
-    pub const ALL: &'static [DeadlineKind] = &[DeadlineKind::Reservation, DeadlineKind::PointLot];
+    pub const ALL: &'static [DeadlineKind] = &[
+        DeadlineKind::Reservation,
+        DeadlineKind::PointLot,
+        DeadlineKind::CouponHold,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             DeadlineKind::Reservation => "reservation",
             DeadlineKind::PointLot => "point_lot",
+            DeadlineKind::CouponHold => "coupon_hold",
         }
     }
 
@@ -39,6 +47,7 @@ impl DeadlineKind {
         match self {
             DeadlineKind::Reservation => "timesale",
             DeadlineKind::PointLot => "point",
+            DeadlineKind::CouponHold => "coupon",
         }
     }
 }
@@ -65,6 +74,10 @@ pub const DEADLINE_EVENT_TYPES: &[&str] = &[
     wire::POINT_EARNED,
     wire::POINT_CANCELED,
     wire::POINT_EXPIRED,
+    wire::COUPON_RESERVED,
+    wire::COUPON_USED,
+    wire::COUPON_RESERVATION_RELEASED,
+    wire::COUPON_RESERVATION_EXPIRED,
 ];
 
 impl TimeSaleEvent {
@@ -130,6 +143,36 @@ impl PointEvent {
             PointEvent::Earned { .. } | PointEvent::Spent { .. } | PointEvent::Canceled { .. } => {
                 None
             }
+        }
+    }
+}
+
+impl CouponEvent {
+    /// What this event does to a deadline, if anything: a hold opens one; a use (a confirmed
+    /// hold, or a use without one, which ends nothing), a release or an expiry ends it.
+    pub fn deadline(&self) -> Option<DeadlineEffect> {
+        let kind = DeadlineKind::CouponHold;
+        match self {
+            CouponEvent::CouponReserved {
+                coupon_id, until, ..
+            } => Some(DeadlineEffect::Opens {
+                kind,
+                entity: *coupon_id,
+                due_at: *until,
+            }),
+            CouponEvent::CouponUsed { coupon_id, .. } => Some(DeadlineEffect::Ends {
+                kind,
+                entity: *coupon_id,
+            }),
+            CouponEvent::CouponReservationReleased(ended)
+            | CouponEvent::CouponReservationExpired(ended) => Some(DeadlineEffect::Ends {
+                kind,
+                entity: ended.coupon_id,
+            }),
+            CouponEvent::PolicyCreated { .. }
+            | CouponEvent::CouponIssued { .. }
+            | CouponEvent::CouponUseCanceled { .. }
+            | CouponEvent::CouponRevoked { .. } => None,
         }
     }
 }

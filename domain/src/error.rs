@@ -66,6 +66,8 @@ pub enum DomainError {
     BelowMinimumOrder,
     #[error("this use would pass the campaign's discount budget")]
     BudgetExhausted,
+    #[error("the coupon is held for a checkout")]
+    CouponReserved,
 
     #[error("insufficient point balance")]
     InsufficientBalance,
@@ -158,6 +160,7 @@ impl DomainError {
             CouponNotUsed => "NOT_USED",
             BelowMinimumOrder => "BELOW_MINIMUM_ORDER",
             BudgetExhausted => "BUDGET_EXHAUSTED",
+            CouponReserved => "RESERVED",
             InsufficientBalance => "INSUFFICIENT_BALANCE",
             TransactionNotFound => "TRANSACTION_NOT_FOUND",
             TransactionIdTaken => "TRANSACTION_ID_TAKEN",

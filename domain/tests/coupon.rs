@@ -596,3 +596,148 @@ fn a_user_may_be_issued_as_many_coupons_as_the_policy_allows() {
         .when(issue(3, 7, 2))
         .then_expect_error(DomainError::CouponAlreadyIssued);
 }
+
+// ---- coupon holds ----
+
+fn hold(coupon: u128, user_id: i64, amount: i64, hours: i64) -> CouponCommand {
+    CouponCommand::ReserveCoupon {
+        coupon_id: id(coupon),
+        acting_user: Some(user(user_id)),
+        order_id: text("checkout-1"),
+        order_amount: money(amount),
+        until: at(hours) + Duration::minutes(2),
+        now: at(hours),
+    }
+}
+
+fn held(coupon: u128, user_id: i64, discount: i64, granted: i64) -> CouponEvent {
+    CouponEvent::CouponReserved {
+        coupon_id: id(coupon),
+        user_id: user(user_id),
+        order_id: text("checkout-1"),
+        order_amount: money(discount * 10),
+        discount: money(discount),
+        until: at(2) + Duration::minutes(2),
+        discount_granted: money(granted),
+        at: at(2),
+    }
+}
+
+#[test]
+fn a_held_coupon_cannot_be_used_or_held_again_and_its_discount_counts_against_the_budget() {
+    Given::with(())
+        .given(vec![limited(Some(500), None), issued(1, 7, 1)])
+        .when(hold(1, 7, 3_000, 2))
+        .then_expect_events(vec![held(1, 7, 300, 300)]);
+    Given::with(())
+        .given(vec![
+            limited(Some(500), None),
+            issued(1, 7, 1),
+            held(1, 7, 300, 300),
+        ])
+        .when(use_coupon(1, Some(7), 3_000, 2))
+        .then_expect_error(DomainError::CouponReserved);
+    Given::with(())
+        .given(vec![
+            limited(Some(500), None),
+            issued(1, 7, 1),
+            held(1, 7, 300, 300),
+        ])
+        .when(hold(1, 7, 3_000, 2))
+        .then_expect_error(DomainError::CouponReserved);
+    // The held 300 count: another coupon's 300 would pass the 500.
+    Given::with(())
+        .given(vec![
+            limited(Some(500), None),
+            issued(1, 7, 1),
+            issued(2, 8, 2),
+            held(1, 7, 300, 300),
+        ])
+        .when(use_coupon(2, Some(8), 3_000, 2))
+        .then_expect_error(DomainError::BudgetExhausted);
+}
+
+#[test]
+fn a_confirmed_hold_is_a_use_and_an_expired_one_gives_the_coupon_and_the_budget_back() {
+    let confirm = |hours| CouponCommand::ConfirmCouponReservation {
+        coupon_id: id(1),
+        acting_user: Some(user(7)),
+        now: at(hours),
+    };
+    Given::with(())
+        .given(vec![
+            limited(Some(500), None),
+            issued(1, 7, 1),
+            held(1, 7, 300, 300),
+        ])
+        .when(confirm(2))
+        .then_expect_events(vec![CouponEvent::CouponUsed {
+            coupon_id: id(1),
+            user_id: user(7),
+            order_id: text("checkout-1"),
+            order_amount: money(3_000),
+            discount: money(300),
+            used_count: 1,
+            discount_granted: Some(money(300)),
+            at: at(2),
+        }]);
+    // Past the hold's end: not confirmed; the system expires it, not before, and once.
+    Given::with(())
+        .given(vec![
+            limited(Some(500), None),
+            issued(1, 7, 1),
+            held(1, 7, 300, 300),
+        ])
+        .when(confirm(3))
+        .then_expect_error(DomainError::ReservationExpired);
+    let expire = |hours| CouponCommand::ExpireCouponReservation {
+        coupon_id: id(1),
+        now: at(hours),
+    };
+    Given::with(())
+        .given(vec![
+            limited(Some(500), None),
+            issued(1, 7, 1),
+            held(1, 7, 300, 300),
+        ])
+        .when(expire(2))
+        .then_expect_error(DomainError::ReservationNotDue);
+    let ended = CouponEvent::CouponReservationExpired(domain::coupon::CouponHoldEnded {
+        coupon_id: id(1),
+        user_id: user(7),
+        order_id: text("checkout-1"),
+        discount_granted: money(0),
+        at: at(3),
+    });
+    Given::with(())
+        .given(vec![
+            limited(Some(500), None),
+            issued(1, 7, 1),
+            held(1, 7, 300, 300),
+        ])
+        .when(expire(3))
+        .then_expect_events(vec![ended.clone()]);
+    Given::with(())
+        .given(vec![
+            limited(Some(500), None),
+            issued(1, 7, 1),
+            held(1, 7, 300, 300),
+            ended.clone(),
+        ])
+        .when(expire(3))
+        .then_expect_error(DomainError::ReservationClosed);
+    // Available again, with the whole budget.
+    let events = Given::with(())
+        .given(vec![
+            limited(Some(500), None),
+            issued(1, 7, 1),
+            held(1, 7, 300, 300),
+            ended,
+        ])
+        .when(use_coupon(1, Some(7), 5_000, 4))
+        .inspect_result()
+        .unwrap();
+    assert!(
+        matches!(&events[..], [CouponEvent::CouponUsed { discount_granted: Some(g), .. }] if *g == money(500))
+    );
+}

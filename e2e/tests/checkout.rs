@@ -518,3 +518,115 @@ async fn points_expire_at_their_due_time_once_and_the_balance_says_what_expires_
     assert_eq!(history.body["items"][0]["amount"], 100, "{}", history.body);
     system.stop().await;
 }
+
+#[tokio::test]
+async fn a_coupon_held_for_a_checkout_is_nobody_elses_until_it_is_confirmed_or_expires_once() {
+    let system = System::start_with(None, SHORT_HOLDS).await;
+    let now = chrono::Utc::now();
+    let policy = system
+        .post(
+            "/api/v1/coupon-policies",
+            json!({ "title": "Held", "totalQuantity": 10,
+                    "startTime": now - chrono::Duration::hours(1), "endTime": now + chrono::Duration::hours(1),
+                    "discountType": "FIXED_AMOUNT", "discountValue": 300, "discountBudget": 500 }),
+        )
+        .await;
+    let policy = policy.body["policyId"].as_str().unwrap().to_owned();
+    let mut coupons = vec![];
+    for user in [1, 2] {
+        let issued = system
+            .post(
+                "/api/v1/coupons/issue",
+                json!({ "policyId": policy, "userId": user }),
+            )
+            .await;
+        coupons.push(issued.body["couponId"].as_str().unwrap().to_owned());
+    }
+    let held = system
+        .post(
+            &format!("/api/v1/coupons/{}/reserve", coupons[0]),
+            json!({ "orderId": "chk-1", "orderAmount": 1_000, "ttlSeconds": 2 }),
+        )
+        .await;
+    assert_eq!(
+        (held.status, held.body["status"].as_str()),
+        (StatusCode::CREATED, Some("RESERVED")),
+        "{}",
+        held.body
+    );
+    // Held: not usable, and its 300 count against the budget of 500.
+    let used = system
+        .post(
+            &format!("/api/v1/coupons/{}/use", coupons[0]),
+            json!({ "orderId": "o", "orderAmount": 1_000 }),
+        )
+        .await;
+    assert_eq!(used.body["code"], "RESERVED", "{}", used.body);
+    let other = system
+        .post(
+            &format!("/api/v1/coupons/{}/use", coupons[1]),
+            json!({ "orderId": "o", "orderAmount": 1_000 }),
+        )
+        .await;
+    assert_eq!(other.body["code"], "BUDGET_EXHAUSTED", "{}", other.body);
+    let view = system
+        .get(
+            &format!("/api/v1/coupons/{}", coupons[0]),
+            held.body["position"].as_i64(),
+        )
+        .await;
+    assert_eq!(view.body["status"], "RESERVED", "{}", view.body);
+
+    // The hold expires by itself, once; the coupon and the budget are free again.
+    let started = std::time::Instant::now();
+    while logged(&system, "coupon.reservation_expired")
+        .await
+        .is_empty()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the hold never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(logged(&system, "coupon.reservation_expired").await.len(), 1);
+    let view = system
+        .get(
+            &format!("/api/v1/coupons/{}", coupons[0]),
+            Some(system.projected().await),
+        )
+        .await;
+    assert_eq!(view.body["status"], "AVAILABLE", "{}", view.body);
+
+    // Held again and confirmed: a use like any other.
+    let held = system
+        .post(
+            &format!("/api/v1/coupons/{}/reserve", coupons[1]),
+            json!({ "orderId": "chk-2", "orderAmount": 1_000, "ttlSeconds": 60 }),
+        )
+        .await;
+    assert_eq!(held.status, StatusCode::CREATED, "{}", held.body);
+    let confirmed = system
+        .post(
+            &format!("/api/v1/coupons/{}/confirm", coupons[1]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (confirmed.status, confirmed.body["status"].as_str()),
+        (StatusCode::OK, Some("USED")),
+        "{}",
+        confirmed.body
+    );
+    let uses = logged(&system, "coupon.used").await;
+    assert_eq!(uses.len(), 1);
+    assert_eq!(
+        (
+            uses[0]["orderId"].as_str(),
+            uses[0]["discountGranted"].as_i64()
+        ),
+        (Some("chk-2"), Some(300))
+    );
+    system.stop().await;
+}

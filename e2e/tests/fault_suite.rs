@@ -336,6 +336,10 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
             "/api/v1/reservations",
             format!(r#"{{"timeSaleId":"{sale}","orderId":{text},"userId":1,"quantity":1,"ttlSeconds":60}}"#).as_bytes(),
         ));
+        all.push(command(
+            &format!("/api/v1/coupons/{coupon}/reserve"),
+            format!(r#"{{"orderId":{text},"orderAmount":100,"ttlSeconds":60}}"#).as_bytes(),
+        ));
     }
     for n in numbers {
         all.push(command(
@@ -425,6 +429,10 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
     // A hold's lifetime outside the API's bound (400) or this deployment's (422), or absent.
     for ttl in ["86401", "2", "99999999999"] {
         all.push(command(
+            &format!("/api/v1/coupons/{coupon}/reserve"),
+            format!(r#"{{"orderId":"h","orderAmount":100,"ttlSeconds":{ttl}}}"#).as_bytes(),
+        ));
+        all.push(command(
             "/api/v1/reservations",
             format!(r#"{{"timeSaleId":"{sale}","orderId":"h","userId":1,"quantity":1,"ttlSeconds":{ttl}}}"#).as_bytes(),
         ));
@@ -439,6 +447,9 @@ fn hostile_catalogue(policy: &str, sale: &str, coupon: &str, order: &str) -> Vec
         "/api/v1/coupons/%FF%FE/revoke",
         "/api/v1/orders/1%20OR%201=1/cancel",
         "/api/v1/orders/00000000-0000-0000-0000-000000000000/cancel",
+        "/api/v1/coupons/not-a-uuid/reserve",
+        "/api/v1/coupons/%FF%FE/confirm",
+        "/api/v1/coupons/00000000-0000-0000-0000-000000000000/release",
         "/api/v1/reservations/not-a-uuid/confirm",
         "/api/v1/reservations/%FF%FE/release",
         "/api/v1/reservations/00000000-0000-0000-0000-000000000000/confirm",

@@ -185,9 +185,12 @@ pub fn hot_writes(prefix: &str, batch: &[Decoded]) -> Vec<HotWrite> {
                 vec![("used", i64::from(*used_count))],
             ),
             // No count changes, but the policy's version does (the read model records it).
-            AnyEvent::Coupon(CouponEvent::CouponRevoked { .. }) => {
-                (keys::policy(prefix, recorded.stream_id), vec![])
-            }
+            AnyEvent::Coupon(
+                CouponEvent::CouponRevoked { .. }
+                | CouponEvent::CouponReserved { .. }
+                | CouponEvent::CouponReservationReleased(_)
+                | CouponEvent::CouponReservationExpired(_),
+            ) => (keys::policy(prefix, recorded.stream_id), vec![]),
             AnyEvent::Product(_) => continue,
         };
         writes.push(HotWrite {

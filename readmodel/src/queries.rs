@@ -61,7 +61,7 @@ pub struct CouponRow {
     pub coupon_id: Uuid,
     pub policy_id: Uuid,
     pub user_id: i64,
-    /// AVAILABLE, USED or CANCELED (revoked); expiry is read from `expires_at`.
+    /// AVAILABLE, RESERVED, USED or CANCELED (revoked); expiry is read from `expires_at`.
     pub state: String,
     pub expires_at: DateTime<Utc>,
     pub order_id: Option<String>,
@@ -69,10 +69,13 @@ pub struct CouponRow {
     pub discount_amount: Option<i64>,
     pub issued_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
+    /// Until when a RESERVED coupon is held.
+    pub reserved_until: Option<DateTime<Utc>>,
 }
 
 const COUPON_COLUMNS: &str =
-    "coupon_id, policy_id, user_id, state, expires_at, order_id, order_amount, discount_amount, issued_at, used_at";
+    "coupon_id, policy_id, user_id, state, expires_at, order_id, order_amount, discount_amount, issued_at, used_at, \
+     reserved_until";
 
 /// Which of a user's coupons a list holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

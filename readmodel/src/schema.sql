@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS coupons (
     updated_at      timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS coupons_user ON coupons (user_id, issued_at DESC);
+-- Until when a coupon held for a checkout (state RESERVED) is held (issue 24).
+ALTER TABLE coupons ADD COLUMN IF NOT EXISTS reserved_until timestamptz;
 CREATE TABLE IF NOT EXISTS point_balances (
     user_id    bigint PRIMARY KEY,
     balance    bigint      NOT NULL,

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{Duration, TimeZone, Utc};
-use domain::coupon::{CouponEvent, DiscountTerms, DiscountType, PolicySpec};
+use domain::coupon::{CouponEvent, CouponHoldEnded, DiscountTerms, DiscountType, PolicySpec};
 use domain::points::{NextExpiry, PointEvent, TransactionKind};
 use domain::product::{ProductEvent, ProductSpec};
 use domain::time_sale::{HoldEnded, TimeSaleEvent, TimeSaleSpec};
@@ -97,6 +97,30 @@ fn samples() -> Vec<WireEvent> {
                 discount_granted: None,
                 at: t,
             },
+            CouponEvent::CouponReserved {
+                coupon_id: id(),
+                user_id: user,
+                order_id: text("ORD-2"),
+                order_amount: money(3_000),
+                discount: money(300),
+                until: t + Duration::minutes(2),
+                discount_granted: money(300),
+                at: t,
+            },
+            CouponEvent::CouponReservationReleased(CouponHoldEnded {
+                coupon_id: id(),
+                user_id: user,
+                order_id: text("ORD-2"),
+                discount_granted: money(0),
+                at: t,
+            }),
+            CouponEvent::CouponReservationExpired(CouponHoldEnded {
+                coupon_id: id(),
+                user_id: user,
+                order_id: text("ORD-2"),
+                discount_granted: money(0),
+                at: t,
+            }),
             CouponEvent::CouponRevoked {
                 coupon_id: id(),
                 user_id: user,
@@ -433,6 +457,7 @@ fn the_events_a_deadline_follower_reads_are_exactly_those_that_open_or_end_a_dea
     for wire in samples() {
         let effect = match wire.event_type.as_str() {
             t if t.starts_with("point.") => PointEvent::from_wire(&wire).unwrap().deadline(),
+            t if t.starts_with("coupon.") => CouponEvent::from_wire(&wire).unwrap().deadline(),
             t if t.starts_with("timesale.") || t.starts_with("order.") => {
                 TimeSaleEvent::from_wire(&wire).unwrap().deadline()
             }

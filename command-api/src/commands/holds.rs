@@ -1,10 +1,11 @@
-//! Checkout holds on a flash sale: a checkout reserves units for a while, then confirms them
-//! (an order), releases them, or lets them expire — the system expires them at their due time
-//! ([`crate::deadlines`]).
+//! Checkout holds: a checkout reserves a flash sale's units, or a coupon, for a while, then
+//! confirms (an order; the coupon's use), releases, or lets the hold expire — the system
+//! expires it at its due time ([`crate::deadlines`]).
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use domain::coupon::{CouponCommand, CouponPolicy, CouponState, CouponStatus};
 use domain::time_sale::{Reservation, ReservationStatus, TimeSale, TimeSaleCommand};
-use domain::values::{Quantity, Text, UserId};
+use domain::values::{Money, Quantity, Text, UserId};
 use domain::DomainError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -98,7 +99,8 @@ impl Commands {
         {
             return answer;
         }
-        let now = Utc::now();
+        // To the microsecond, as PostgreSQL keeps times.
+        let now = Utc::now().trunc_subsecs(6);
         let reservation_id = Uuid::new_v4();
         let command = TimeSaleCommand::Reserve {
             reservation_id,
@@ -241,5 +243,161 @@ impl Commands {
             .into());
         }
         Ok(Duration::seconds(ttl_seconds))
+    }
+}
+
+/// A coupon held for a checkout's order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReserveCoupon {
+    /// The shop's order id.
+    #[schema(schema_with = domain::openapi::reference)]
+    pub order_id: String,
+    #[schema(minimum = 0)]
+    pub order_amount: i64,
+    /// How long the coupon is held, in seconds, within the deployment's bounds (as a sale's
+    /// hold).
+    #[schema(minimum = 1, maximum = 86_400)]
+    pub ttl_seconds: i64,
+}
+
+/// A coupon and its hold (or its use, once confirmed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CouponHeld {
+    pub coupon_id: Uuid,
+    pub policy_id: Uuid,
+    pub status: CouponStatus,
+    /// The order it is held for or was used on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount_amount: Option<i64>,
+    /// Until when it is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_until: Option<DateTime<Utc>>,
+}
+
+impl CouponHeld {
+    fn of(
+        policy_id: Uuid,
+        coupon_id: Uuid,
+        policy: &CouponPolicy,
+        now: DateTime<Utc>,
+    ) -> Option<Self> {
+        let coupon = policy.coupon(&coupon_id)?;
+        let (order_id, discount, until) = match &coupon.state {
+            CouponState::Reserved {
+                order_id,
+                discount,
+                until,
+                ..
+            } => (Some(order_id), Some(discount), Some(*until)),
+            CouponState::Used {
+                order_id, discount, ..
+            } => (Some(order_id), Some(discount), None),
+            CouponState::Available | CouponState::Revoked => (None, None, None),
+        };
+        Some(CouponHeld {
+            coupon_id,
+            policy_id,
+            status: CouponStatus::at(&coupon.state, coupon.expires_at, now),
+            order_id: order_id.map(|o| o.as_str().to_owned()),
+            discount_amount: discount.map(|d| d.get()),
+            reserved_until: until,
+        })
+    }
+}
+
+impl Commands {
+    /// Holds a coupon for a checkout's order: it applies as a use would (its discount counts
+    /// against the budget from now on), and no one may use it until the hold ends.
+    pub async fn reserve_coupon(
+        &self,
+        call: &Call,
+        coupon_id: Uuid,
+        input: ReserveCoupon,
+    ) -> Result<Written<CouponHeld>, CommandError> {
+        let order_id = Text::parse_reference(&input.order_id, "orderId")?;
+        let order_amount = Money::parse(input.order_amount, "orderAmount")?;
+        let ttl = self.hold_ttl(input.ttl_seconds)?;
+        let policy_id = self.lookup.stream_of(coupon_id, "coupon", "coupon").await?;
+        if let Some(answer) = self
+            .routed(policy_id, call, || Routed::ReserveCoupon {
+                coupon_id,
+                input: input.clone(),
+            })
+            .await
+        {
+            return answer;
+        }
+        let now = Utc::now().trunc_subsecs(6);
+        let command = CouponCommand::ReserveCoupon {
+            coupon_id,
+            acting_user: call.acting(),
+            order_id,
+            order_amount,
+            until: now + ttl,
+            now,
+        };
+        self.write(
+            &self.coupons,
+            policy_id,
+            call,
+            creating("ReserveCoupon", command),
+            move |policy: &CouponPolicy, _| CouponHeld::of(policy_id, coupon_id, policy, now),
+        )
+        .await
+    }
+
+    /// Ends a coupon's hold: `Confirm` (the coupon is used on its order) and `Release` as its
+    /// holder (or a service) asks, `Expire` as the deadline runner does.
+    pub async fn end_coupon_hold(
+        &self,
+        call: &Call,
+        coupon_id: Uuid,
+        end: HoldEnd,
+    ) -> Result<Written<CouponHeld>, CommandError> {
+        let policy_id = self.lookup.stream_of(coupon_id, "coupon", "coupon").await?;
+        if end != HoldEnd::Expire {
+            if let Some(answer) = self
+                .routed(policy_id, call, || Routed::EndCouponHold { coupon_id, end })
+                .await
+            {
+                return answer;
+            }
+        }
+        let now = Utc::now();
+        let acting_user = call.acting();
+        let (name, command) = match end {
+            HoldEnd::Confirm => (
+                "ConfirmCouponReservation",
+                CouponCommand::ConfirmCouponReservation {
+                    coupon_id,
+                    acting_user,
+                    now,
+                },
+            ),
+            HoldEnd::Release => (
+                "ReleaseCouponReservation",
+                CouponCommand::ReleaseCouponReservation {
+                    coupon_id,
+                    acting_user,
+                    now,
+                },
+            ),
+            HoldEnd::Expire => (
+                "ExpireCouponReservation",
+                CouponCommand::ExpireCouponReservation { coupon_id, now },
+            ),
+        };
+        self.write(
+            &self.coupons,
+            policy_id,
+            call,
+            changing(name, command),
+            move |policy: &CouponPolicy, _| CouponHeld::of(policy_id, coupon_id, policy, now),
+        )
+        .await
     }
 }

@@ -40,6 +40,15 @@ pub enum Routed {
         reservation_id: Uuid,
         end: holds::HoldEnd,
     },
+    ReserveCoupon {
+        coupon_id: Uuid,
+        input: holds::ReserveCoupon,
+    },
+    /// Confirm or release a coupon's hold.
+    EndCouponHold {
+        coupon_id: Uuid,
+        end: holds::HoldEnd,
+    },
 }
 
 /// `written`, its answer as JSON.
@@ -74,6 +83,10 @@ impl Commands {
             Routed::EndHold {
                 end: holds::HoldEnd::Expire,
                 ..
+            }
+            | Routed::EndCouponHold {
+                end: holds::HoldEnd::Expire,
+                ..
             } => {
                 return Err(CommandError::invalid(
                     "a forwarded call cannot expire a hold: its owner's deadlines do",
@@ -84,6 +97,12 @@ impl Commands {
                 reservation_id,
                 end,
             } => json(self.end_hold(call, reservation_id, end).await?),
+            Routed::ReserveCoupon { coupon_id, input } => {
+                json(self.reserve_coupon(call, coupon_id, input).await?)
+            }
+            Routed::EndCouponHold { coupon_id, end } => {
+                json(self.end_coupon_hold(call, coupon_id, end).await?)
+            }
         })
     }
 

@@ -1,4 +1,5 @@
-//! `/api/v1/reservations/…`: checkout holds on a flash sale.
+//! `/api/v1/reservations/…` and `/api/v1/coupons/{id}/reserve|confirm|release`: checkout holds
+//! on a flash sale's units and on a coupon.
 
 use axum::extract::State;
 use axum::routing::post;
@@ -8,7 +9,7 @@ use uuid::Uuid;
 
 use super::extract::{Caller, JsonBody};
 use super::{Answered, Empty};
-use crate::commands::holds::{Held, HoldEnd, Reserve};
+use crate::commands::holds::{CouponHeld, Held, HoldEnd, Reserve, ReserveCoupon};
 use crate::commands::{CommandError, Commands, Written};
 
 pub(super) fn router() -> Router<Commands> {
@@ -16,6 +17,9 @@ pub(super) fn router() -> Router<Commands> {
         .route("/api/v1/reservations", post(reserve))
         .route("/api/v1/reservations/{id}/confirm", post(confirm))
         .route("/api/v1/reservations/{id}/release", post(release))
+        .route("/api/v1/coupons/{id}/reserve", post(reserve_coupon))
+        .route("/api/v1/coupons/{id}/confirm", post(confirm_coupon))
+        .route("/api/v1/coupons/{id}/release", post(release_coupon))
 }
 
 #[utoipa::path(
@@ -88,5 +92,81 @@ pub(super) async fn release(
 ) -> Result<Written<Held>, CommandError> {
     commands
         .end_hold(&caller.with(body.hash), reservation_id, HoldEnd::Release)
+        .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/coupons/{id}/reserve",
+    tag = "coupons",
+    summary = "Hold a coupon for a checkout's order, until ttlSeconds pass",
+    description = "The coupon applies as a use would (its discount counts against the campaign's budget from now on) and no one may use it until the hold is confirmed (the coupon is used on the order), released, or expires (the system releases it at its due time, once).",
+    request_body = ReserveCoupon,
+    params(("id" = Uuid, Path, description = "The coupon's id")),
+    responses(
+        (status = 201, description = "The coupon, RESERVED", body = Answered<CouponHeld>),
+        (status = 404, description = "No such coupon", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The coupon is another user's (NOT_OWNER)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not applicable (EXPIRED, ALREADY_USED, RESERVED, BELOW_MINIMUM_ORDER, BUDGET_EXHAUSTED, …) or a ttlSeconds outside this deployment's bounds", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn reserve_coupon(
+    State(commands): State<Commands>,
+    caller: Caller,
+    Path(coupon_id): Path<Uuid>,
+    body: JsonBody<ReserveCoupon>,
+) -> Result<Written<CouponHeld>, CommandError> {
+    commands
+        .reserve_coupon(&caller.with(body.hash), coupon_id, body.value)
+        .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/coupons/{id}/confirm",
+    tag = "coupons",
+    summary = "Confirm a coupon's hold: the coupon is used on the held order",
+    request_body(content = Option<Empty>, description = "Nothing, or an empty object"),
+    params(("id" = Uuid, Path, description = "The coupon's id")),
+    responses(
+        (status = 200, description = "The coupon, USED", body = Answered<CouponHeld>),
+        (status = 404, description = "No such coupon", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The coupon is another user's (NOT_OWNER)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The hold expired (RESERVATION_EXPIRED) or there is none (RESERVATION_CLOSED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn confirm_coupon(
+    State(commands): State<Commands>,
+    caller: Caller,
+    Path(coupon_id): Path<Uuid>,
+    body: JsonBody<Empty>,
+) -> Result<Written<CouponHeld>, CommandError> {
+    commands
+        .end_coupon_hold(&caller.with(body.hash), coupon_id, HoldEnd::Confirm)
+        .await
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/coupons/{id}/release",
+    tag = "coupons",
+    summary = "Release a coupon's hold: the coupon is available again at once",
+    request_body(content = Option<Empty>, description = "Nothing, or an empty object"),
+    params(("id" = Uuid, Path, description = "The coupon's id")),
+    responses(
+        (status = 200, description = "The coupon, AVAILABLE", body = Answered<CouponHeld>),
+        (status = 404, description = "No such coupon", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The coupon is another user's (NOT_OWNER)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The hold expired (RESERVATION_EXPIRED) or there is none (RESERVATION_CLOSED)", body = problem::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(super) async fn release_coupon(
+    State(commands): State<Commands>,
+    caller: Caller,
+    Path(coupon_id): Path<Uuid>,
+    body: JsonBody<Empty>,
+) -> Result<Written<CouponHeld>, CommandError> {
+    commands
+        .end_coupon_hold(&caller.with(body.hash), coupon_id, HoldEnd::Release)
         .await
 }

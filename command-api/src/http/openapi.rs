@@ -42,6 +42,9 @@ pub const DOCS: &str = "/api/docs/command";
         holds::reserve,
         holds::confirm,
         holds::release,
+        holds::reserve_coupon,
+        holds::confirm_coupon,
+        holds::release_coupon,
     ),
     modifiers(&Shared, &CONVENTIONS),
     tags(

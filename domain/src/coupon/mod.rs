@@ -46,6 +46,34 @@ pub enum CouponCommand {
         coupon_id: Uuid,
         now: DateTime<Utc>,
     },
+    /// Holds an available coupon for a checkout's order until `until`: it applies as a use
+    /// would (and its discount counts against the budget), and no one may use it meanwhile.
+    ReserveCoupon {
+        coupon_id: Uuid,
+        acting_user: Option<UserId>,
+        order_id: Text,
+        order_amount: Money,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    /// The checkout paid: the held coupon is used on its order.
+    ConfirmCouponReservation {
+        coupon_id: Uuid,
+        acting_user: Option<UserId>,
+        now: DateTime<Utc>,
+    },
+    /// The checkout gave up: the coupon is available again at once.
+    ReleaseCouponReservation {
+        coupon_id: Uuid,
+        acting_user: Option<UserId>,
+        now: DateTime<Utc>,
+    },
+    /// The system's deadline: a hold still held at its end is released. Refused before then
+    /// and for a coupon no longer held.
+    ExpireCouponReservation {
+        coupon_id: Uuid,
+        now: DateTime<Utc>,
+    },
 }
 
 /// Everything that happens to a policy and its coupons. The counts carried by the events are
@@ -89,6 +117,33 @@ pub enum CouponEvent {
         user_id: UserId,
         at: DateTime<Utc>,
     },
+    /// A coupon held for a checkout's order until `until` (its discount counts against the
+    /// budget from now on).
+    CouponReserved {
+        coupon_id: Uuid,
+        user_id: UserId,
+        order_id: Text,
+        order_amount: Money,
+        discount: Money,
+        until: DateTime<Utc>,
+        discount_granted: Money,
+        at: DateTime<Utc>,
+    },
+    /// A hold given up by its checkout: the coupon is available again.
+    CouponReservationReleased(CouponHoldEnded),
+    /// A hold that reached its end unconfirmed: the coupon is available again.
+    CouponReservationExpired(CouponHoldEnded),
+}
+
+/// A coupon hold that ended without a use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CouponHoldEnded {
+    pub coupon_id: Uuid,
+    pub user_id: UserId,
+    pub order_id: Text,
+    /// The budget's tally after the hold gave its discount back.
+    pub discount_granted: Money,
+    pub at: DateTime<Utc>,
 }
 
 /// A coupon policy with its issued coupons.
@@ -200,6 +255,92 @@ impl CouponPolicy {
                     at: now,
                 }])
             }
+            CouponCommand::ReserveCoupon {
+                coupon_id,
+                acting_user,
+                order_id,
+                order_amount,
+                until,
+                now,
+            } => {
+                let coupon = self.coupons.get(&coupon_id);
+                let discount =
+                    check_applicable(coupon, &spec.terms, acting_user, order_amount, now)?;
+                spec.check_budget(self.discount_granted(), discount)?;
+                let user_id = coupon.ok_or(DomainError::CouponNotFound)?.user_id;
+                let until = crate::values::checked_time(until, "ttlSeconds")?;
+                if until <= now {
+                    return Err(DomainError::unacceptable(
+                        "ttlSeconds",
+                        "the hold must end after now",
+                    ));
+                }
+                Ok(vec![CouponEvent::CouponReserved {
+                    coupon_id,
+                    user_id,
+                    order_id,
+                    order_amount,
+                    discount,
+                    until,
+                    discount_granted: Money::tally(self.discount_granted + discount.get()),
+                    at: now,
+                }])
+            }
+            CouponCommand::ConfirmCouponReservation {
+                coupon_id,
+                acting_user,
+                now,
+            } => {
+                let coupon = self.owned_coupon(&coupon_id, acting_user)?;
+                let CouponState::Reserved {
+                    order_id,
+                    order_amount,
+                    discount,
+                    until,
+                } = &coupon.state
+                else {
+                    return Err(DomainError::ReservationClosed);
+                };
+                if now >= *until {
+                    return Err(DomainError::ReservationExpired);
+                }
+                Ok(vec![CouponEvent::CouponUsed {
+                    coupon_id,
+                    user_id: coupon.user_id,
+                    order_id: order_id.clone(),
+                    order_amount: *order_amount,
+                    discount: *discount,
+                    used_count: self.used_count + 1,
+                    discount_granted: Some(self.discount_granted()),
+                    at: now,
+                }])
+            }
+            CouponCommand::ReleaseCouponReservation {
+                coupon_id,
+                acting_user,
+                now,
+            } => {
+                let coupon = self.owned_coupon(&coupon_id, acting_user)?;
+                match &coupon.state {
+                    CouponState::Reserved { until, .. } if now < *until => {}
+                    CouponState::Reserved { .. } => return Err(DomainError::ReservationExpired),
+                    _ => return Err(DomainError::ReservationClosed),
+                }
+                Ok(vec![CouponEvent::CouponReservationReleased(
+                    self.hold_ended(coupon_id, coupon, now),
+                )])
+            }
+            CouponCommand::ExpireCouponReservation { coupon_id, now } => {
+                let coupon = self.owned_coupon(&coupon_id, None)?;
+                match &coupon.state {
+                    CouponState::Reserved { until, .. } if now >= *until => {}
+                    CouponState::Reserved { .. } => return Err(DomainError::ReservationNotDue),
+                    _ => return Err(DomainError::ReservationClosed),
+                }
+                Ok(vec![CouponEvent::CouponReservationExpired(
+                    self.hold_ended(coupon_id, coupon, now),
+                )])
+            }
             CouponCommand::CancelCouponUse {
                 coupon_id,
                 acting_user,
@@ -220,6 +361,7 @@ impl CouponPolicy {
                         at: now,
                     }]),
                     CouponState::Revoked => Err(DomainError::CouponRevoked),
+                    CouponState::Reserved { .. } => Err(DomainError::CouponReserved),
                     CouponState::Available => Err(DomainError::CouponNotUsed),
                 }
             }
@@ -232,10 +374,28 @@ impl CouponPolicy {
                         at: now,
                     }]),
                     CouponStatus::Used => Err(DomainError::CouponAlreadyUsed),
+                    CouponStatus::Reserved => Err(DomainError::CouponReserved),
                     CouponStatus::Canceled => Err(DomainError::CouponRevoked),
                     CouponStatus::Expired => Err(DomainError::CouponExpired),
                 }
             }
+        }
+    }
+
+    /// The end of `coupon`'s hold: the discount it held goes back to the budget.
+    fn hold_ended(&self, coupon_id: Uuid, coupon: &Coupon, now: DateTime<Utc>) -> CouponHoldEnded {
+        let (order_id, discount) = match &coupon.state {
+            CouponState::Reserved {
+                order_id, discount, ..
+            } => (order_id.clone(), discount.get()),
+            _ => (Text::from(String::new()), 0),
+        };
+        CouponHoldEnded {
+            coupon_id,
+            user_id: coupon.user_id,
+            order_id,
+            discount_granted: Money::tally(self.discount_granted - discount),
+            at: now,
         }
     }
 
@@ -292,8 +452,12 @@ impl CouponPolicy {
                 ..
             } => {
                 self.used_count = used_count;
-                self.discount_granted = self.discount_granted.saturating_add(discount.get());
                 if let Some(coupon) = self.coupons.get_mut(&coupon_id) {
+                    // A held coupon's discount was counted when it was held.
+                    if !matches!(coupon.state, CouponState::Reserved { .. }) {
+                        self.discount_granted =
+                            self.discount_granted.saturating_add(discount.get());
+                    }
                     coupon.state = CouponState::Used {
                         order_id,
                         order_amount,
@@ -317,6 +481,33 @@ impl CouponPolicy {
             CouponEvent::CouponRevoked { coupon_id, .. } => {
                 if let Some(coupon) = self.coupons.get_mut(&coupon_id) {
                     coupon.state = CouponState::Revoked;
+                }
+            }
+            CouponEvent::CouponReserved {
+                coupon_id,
+                order_id,
+                order_amount,
+                discount,
+                until,
+                ..
+            } => {
+                self.discount_granted = self.discount_granted.saturating_add(discount.get());
+                if let Some(coupon) = self.coupons.get_mut(&coupon_id) {
+                    coupon.state = CouponState::Reserved {
+                        order_id,
+                        order_amount,
+                        discount,
+                        until,
+                    };
+                }
+            }
+            CouponEvent::CouponReservationReleased(ended)
+            | CouponEvent::CouponReservationExpired(ended) => {
+                if let Some(coupon) = self.coupons.get_mut(&ended.coupon_id) {
+                    if let CouponState::Reserved { discount, .. } = &coupon.state {
+                        self.discount_granted = (self.discount_granted - discount.get()).max(0);
+                    }
+                    coupon.state = CouponState::Available;
                 }
             }
         }

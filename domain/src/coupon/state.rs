@@ -13,6 +13,14 @@ use crate::DomainError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CouponState {
     Available,
+    /// Held for a checkout until `until`: no one may use it meanwhile; the checkout confirms
+    /// (a use) or releases it, or the hold expires.
+    Reserved {
+        order_id: Text,
+        order_amount: Money,
+        discount: Money,
+        until: DateTime<Utc>,
+    },
     Used {
         order_id: Text,
         order_amount: Money,
@@ -27,6 +35,8 @@ pub enum CouponState {
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CouponStatus {
     Available,
+    /// Held for a checkout.
+    Reserved,
     Used,
     Expired,
     /// Revoked.
@@ -56,6 +66,7 @@ pub fn check_applicable(
         return Err(DomainError::NotCouponOwner);
     }
     match CouponStatus::at(&coupon.state, coupon.expires_at, now) {
+        CouponStatus::Reserved => return Err(DomainError::CouponReserved),
         CouponStatus::Canceled => return Err(DomainError::CouponRevoked),
         CouponStatus::Used => return Err(DomainError::CouponAlreadyUsed),
         CouponStatus::Expired => return Err(DomainError::CouponExpired),
@@ -71,6 +82,8 @@ impl CouponStatus {
     /// The status at `now` of a coupon whose stored state is `state`.
     pub fn at(state: &CouponState, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Self {
         match state {
+            // A hold past its end is ended by the system; until then the coupon is held.
+            CouponState::Reserved { .. } => CouponStatus::Reserved,
             CouponState::Used { .. } => CouponStatus::Used,
             CouponState::Revoked => CouponStatus::Canceled,
             CouponState::Available if now >= expires_at => CouponStatus::Expired,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::*;
-use crate::coupon::{CouponEvent, DiscountTerms, DiscountType, PolicySpec};
+use crate::coupon::{CouponEvent, CouponHoldEnded, DiscountTerms, DiscountType, PolicySpec};
 use crate::values::{Money, Quantity, Text, UserId};
 
 #[derive(Serialize, Deserialize)]
@@ -73,6 +73,54 @@ struct CouponRevokedV1 {
     revoked_at: DateTime<Utc>,
 }
 
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CouponReservedV1 {
+    coupon_id: Uuid,
+    user_id: UserId,
+    order_id: Text,
+    order_amount: Money,
+    discount_amount: Money,
+    reserved_until: DateTime<Utc>,
+    discount_granted: Money,
+    reserved_at: DateTime<Utc>,
+}
+
+/// `coupon.reservation_released` and `coupon.reservation_expired`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CouponHoldEndedV1 {
+    coupon_id: Uuid,
+    user_id: UserId,
+    order_id: Text,
+    discount_granted: Money,
+    occurred_at: DateTime<Utc>,
+}
+
+impl From<CouponHoldEnded> for CouponHoldEndedV1 {
+    fn from(e: CouponHoldEnded) -> Self {
+        CouponHoldEndedV1 {
+            coupon_id: e.coupon_id,
+            user_id: e.user_id,
+            order_id: e.order_id,
+            discount_granted: e.discount_granted,
+            occurred_at: e.at,
+        }
+    }
+}
+
+impl From<CouponHoldEndedV1> for CouponHoldEnded {
+    fn from(d: CouponHoldEndedV1) -> Self {
+        CouponHoldEnded {
+            coupon_id: d.coupon_id,
+            user_id: d.user_id,
+            order_id: d.order_id,
+            discount_granted: d.discount_granted,
+            at: d.occurred_at,
+        }
+    }
+}
+
 impl WireCodec for CouponEvent {
     fn type_name(&self) -> &'static str {
         match self {
@@ -81,6 +129,9 @@ impl WireCodec for CouponEvent {
             CouponEvent::CouponUsed { .. } => COUPON_USED,
             CouponEvent::CouponUseCanceled { .. } => COUPON_CANCELED,
             CouponEvent::CouponRevoked { .. } => COUPON_REVOKED,
+            CouponEvent::CouponReserved { .. } => COUPON_RESERVED,
+            CouponEvent::CouponReservationReleased(_) => COUPON_RESERVATION_RELEASED,
+            CouponEvent::CouponReservationExpired(_) => COUPON_RESERVATION_EXPIRED,
         }
     }
 
@@ -175,6 +226,32 @@ impl WireCodec for CouponEvent {
                     revoked_at: at,
                 },
             ),
+            CouponEvent::CouponReserved {
+                coupon_id,
+                user_id,
+                order_id,
+                order_amount,
+                discount,
+                until,
+                discount_granted,
+                at,
+            } => encode(
+                name,
+                CouponReservedV1 {
+                    coupon_id,
+                    user_id,
+                    order_id,
+                    order_amount,
+                    discount_amount: discount,
+                    reserved_until: until,
+                    discount_granted,
+                    reserved_at: at,
+                },
+            ),
+            CouponEvent::CouponReservationReleased(ended)
+            | CouponEvent::CouponReservationExpired(ended) => {
+                encode(name, CouponHoldEndedV1::from(ended))
+            }
         }
     }
 
@@ -241,6 +318,25 @@ impl WireCodec for CouponEvent {
                     user_id: d.user_id,
                     at: d.revoked_at,
                 }
+            }
+            COUPON_RESERVED => {
+                let d: CouponReservedV1 = decode(wire)?;
+                CouponEvent::CouponReserved {
+                    coupon_id: d.coupon_id,
+                    user_id: d.user_id,
+                    order_id: d.order_id,
+                    order_amount: d.order_amount,
+                    discount: d.discount_amount,
+                    until: d.reserved_until,
+                    discount_granted: d.discount_granted,
+                    at: d.reserved_at,
+                }
+            }
+            COUPON_RESERVATION_RELEASED => {
+                CouponEvent::CouponReservationReleased(decode::<CouponHoldEndedV1>(wire)?.into())
+            }
+            COUPON_RESERVATION_EXPIRED => {
+                CouponEvent::CouponReservationExpired(decode::<CouponHoldEndedV1>(wire)?.into())
             }
             _ => return Err(unknown(wire)),
         })

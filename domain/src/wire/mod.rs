@@ -74,6 +74,9 @@ event_types! {
     COUPON_USED = "coupon.used" v 2 in "coupon";
     COUPON_CANCELED = "coupon.canceled" v 2 in "coupon";
     COUPON_REVOKED = "coupon.revoked" v 1 in "coupon";
+    COUPON_RESERVED = "coupon.reserved" v 1 in "coupon";
+    COUPON_RESERVATION_RELEASED = "coupon.reservation_released" v 1 in "coupon";
+    COUPON_RESERVATION_EXPIRED = "coupon.reservation_expired" v 1 in "coupon";
     POINT_EARNED = "point.earned" v 2 in "point";
     POINT_SPENT = "point.spent" v 2 in "point";
     POINT_CANCELED = "point.canceled" v 2 in "point";

@@ -62,6 +62,9 @@ pub(crate) struct CouponView {
     order_id: Option<String>,
     order_amount: Option<i64>,
     discount_amount: Option<i64>,
+    /// Until when a RESERVED coupon is held for its checkout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reserved_until: Option<DateTime<Utc>>,
 }
 
 /// Whether a coupon applies to an order, and the discount; changes nothing.
@@ -74,7 +77,7 @@ pub(crate) struct Quote {
     discount_amount: i64,
     final_amount: i64,
     /// Why not (a refusal code such as EXPIRED, BELOW_MINIMUM_ORDER, NOT_OWNER,
-    /// BUDGET_EXHAUSTED), null when it
+    /// BUDGET_EXHAUSTED, RESERVED), null when it
     /// applies.
     reason: Option<String>,
 }
@@ -219,6 +222,15 @@ fn coupon_domain(row: &CouponRow) -> Coupon {
             discount: Money::parse(row.discount_amount.unwrap_or(0), "discount")
                 .unwrap_or_default(),
         },
+        "RESERVED" => CouponState::Reserved {
+            order_id: Text::parse(row.order_id.as_deref().unwrap_or("?"), "orderId")
+                .unwrap_or_else(|_| Text::parse("?", "orderId").expect("non-blank literal")),
+            order_amount: Money::parse(row.order_amount.unwrap_or(0), "orderAmount")
+                .unwrap_or_default(),
+            discount: Money::parse(row.discount_amount.unwrap_or(0), "discount")
+                .unwrap_or_default(),
+            until: row.reserved_until.unwrap_or(row.expires_at),
+        },
         "CANCELED" => CouponState::Revoked,
         _ => CouponState::Available,
     };
@@ -244,6 +256,7 @@ pub(super) fn coupon_view(row: &CouponRow, now: DateTime<Utc>) -> CouponView {
         order_id: row.order_id.clone(),
         order_amount: row.order_amount,
         discount_amount: row.discount_amount,
+        reserved_until: row.reserved_until,
     }
 }
 
@@ -402,7 +415,8 @@ async fn quote(
     };
     let budget = policy.as_ref().map(|p| {
         (
-            p.discount_budget.and_then(|b| Money::parse(b, "b").ok()),
+            p.discount_budget
+                .and_then(|b| Money::parse(b, "discountBudget").ok()),
             Money::tally(p.discount_granted),
         )
     });

@@ -91,6 +91,7 @@ pub fn coupon(id: Uuid, events: &[RecordedEvent]) -> Result<Option<CouponRow>, R
         discount_amount: row.current.discount_amount,
         issued_at: row.issued_at,
         used_at: row.current.used_at,
+        reserved_until: row.current.reserved_until,
     }))
 }
 

@@ -94,6 +94,7 @@ impl Changes {
                         order_amount: Some(order_amount.get()),
                         discount_amount: Some(discount.get()),
                         used_at: Some(*at),
+                        reserved_until: None,
                         updated_at: *at,
                     },
                 );
@@ -108,6 +109,35 @@ impl Changes {
             } => {
                 self.coupon_use(*coupon_id, CouponUse::open(*at));
                 self.count(id, version, None, Some(*used_count), *discount_granted);
+            }
+            CouponEvent::CouponReserved {
+                coupon_id,
+                order_id,
+                order_amount,
+                discount,
+                until,
+                discount_granted,
+                at,
+                ..
+            } => {
+                self.coupon_use(
+                    *coupon_id,
+                    CouponUse {
+                        state: "RESERVED",
+                        order_id: Some(order_id.as_str().to_owned()),
+                        order_amount: Some(order_amount.get()),
+                        discount_amount: Some(discount.get()),
+                        used_at: None,
+                        reserved_until: Some(*until),
+                        updated_at: *at,
+                    },
+                );
+                self.count(id, version, None, None, Some(*discount_granted));
+            }
+            CouponEvent::CouponReservationReleased(ended)
+            | CouponEvent::CouponReservationExpired(ended) => {
+                self.coupon_use(ended.coupon_id, CouponUse::open(ended.at));
+                self.count(id, version, None, None, Some(ended.discount_granted));
             }
             CouponEvent::CouponRevoked { coupon_id, at, .. } => {
                 // Only an available coupon can be revoked: it has no order to clear.
@@ -447,6 +477,8 @@ pub(super) struct CouponUse {
     pub(super) order_amount: Option<i64>,
     pub(super) discount_amount: Option<i64>,
     pub(super) used_at: Option<DateTime<Utc>>,
+    /// Until when a held coupon is held.
+    pub(super) reserved_until: Option<DateTime<Utc>>,
     pub(super) updated_at: DateTime<Utc>,
 }
 
@@ -556,6 +588,7 @@ impl CouponUse {
             order_amount: None,
             discount_amount: None,
             used_at: None,
+            reserved_until: None,
             updated_at: at,
         }
     }

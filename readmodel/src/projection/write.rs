@@ -104,9 +104,9 @@ impl Changes {
             let rows: Vec<(&Uuid, &CouponRow)> = self.coupons.iter().collect();
             sqlx::query(&format!(
                 "INSERT INTO {schema}.coupons (coupon_id, policy_id, user_id, state, expires_at, order_id, order_amount, \
-                   discount_amount, issued_at, used_at, updated_at) \
+                   discount_amount, issued_at, used_at, updated_at, reserved_until) \
                  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::timestamptz[], $6::text[], \
-                   $7::bigint[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[]) \
+                   $7::bigint[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[]) \
                  ON CONFLICT DO NOTHING",
             ))
             .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
@@ -120,6 +120,7 @@ impl Changes {
             .bind(rows.iter().map(|(_, r)| r.issued_at).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, r)| r.current.used_at).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, r)| r.current.updated_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.current.reserved_until).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
@@ -127,9 +128,11 @@ impl Changes {
             let rows: Vec<(&Uuid, &CouponUse)> = self.coupon_uses.iter().collect();
             sqlx::query(&format!(
                 "UPDATE {schema}.coupons c SET state = t.state, order_id = t.order_id, order_amount = t.order_amount, \
-                   discount_amount = t.discount_amount, used_at = t.used_at, updated_at = t.updated_at \
+                   discount_amount = t.discount_amount, used_at = t.used_at, updated_at = t.updated_at, \
+                   reserved_until = t.reserved_until \
                  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::timestamptz[], \
-                   $7::timestamptz[]) AS t(id, state, order_id, order_amount, discount_amount, used_at, updated_at) \
+                   $7::timestamptz[], $8::timestamptz[]) \
+                   AS t(id, state, order_id, order_amount, discount_amount, used_at, updated_at, reserved_until) \
                  WHERE c.coupon_id = t.id",
             ))
             .bind(rows.iter().map(|(id, _)| **id).collect::<Vec<_>>())
@@ -139,6 +142,7 @@ impl Changes {
             .bind(rows.iter().map(|(_, u)| u.discount_amount).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, u)| u.used_at).collect::<Vec<_>>())
             .bind(rows.iter().map(|(_, u)| u.updated_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, u)| u.reserved_until).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await?;
         }
