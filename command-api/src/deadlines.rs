@@ -41,6 +41,8 @@ const FOLLOW_BATCH: i64 = 2_000;
 /// Due deadlines the firer takes per round (sent at once: one aggregate's writer decides
 /// them in one batch).
 const FIRE_BATCH: i64 = 1_000;
+/// Pages of due deadlines one round looks through at most.
+const MAX_PAGES: usize = 20;
 /// How long a deadline just fired is not sent again while the follower has not yet read its
 /// ending event.
 const REFIRE_AFTER: Duration = Duration::from_secs(5);
@@ -176,6 +178,44 @@ fn backoff(failures: u32) -> Duration {
     (Duration::from_millis(100) * 2u32.saturating_pow(failures.min(4))).min(RETRY_MAX)
 }
 
+/// Pages through the due deadlines earliest first, keeping those of aggregates this
+/// instance owns that it has not sent in the last [`REFIRE_AFTER`] (marked sent now), until
+/// [`FIRE_BATCH`] or [`MAX_PAGES`] pages; a row of a kind this build does not know is logged
+/// and forgotten.
+async fn due_here(
+    commands: &Commands,
+    fired: &mut HashMap<(DeadlineKind, uuid::Uuid), Instant>,
+    now: chrono::DateTime<Utc>,
+) -> Result<Vec<(Deadline, DeadlineKind)>, eventlog::StoreError> {
+    let mut due = Vec::new();
+    let mut after = None;
+    for _ in 0..MAX_PAGES {
+        let page = commands.log.due_deadlines(now, after, FIRE_BATCH).await?;
+        let full = page.len() as i64 >= FIRE_BATCH;
+        after = page.last().map(|d| (d.due_at, d.entity_id));
+        for deadline in page {
+            let Some(kind) = DeadlineKind::parse(&deadline.kind) else {
+                tracing::error!(kind = %deadline.kind, entity = %deadline.entity_id, "a deadline of a kind this build does not know; forgotten");
+                commands
+                    .log
+                    .forget_deadline(&deadline.kind, deadline.entity_id)
+                    .await?;
+                continue;
+            };
+            if !commands.owns(deadline.stream_id) || fired.contains_key(&(kind, deadline.entity_id))
+            {
+                continue;
+            }
+            fired.insert((kind, deadline.entity_id), Instant::now());
+            due.push((deadline, kind));
+        }
+        if !full || due.len() as i64 >= FIRE_BATCH {
+            break;
+        }
+    }
+    Ok(due)
+}
+
 /// The firer: sends the command that ends each due deadline this instance owns.
 async fn fire(commands: Commands, poll: Duration, mut stop: watch::Receiver<bool>) {
     let lateness = metrics::histogram!("deadline_lateness_seconds");
@@ -192,7 +232,10 @@ async fn fire(commands: Commands, poll: Duration, mut stop: watch::Receiver<bool
     .await
     {
         let now = Utc::now();
-        let due = match commands.log.due_deadlines(now, FIRE_BATCH).await {
+        fired.retain(|_, at| at.elapsed() < REFIRE_AFTER);
+        // Pages past what this instance skips (another member's, or sent a moment ago), so
+        // they never hold back what is due after them.
+        let due = match due_here(&commands, &mut fired, now).await {
             Ok(due) => due,
             Err(e) => {
                 failures += 1;
@@ -205,17 +248,8 @@ async fn fire(commands: Commands, poll: Duration, mut stop: watch::Receiver<bool
         if std::mem::take(&mut failures) > 0 {
             tracing::info!("due deadlines are read again");
         }
-        fired.retain(|_, at| at.elapsed() < REFIRE_AFTER);
         let mut sending = tokio::task::JoinSet::new();
-        for deadline in due {
-            let Some(kind) = DeadlineKind::parse(&deadline.kind) else {
-                continue;
-            };
-            if !commands.owns(deadline.stream_id) || fired.contains_key(&(kind, deadline.entity_id))
-            {
-                continue;
-            }
-            fired.insert((kind, deadline.entity_id), Instant::now());
+        for (deadline, kind) in due {
             let (commands, call) = (commands.clone(), Call::system("deadlines"));
             sending.spawn(async move {
                 let outcome = match kind {
@@ -254,21 +288,25 @@ async fn fire(commands: Commands, poll: Duration, mut stop: watch::Receiver<bool
                     metrics::counter!("deadlines_fired_total", "kind" => kind.as_str())
                         .increment(1);
                 }
-                // Ended already (confirmed, released, expired): the follower has not read
-                // that yet; forget it now.
-                Err(CommandError::Refused(
-                    DomainError::ReservationClosed
-                    | DomainError::ReservationNotFound
-                    | DomainError::LotClosed
-                    | DomainError::TransactionNotFound,
-                )) => {
+                // Ended already (confirmed, released, expired), or nothing the log knows:
+                // the follower has not read that yet; forget it now.
+                Err(
+                    CommandError::Refused(
+                        DomainError::ReservationClosed
+                        | DomainError::ReservationNotFound
+                        | DomainError::LotClosed
+                        | DomainError::TransactionNotFound
+                        | DomainError::CouponNotFound,
+                    )
+                    | CommandError::NotFound(_),
+                ) => {
                     let _ = commands
                         .log
                         .forget_deadline(kind.as_str(), deadline.entity_id)
                         .await;
                 }
                 // Tried again once REFIRE_AFTER has passed (the owner changing, the database
-                // failing, this clock behind the database's).
+                // failing, a writer queue full).
                 Err(e) => {
                     not_fired += 1;
                     if not_fired == 1 {

@@ -35,6 +35,8 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
     #[error("authentication: {0}")]
     Auth(auth::AuthError),
+    #[error("settings: {0}")]
+    Settings(String),
 }
 
 /// Who may call, and how often (ADR 11): the gate in front of the routes, and sign-in.
@@ -189,6 +191,7 @@ impl Application {
 
     /// As [`Application::build`], over an existing pool (tests pass a fresh database).
     pub async fn build_with_log(settings: Settings, log: EventLog) -> Result<Self, StartupError> {
+        settings.check().map_err(StartupError::Settings)?;
         migrate(&log).await?;
         let listener = settings
             .server

@@ -128,6 +128,37 @@ pub struct IdempotencySettings {
     pub cleanup_every_seconds: u64,
 }
 
+impl Settings {
+    /// What a value's type cannot say: the holds' bounds within the API's (1 to 86,400 s, the
+    /// least no more than the most), a points validity that keeps times before 9999.
+    pub fn check(&self) -> Result<(), String> {
+        let holds = &self.holds;
+        let api = 1..=crate::commands::holds::MAX_TTL_SECONDS;
+        if !api.contains(&i64::from(holds.min_ttl_seconds))
+            || !api.contains(&i64::from(holds.max_ttl_seconds))
+            || holds.min_ttl_seconds > holds.max_ttl_seconds
+        {
+            return Err(format!(
+                "holds.min_ttl_seconds ({}) and holds.max_ttl_seconds ({}) must be 1 to 86400, the least first",
+                holds.min_ttl_seconds, holds.max_ttl_seconds
+            ));
+        }
+        if self
+            .points
+            .default_validity_days
+            .is_some_and(|days| !(1..=MAX_VALIDITY_DAYS).contains(&days))
+        {
+            return Err(format!(
+                "points.default_validity_days must be 1 to {MAX_VALIDITY_DAYS}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The longest default validity of earned points: a hundred years.
+const MAX_VALIDITY_DAYS: u32 = 36_500;
+
 /// The bounds of a checkout hold's lifetime, and how the deadlines that end holds are run.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

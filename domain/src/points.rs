@@ -4,7 +4,7 @@
 //! Every earn is a **lot**, which may expire (`expires_at`). A use takes from the lots that
 //! expire first (those that never expire last, then the oldest); cancelling a use puts back
 //! what it took, lot by lot; at a lot's expiry the system expires what is left of it
-//! (`points.expired`, a history entry of its own). Points past their lot's expiry are never
+//! (`point.expired`, a history entry of its own). Points past their lot's expiry are never
 //! spent, even in the moment before the expiry is recorded, and points put back into a lot
 //! already past its expiry expire in the same command. The balance is always the sum of what
 //! the lots hold.
@@ -307,9 +307,31 @@ impl PointAccount {
         takes
     }
 
-    /// `events` with each one's `next_expiry` as the state after it says.
+    /// `events` with each one's `next_expiry` as the state after it says — computed on a
+    /// copy of the lots alone (and the takes a cancellation among them puts back), not of the
+    /// whole history.
     fn stamped(&self, mut events: Vec<PointEvent>) -> Vec<PointEvent> {
-        let mut state = self.clone();
+        let takes = events
+            .iter()
+            .filter_map(|e| match e {
+                PointEvent::Canceled {
+                    canceled_transaction_id,
+                    ..
+                } => self
+                    .takes
+                    .get(canceled_transaction_id)
+                    .map(|t| (*canceled_transaction_id, t.clone())),
+                _ => None,
+            })
+            .collect();
+        let mut state = PointAccount {
+            balance: self.balance,
+            transactions: HashMap::new(),
+            lots: self.lots.clone(),
+            takes,
+            next_seq: self.next_seq,
+            user: self.user,
+        };
         for event in &mut events {
             state.apply_event(event.clone());
             let soonest = state.next_expiry();

@@ -541,6 +541,10 @@ async fn reads_as_of_a_position_or_a_time_equal_the_read_models_as_they_were_the
             account.body
         );
         assert_eq!(account.body["history"], history_then["items"], "{query}");
+        assert_eq!(
+            account.body["historyTotal"], history_then["total"],
+            "{query}"
+        );
     }
     assert_eq!(balance_then["balance"], 70);
 

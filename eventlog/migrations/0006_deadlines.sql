@@ -11,7 +11,7 @@ CREATE TABLE deadlines (
     due_at    timestamptz NOT NULL,
     PRIMARY KEY (kind, entity_id)
 );
-CREATE INDEX deadlines_due ON deadlines (due_at);
+CREATE INDEX deadlines_due ON deadlines (due_at, entity_id);
 
 -- The last log position the deadline follower has read.
 CREATE TABLE deadline_checkpoint (

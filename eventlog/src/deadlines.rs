@@ -76,17 +76,23 @@ impl EventLog {
         Ok((events, read_up_to))
     }
 
-    /// The deadlines due at `now`, earliest first, at most `limit`.
+    /// The deadlines due at `now`, earliest first (then by entity), after `after` (the last
+    /// of the previous page), at most `limit`.
     pub async fn due_deadlines(
         &self,
         now: DateTime<Utc>,
+        after: Option<(DateTime<Utc>, Uuid)>,
         limit: i64,
     ) -> Result<Vec<Deadline>, StoreError> {
+        let (due, entity) = after.unwrap_or((DateTime::<Utc>::MIN_UTC, Uuid::nil()));
         let rows = sqlx::query(
             "SELECT kind, entity_id, stream_id, category, due_at FROM deadlines \
-             WHERE due_at <= $1 ORDER BY due_at LIMIT $2",
+             WHERE due_at <= $1 AND (due_at, entity_id) > ($2, $3) \
+             ORDER BY due_at, entity_id LIMIT $4",
         )
         .bind(now)
+        .bind(due)
+        .bind(entity)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

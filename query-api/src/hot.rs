@@ -172,13 +172,16 @@ impl Hot {
         self.query(command).await
     }
 
-    /// Fields of hot hashes, `(key, field)` each, in one round trip: each `None` when missing
-    /// or when Redis is unavailable (then all of them).
+    /// Fields of hot hashes, `(key, field)` each, in one round trip and one transaction (so
+    /// two fields the projector sets together — a sale's remaining and reserved, a balance
+    /// and what expires next — are read as one): each `None` when missing or when Redis is
+    /// unavailable (then all of them).
     pub async fn fields(&self, reads: &[(String, &str)]) -> Vec<Option<i64>> {
         if reads.is_empty() {
             return Vec::new();
         }
         let mut pipeline = redis::pipe();
+        pipeline.atomic();
         for (key, field) in reads {
             pipeline.cmd("HGET").arg(key).arg(*field);
         }

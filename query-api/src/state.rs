@@ -55,8 +55,9 @@ impl Database {
     }
 }
 
-/// Time-sale rows by (generation, id). Every column but the stock is fixed once a sale
-/// exists, and the stock is read from Redis, so a cached row is never stale where it is used.
+/// Time-sale rows by (generation, id). Every column but the stock (remaining and reserved) is
+/// fixed once a sale exists, and the stock is read from Redis — both values, or the row is read
+/// again — so a cached row is never stale where it is used.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SaleCache(
     Arc<std::sync::Mutex<HashMap<SaleKey, Arc<readmodel::queries::SaleRow>>>>,

@@ -148,21 +148,7 @@ impl Commands {
             })
             .await?;
         let held = held.ok_or(DomainError::ReservationExists)?;
-        // Read after the hold: the log has it at or below these.
-        let unavailable = |e: eventlog::StoreError| CommandError::Unavailable(e.to_string());
-        let version = self
-            .log
-            .stream_version(time_sale_id)
-            .await
-            .map_err(unavailable)?;
-        let position = self.log.head().await.map_err(unavailable)?;
-        Ok(Written {
-            answer: held,
-            version,
-            position,
-            created: false,
-            replayed: false,
-        })
+        self.answered_before(time_sale_id, held).await
     }
 
     /// Ends a hold: `Confirm` and `Release` as its buyer (or a service) asks, `Expire` as the
@@ -216,17 +202,63 @@ impl Commands {
                 },
             ),
         };
-        self.write(
-            &self.time_sales,
-            time_sale_id,
-            call,
-            changing(name, command),
-            move |sale: &TimeSale, _| {
-                let hold = sale.reservation(&reservation_id)?;
-                Some(Held::of(time_sale_id, reservation_id, hold))
-            },
-        )
-        .await
+        let written = self
+            .write(
+                &self.time_sales,
+                time_sale_id,
+                call,
+                changing(name, command),
+                move |sale: &TimeSale, _| {
+                    let hold = sale.reservation(&reservation_id)?;
+                    Some(Held::of(time_sale_id, reservation_id, hold))
+                },
+            )
+            .await;
+        // A confirmation or release sent again (a retry after a lost answer, without an
+        // Idempotency-Key) finds the hold as it asked: answered with the hold, not refused.
+        let already = match end {
+            HoldEnd::Confirm => ReservationStatus::Confirmed,
+            HoldEnd::Release => ReservationStatus::Released,
+            HoldEnd::Expire => return written,
+        };
+        match written {
+            Err(CommandError::Refused(DomainError::ReservationClosed)) => {
+                let held = self
+                    .time_sales
+                    .read(time_sale_id, move |sale: &TimeSale| {
+                        sale.reservation(&reservation_id)
+                            .filter(|hold| hold.status == already)
+                            .map(|hold| Held::of(time_sale_id, reservation_id, hold))
+                    })
+                    .await?
+                    .ok_or(DomainError::ReservationClosed)?;
+                self.answered_before(time_sale_id, held).await
+            }
+            written => written,
+        }
+    }
+
+    /// `answer`, which an earlier command on `time_sale_id` made, with the stream's version and
+    /// the log's head (read after it: at or past that command's events).
+    async fn answered_before<T>(
+        &self,
+        time_sale_id: Uuid,
+        answer: T,
+    ) -> Result<Written<T>, CommandError> {
+        let unavailable = |e: eventlog::StoreError| CommandError::Unavailable(e.to_string());
+        let version = self
+            .log
+            .stream_version(time_sale_id)
+            .await
+            .map_err(unavailable)?;
+        let position = self.log.head().await.map_err(unavailable)?;
+        Ok(Written {
+            answer,
+            version,
+            position,
+            created: false,
+            replayed: false,
+        })
     }
 
     /// `ttl_seconds` within the API's bound (400) and the deployment's (422).

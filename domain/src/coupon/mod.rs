@@ -251,7 +251,9 @@ impl CouponPolicy {
                     order_amount,
                     discount,
                     used_count: self.used_count + 1,
-                    discount_granted: Some(Money::tally(self.discount_granted + discount.get())),
+                    discount_granted: Some(Money::tally(
+                        self.discount_granted.saturating_add(discount.get()),
+                    )),
                     at: now,
                 }])
             }
@@ -282,7 +284,9 @@ impl CouponPolicy {
                     order_amount,
                     discount,
                     until,
-                    discount_granted: Money::tally(self.discount_granted + discount.get()),
+                    discount_granted: Money::tally(
+                        self.discount_granted.saturating_add(discount.get()),
+                    ),
                     at: now,
                 }])
             }

@@ -4,6 +4,8 @@
 //! code (`readmodel::projection::as_of`), answered in the shape of today's read. Behind the
 //! same roles as today's reads. One stream per read, at most [`MAX_EVENTS`] events.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,6 +14,7 @@ use domain::points::{point_account_id, NextExpiry};
 use eventlog::{AsOf, EventLog, RecordedEvent};
 use problem::{Path, Query};
 use readmodel::projection::as_of;
+use readmodel::queries;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -26,6 +29,8 @@ use crate::{AppState, QueryError};
 
 /// The longest stream one read folds: a flash sale of 100,000 orders and their holds.
 pub(crate) const MAX_EVENTS: i64 = 300_000;
+/// The history entries an account as of a time answers with (the newest).
+const HISTORY_ENTRIES: usize = 100;
 
 /// When: a log position (a command's answer) or a time; exactly one (422 otherwise).
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -92,8 +97,10 @@ pub(crate) struct AccountAsOf {
     balance: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_expiry: Option<NextExpiry>,
-    /// Every entry up to then, newest first.
+    /// The newest 100 entries up to then, newest first.
     history: Vec<HistoryEntry>,
+    /// How many entries the history had then.
+    history_total: i64,
     as_of: Reflects,
 }
 
@@ -112,6 +119,22 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/coupons/{id}/as-of", get(coupon_as_of))
 }
 
+/// How long one as-of read may take the database.
+const LONG_READ: Duration = Duration::from_secs(8);
+
+/// A read of the log for one as-of answer: a deadline of its own, and outside the breaker the
+/// other reads share — one caller's long history must not turn everyone's reads into 503s.
+async fn long_read<T>(
+    read: impl std::future::Future<Output = Result<T, eventlog::StoreError>>,
+) -> Result<T, QueryError> {
+    match tokio::time::timeout(LONG_READ, read).await {
+        Ok(answered) => answered.map_err(|e| QueryError::Unavailable(e.to_string())),
+        Err(_) => Err(QueryError::Unavailable(format!(
+            "the event log did not answer an as-of read within {LONG_READ:?}"
+        ))),
+    }
+}
+
 /// One stream as of `when`, bounded; with what the answer reflects.
 async fn stream(
     state: &AppState,
@@ -120,13 +143,7 @@ async fn stream(
 ) -> Result<(Vec<RecordedEvent>, Reflects), QueryError> {
     let as_of = when.as_of()?;
     let log = EventLog::from_pool(state.pool.clone());
-    let events = state
-        .db(async {
-            log.read_stream_as_of(id, as_of, MAX_EVENTS + 1)
-                .await
-                .map_err(|e| readmodel::ReadModelError::Undecodable(e.to_string()))
-        })
-        .await?;
+    let events = long_read(log.read_stream_as_of(id, as_of, MAX_EVENTS + 1)).await?;
     if events.len() as i64 > MAX_EVENTS {
         return Err(QueryError::TooLong(MAX_EVENTS));
     }
@@ -187,6 +204,7 @@ async fn account_as_of(
     caller.require_user(user_id.get())?;
     let (events, reflects) = stream(&state, point_account_id(user_id), &when).await?;
     let account = as_of::point_account(&events)?;
+    let history_total = account.history.len() as i64;
     Ok(Json(AccountAsOf {
         user_id: user_id.get(),
         balance: account.balance,
@@ -194,8 +212,10 @@ async fn account_as_of(
         history: account
             .history
             .into_iter()
+            .take(HISTORY_ENTRIES)
             .map(history_entry)
             .collect::<Result<_, _>>()?,
+        history_total,
         as_of: reflects,
     }))
 }
@@ -217,13 +237,16 @@ async fn coupon_as_of(
     Query(when): Query<When>,
 ) -> Result<Json<CouponAsOf>, QueryError> {
     when.as_of()?;
+    // Someone else's coupon is refused before its policy's history is read (the read model
+    // knows its holder; one not projected yet is checked after the fold).
+    if let Some(row) = state
+        .db(queries::coupon(&state.pool, &state.live().schema, id))
+        .await?
+    {
+        caller.require_user(row.user_id)?;
+    }
     let log = EventLog::from_pool(state.pool.clone());
-    let policy = state
-        .db(async {
-            log.entity_stream(id)
-                .await
-                .map_err(|e| readmodel::ReadModelError::Undecodable(e.to_string()))
-        })
+    let policy = long_read(log.entity_stream(id))
         .await?
         .filter(|(_, category)| category == "coupon")
         .ok_or(QueryError::NotFound("coupon"))?

@@ -134,12 +134,11 @@ async fn time_sale_views(state: &AppState, rows: Vec<SaleRow>) -> Vec<TimeSale> 
     let stock = state.hot.fields(&reads).await;
     rows.iter()
         .zip(stock.chunks(2))
-        .map(|(row, hot)| {
-            sale_value(
-                row,
-                hot.first().copied().flatten(),
-                hot.get(1).copied().flatten(),
-            )
+        // Both hot values, or the projected row's (a key written before holds has no
+        // `reserved`; mixing the two would miscount).
+        .map(|(row, hot)| match hot {
+            [Some(remaining), Some(reserved)] => sale_value(row, Some(*remaining), Some(*reserved)),
+            _ => sale_value(row, None, None),
         })
         .collect()
 }
@@ -227,8 +226,9 @@ async fn time_sale(
 ) -> Result<Json<TimeSale>, QueryError> {
     state.check_aggregate(id, "time sale")?;
     let live = state.live();
-    // Only the stock of a sale changes: with the stock from Redis, the rest comes from the
-    // cache of sale rows (per generation); PostgreSQL is read on a miss of either.
+    // Only the stock of a sale changes (what is left and what is held): with both from Redis,
+    // the rest comes from the cache of sale rows (per generation); PostgreSQL is read on a
+    // miss of any.
     let key = keys::stock(&live.prefix, id);
     let hot = state
         .hot
@@ -238,7 +238,8 @@ async fn time_sale(
         hot.first().copied().flatten(),
         hot.get(1).copied().flatten(),
     );
-    if remaining.is_some() {
+    // Both hot values, or PostgreSQL's row (a key written before holds has no `reserved`).
+    if remaining.is_some() && reserved.is_some() {
         if let Some(row) = state.sales.get(live.number, id) {
             return Ok(Json(sale_value(&row, remaining, reserved)));
         }
@@ -247,6 +248,10 @@ async fn time_sale(
         .db(queries::time_sale(&state.pool, &live.schema, id))
         .await?
         .ok_or(QueryError::NotFound("time sale"))?;
+    let (remaining, reserved) = match (remaining, reserved) {
+        (Some(remaining), Some(reserved)) => (Some(remaining), Some(reserved)),
+        _ => (None, None),
+    };
     let value = sale_value(&row, remaining, reserved);
     state.sales.insert(live.number, id, row);
     Ok(Json(value))
