@@ -84,10 +84,10 @@ impl EventLog {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: i64,
     ) -> Result<Vec<Deadline>, StoreError> {
-        let (due, entity) = after.unwrap_or((DateTime::<Utc>::MIN_UTC, Uuid::nil()));
+        let (due, entity) = after.unzip();
         let rows = sqlx::query(
             "SELECT kind, entity_id, stream_id, category, due_at FROM deadlines \
-             WHERE due_at <= $1 AND (due_at, entity_id) > ($2, $3) \
+             WHERE due_at <= $1 AND ($2::timestamptz IS NULL OR (due_at, entity_id) > ($2, $3)) \
              ORDER BY due_at, entity_id LIMIT $4",
         )
         .bind(now)

@@ -577,3 +577,50 @@ async fn idempotency_keys_past_their_retention_are_deleted_and_recent_ones_kept(
         .unwrap();
     assert_eq!(left, vec!["new".to_owned()]);
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn due_deadlines_page_earliest_first_past_the_last_one_seen(pool: PgPool) {
+    use eventlog::deadlines::{apply_deadline_changes, Deadline, DeadlineChange};
+    let log = EventLog::from_pool(pool.clone());
+    let now = chrono::Utc::now();
+    let deadline = |n: i64| Deadline {
+        kind: "reservation".into(),
+        entity_id: Uuid::from_u128(n as u128),
+        stream_id: Uuid::from_u128(99),
+        category: "timesale".into(),
+        due_at: now - chrono::Duration::seconds(10 - n),
+    };
+    // Five due (two at one time), one not yet.
+    let mut changes: Vec<DeadlineChange> =
+        (1..=4).map(|n| DeadlineChange::Set(deadline(n))).collect();
+    changes.push(DeadlineChange::Set(Deadline {
+        entity_id: Uuid::from_u128(5),
+        ..deadline(4)
+    }));
+    changes.push(DeadlineChange::Set(Deadline {
+        entity_id: Uuid::from_u128(6),
+        due_at: now + chrono::Duration::hours(1),
+        ..deadline(1)
+    }));
+    let mut conn = pool.acquire().await.unwrap();
+    apply_deadline_changes(&mut conn, &changes, 7)
+        .await
+        .unwrap();
+    assert_eq!(log.deadline_checkpoint().await.unwrap(), 7);
+
+    let mut seen = vec![];
+    let mut after = None;
+    loop {
+        let page = log.due_deadlines(now, after, 2).await.unwrap();
+        after = page.last().map(|d| (d.due_at, d.entity_id));
+        seen.extend(page.iter().map(|d| d.entity_id.as_u128()));
+        if page.len() < 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![1, 2, 3, 4, 5],
+        "every due one once, earliest first, none not due"
+    );
+}
