@@ -172,37 +172,39 @@ impl Hot {
         self.query(command).await
     }
 
-    /// Fields of hot hashes, `(key, field)` each, in one round trip and one transaction (so
-    /// two fields the projector sets together — a sale's remaining and reserved, a balance
-    /// and what expires next — are read as one): each `None` when missing or when Redis is
-    /// unavailable (then all of them).
-    pub async fn fields(&self, reads: &[(String, &str)]) -> Vec<Option<i64>> {
-        if reads.is_empty() {
+    /// `fields` of each hot hash of `keys`, in one round trip: one HMGET per key, so the
+    /// fields the projector sets together (a sale's remaining and reserved, a balance and what
+    /// expires next) are read as one. Each `None` when missing, all of them when Redis is
+    /// unavailable.
+    pub async fn hashes(&self, keys: &[String], fields: &[&str]) -> Vec<Vec<Option<i64>>> {
+        if keys.is_empty() {
             return Vec::new();
         }
         let mut pipeline = redis::pipe();
-        pipeline.atomic();
-        for (key, field) in reads {
-            pipeline.cmd("HGET").arg(key).arg(*field);
+        for key in keys {
+            pipeline.cmd("HMGET").arg(key).arg(fields);
         }
         let answer = self
             .run(async move |mut connection| {
                 pipeline
-                    .query_async::<Vec<Option<i64>>>(&mut connection)
+                    .query_async::<Vec<Vec<Option<i64>>>>(&mut connection)
                     .await
             })
             .await
-            .filter(|values| values.len() == reads.len());
+            .filter(|values| {
+                values.len() == keys.len() && values.iter().all(|v| v.len() == fields.len())
+            });
+        let reads = keys.len() * fields.len();
         match answer {
             Some(values) => {
-                let hits = values.iter().filter(|v| v.is_some()).count();
+                let hits = values.iter().flatten().filter(|v| v.is_some()).count();
                 count_reads("hit", hits);
-                count_reads("miss", values.len() - hits);
+                count_reads("miss", reads - hits);
                 values
             }
             None => {
-                count_reads("fallback", reads.len());
-                vec![None; reads.len()]
+                count_reads("fallback", reads);
+                vec![vec![None; fields.len()]; keys.len()]
             }
         }
     }

@@ -115,16 +115,13 @@ async fn policies_with_counts(
     rows: Vec<PolicyRow>,
 ) -> Result<Vec<Policy>, QueryError> {
     let prefix = state.live().prefix.clone();
-    let reads: Vec<(String, &str)> = rows
+    let keys: Vec<String> = rows
         .iter()
-        .flat_map(|row| {
-            let key = keys::policy(&prefix, row.policy_id);
-            [(key.clone(), "issued"), (key, "used")]
-        })
+        .map(|row| keys::policy(&prefix, row.policy_id))
         .collect();
-    let counts = state.hot.fields(&reads).await;
+    let counts = state.hot.hashes(&keys, &["issued", "used"]).await;
     rows.into_iter()
-        .zip(counts.chunks(2))
+        .zip(counts)
         .map(|(row, counts)| {
             let issued = counts[0].unwrap_or(row.issued_count);
             let used = counts[1].unwrap_or(row.used_count);

@@ -97,14 +97,10 @@ async fn balance(
     let key = keys::balance(&state.live().prefix, user_id);
     let hot = state
         .hot
-        .fields(&[
-            (key.clone(), "balance"),
-            (key.clone(), "expiring"),
-            (key, "expiring_at"),
-        ])
+        .hashes(&[key], &["balance", "expiring", "expiring_at"])
         .await;
-    let (balance, amount, at) = match hot[..] {
-        [Some(balance), amount, at] => (
+    let (balance, amount, at) = match hot.first().map(Vec::as_slice) {
+        Some(&[Some(balance), amount, at]) => (
             balance,
             amount.filter(|a| *a > 0),
             at.and_then(chrono::DateTime::from_timestamp_micros),

@@ -124,20 +124,17 @@ async fn product(
 /// all; the projected stock where Redis has none).
 async fn time_sale_views(state: &AppState, rows: Vec<SaleRow>) -> Vec<TimeSale> {
     let prefix = state.live().prefix.clone();
-    let reads: Vec<(String, &str)> = rows
+    let keys: Vec<String> = rows
         .iter()
-        .flat_map(|row| {
-            let key = keys::stock(&prefix, row.time_sale_id);
-            [(key.clone(), "remaining"), (key, "reserved")]
-        })
+        .map(|row| keys::stock(&prefix, row.time_sale_id))
         .collect();
-    let stock = state.hot.fields(&reads).await;
+    let stock = state.hot.hashes(&keys, &["remaining", "reserved"]).await;
     rows.iter()
-        .zip(stock.chunks(2))
+        .zip(stock)
         // Both hot values, or the projected row's (a key written before holds has no
         // `reserved`; mixing the two would miscount).
-        .map(|(row, hot)| match hot {
-            [Some(remaining), Some(reserved)] => sale_value(row, Some(*remaining), Some(*reserved)),
+        .map(|(row, hot)| match hot[..] {
+            [Some(remaining), Some(reserved)] => sale_value(row, Some(remaining), Some(reserved)),
             _ => sale_value(row, None, None),
         })
         .collect()
@@ -230,14 +227,11 @@ async fn time_sale(
     // the rest comes from the cache of sale rows (per generation); PostgreSQL is read on a
     // miss of any.
     let key = keys::stock(&live.prefix, id);
-    let hot = state
-        .hot
-        .fields(&[(key.clone(), "remaining"), (key, "reserved")])
-        .await;
-    let (remaining, reserved) = (
-        hot.first().copied().flatten(),
-        hot.get(1).copied().flatten(),
-    );
+    let hot = state.hot.hashes(&[key], &["remaining", "reserved"]).await;
+    let (remaining, reserved) = match hot.first().map(Vec::as_slice) {
+        Some(&[remaining, reserved]) => (remaining, reserved),
+        _ => (None, None),
+    };
     // Both hot values, or PostgreSQL's row (a key written before holds has no `reserved`).
     if remaining.is_some() && reserved.is_some() {
         if let Some(row) = state.sales.get(live.number, id) {
