@@ -404,6 +404,20 @@ impl System {
         panic!("the relay never reached position {head}");
     }
 
+    /// The checkout holds of the log still open: `timesale.reserved` with no confirmation,
+    /// release or expiry of the same reservation after it.
+    pub async fn open_holds(&self) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM events r WHERE r.event_type = 'timesale.reserved' AND NOT EXISTS \
+             (SELECT 1 FROM events e WHERE e.event_type IN ('timesale.reservation_confirmed', \
+             'timesale.reservation_released', 'timesale.reservation_expired') \
+             AND e.data->>'reservationId' = r.data->>'reservationId')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
     /// Waits until the projections' watermark reaches the log head.
     pub async fn projected(&self) -> i64 {
         let head = eventlog::EventLog::from_pool(self.pool.clone())

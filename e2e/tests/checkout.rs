@@ -55,6 +55,15 @@ async fn per_reservation(system: &System, event_type: &str) -> HashMap<String, u
     counts
 }
 
+/// Waits until the log holds an event of `event_type`; fails with `never` after 20 s.
+async fn until_logged(system: &System, event_type: &str, never: &str) {
+    let started = std::time::Instant::now();
+    while logged(system, event_type).await.is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(20), "{never}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The sale as the query API shows it once the read models reached the log's head.
 async fn sale_view(system: &System, sale: &str) -> Value {
     let head = system.projected().await;
@@ -70,15 +79,7 @@ async fn sale_view(system: &System, sale: &str) -> Value {
 async fn until_every_hold_ended(system: &System, within: Duration) {
     let started = std::time::Instant::now();
     loop {
-        let open: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM events WHERE event_type = 'timesale.reserved' AND NOT EXISTS \
-             (SELECT 1 FROM events e WHERE e.event_type IN ('timesale.reservation_confirmed', \
-             'timesale.reservation_released', 'timesale.reservation_expired') \
-             AND e.data->>'reservationId' = events.data->>'reservationId')",
-        )
-        .fetch_one(&system.pool)
-        .await
-        .unwrap();
+        let open = system.open_holds().await;
         if open == 0 {
             return;
         }
@@ -479,14 +480,7 @@ async fn points_expire_at_their_due_time_once_and_the_balance_says_what_expires_
         )
         .await;
     assert_eq!(cancel.status, StatusCode::CREATED, "{}", cancel.body);
-    let started = std::time::Instant::now();
-    while logged(&system, "point.expired").await.is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the points never expired"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_logged(&system, "point.expired", "the points never expired").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let expired = logged(&system, "point.expired").await;
     assert_eq!(expired.len(), 1, "{expired:?}");
@@ -578,17 +572,12 @@ async fn a_coupon_held_for_a_checkout_is_nobody_elses_until_it_is_confirmed_or_e
     assert_eq!(view.body["status"], "RESERVED", "{}", view.body);
 
     // The hold expires by itself, once; the coupon and the budget are free again.
-    let started = std::time::Instant::now();
-    while logged(&system, "coupon.reservation_expired")
-        .await
-        .is_empty()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the hold never expired"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_logged(
+        &system,
+        "coupon.reservation_expired",
+        "the hold never expired",
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(logged(&system, "coupon.reservation_expired").await.len(), 1);
     let view = system

@@ -944,15 +944,7 @@ async fn under_load_and_faults_nothing_is_lost_duplicated_or_oversold_and_hostil
     let holds_open_after = {
         let waited = Instant::now();
         loop {
-            let open: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM events r WHERE r.event_type = 'timesale.reserved' AND NOT EXISTS \
-                 (SELECT 1 FROM events e WHERE e.event_type IN ('timesale.reservation_confirmed', \
-                 'timesale.reservation_released', 'timesale.reservation_expired') \
-                 AND e.data->>'reservationId' = r.data->>'reservationId')",
-            )
-            .fetch_one(&system.pool)
-            .await
-            .unwrap();
+            let open = system.open_holds().await;
             if open == 0 || waited.elapsed() > Duration::from_secs(60) {
                 break open;
             }

@@ -242,7 +242,7 @@ impl CouponPolicy {
                 let coupon = self.coupons.get(&coupon_id);
                 let discount =
                     check_applicable(coupon, &spec.terms, acting_user, order_amount, now)?;
-                spec.check_budget(self.discount_granted(), discount)?;
+                check_budget(spec.discount_budget(), self.discount_granted(), discount)?;
                 let user_id = coupon.ok_or(DomainError::CouponNotFound)?.user_id;
                 Ok(vec![CouponEvent::CouponUsed {
                     coupon_id,
@@ -268,7 +268,7 @@ impl CouponPolicy {
                 let coupon = self.coupons.get(&coupon_id);
                 let discount =
                     check_applicable(coupon, &spec.terms, acting_user, order_amount, now)?;
-                spec.check_budget(self.discount_granted(), discount)?;
+                check_budget(spec.discount_budget(), self.discount_granted(), discount)?;
                 let user_id = coupon.ok_or(DomainError::CouponNotFound)?.user_id;
                 let until = crate::values::checked_time(until, "ttlSeconds")?;
                 if until <= now {

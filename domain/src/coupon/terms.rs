@@ -197,20 +197,6 @@ impl PolicySpec {
         self.coupons_per_user
     }
 
-    /// Whether a use granting `discount` fits the budget, given `granted` so far by uses not
-    /// cancelled. The same rule serves `use` and `quote`.
-    pub fn check_budget(&self, granted: Money, discount: Money) -> Result<(), DomainError> {
-        match self.discount_budget {
-            Some(budget)
-                if i128::from(granted.get()) + i128::from(discount.get())
-                    > i128::from(budget.get()) =>
-            {
-                Err(DomainError::BudgetExhausted)
-            }
-            _ => Ok(()),
-        }
-    }
-
     pub fn title(&self) -> &Text {
         &self.title
     }
