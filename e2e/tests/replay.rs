@@ -22,8 +22,9 @@ async fn created(system: &System, path: &str, body: Value) -> Answer {
     answer
 }
 
-/// Every kind of event: a policy with issued, used, re-opened and revoked coupons; earned,
-/// spent and canceled points; a product, a time sale, orders and a cancellation. Returns the
+/// Every kind of event but the system's expiries: a policy with issued, used, re-opened,
+/// revoked and held coupons; earned (some expiring), spent and canceled points; a product, a
+/// time sale, checkout holds, orders and a cancellation. Returns the
 /// policy id, a coupon id and the last position.
 async fn activity(system: &System) -> (String, String, i64) {
     let now = Utc::now();
@@ -97,6 +98,57 @@ async fn activity(system: &System) -> (String, String, i64) {
         "/api/v1/time-sales",
         json!({ "productId": product.body["productId"], "discountPrice": 7000, "quantity": 20,
                 "startAt": now - Duration::minutes(1), "endAt": now + Duration::hours(1) }),
+    )
+    .await;
+    // Checkout holds: one confirmed, one released, one still held; a coupon's hold released,
+    // another still held.
+    let sale_id = sale.body["timeSaleId"].as_str().unwrap().to_owned();
+    for (user, end) in [(6, Some("confirm")), (7, Some("release")), (8, None)] {
+        let hold = created(
+            system,
+            "/api/v1/reservations",
+            json!({ "timeSaleId": sale_id, "orderId": format!("CHK-{user}"), "userId": user,
+                    "quantity": 1, "ttlSeconds": 600 }),
+        )
+        .await;
+        if let Some(end) = end {
+            let id = hold.body["reservationId"].as_str().unwrap();
+            created(
+                system,
+                &format!("/api/v1/reservations/{id}/{end}"),
+                json!({}),
+            )
+            .await;
+        }
+    }
+    for (coupon, end) in [(7, Some("release")), (8, None)] {
+        let coupon = &coupons[coupon];
+        created(
+            system,
+            &format!("/api/v1/coupons/{coupon}/reserve"),
+            json!({ "orderId": "CHK-C", "orderAmount": 8000, "ttlSeconds": 600 }),
+        )
+        .await;
+        if let Some(end) = end {
+            created(
+                system,
+                &format!("/api/v1/coupons/{coupon}/{end}"),
+                json!({}),
+            )
+            .await;
+        }
+    }
+    // Points that expire later, partly spent.
+    created(
+        system,
+        "/api/v1/points/earn",
+        json!({ "userId": 9, "amount": 500, "description": "promo", "expiresAt": now + Duration::days(30) }),
+    )
+    .await;
+    created(
+        system,
+        "/api/v1/points/use",
+        json!({ "userId": 9, "amount": 200, "description": "checkout" }),
     )
     .await;
     let mut last = None;

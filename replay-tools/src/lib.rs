@@ -59,7 +59,7 @@ pub enum Projection {
     Coupons,
     /// point_balances, point_history ← point events
     Points,
-    /// products, time_sales, orders ← product and time-sale events
+    /// products, time_sales, orders, reservations ← product and time-sale events
     Sales,
 }
 
@@ -78,7 +78,7 @@ impl Projection {
         match self {
             Projection::Coupons => &["coupon_policies", "coupons"],
             Projection::Points => &["point_balances", "point_history"],
-            Projection::Sales => &["products", "time_sales", "orders"],
+            Projection::Sales => &["products", "time_sales", "orders", "reservations"],
         }
     }
 }
@@ -414,4 +414,23 @@ pub async fn republish(
     }
     bar.finish();
     Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Projection;
+
+    /// A table no projection names would be left behind by a rebuild of one projection.
+    #[test]
+    fn the_projections_cover_every_read_model_table() {
+        let mut named: Vec<&str> = Projection::ALL
+            .iter()
+            .flat_map(|p| p.tables().iter().copied())
+            .collect();
+        named.push("aggregate_versions");
+        named.sort_unstable();
+        let mut tables = readmodel::projection::TABLES.to_vec();
+        tables.sort_unstable();
+        assert_eq!(named, tables);
+    }
 }
