@@ -19,8 +19,10 @@
 #   rebuild: a fresh database filled through the command API with ~1,000,000 events (flash
 #            sale, coupon race, points), then `replay-tools rebuild` and `verify` over it.
 #   ab:      the whole-system closed-loop flash sale, this build against an earlier one
-#            (BASELINE=<its release directory>; the services only, promo-bench is this
-#            build's), alternating for ROUNDS rounds: what a change costs a sale.
+#            (BASELINE=<its release directory>, BASELINE_CONFIG=<its config/ directory>; the
+#            services only, promo-bench is this build's), alternating for ROUNDS rounds: what a
+#            change costs a sale. AB_SCENARIO="points --users … --requests …" runs another
+#            scenario instead.
 #   signin:  the write path alone, points over 100,000 users (each spend by its own user's
 #            token) with sign-in and limits on and off, alternating for ROUNDS rounds: what they
 #            cost when every request is another user (issue 23's measure).
@@ -100,9 +102,9 @@ system_up() {
   topics=bench-$(date +%s%N).
   "$target/promo-topics" --prefix "$topics" create >/dev/null
   shared=(APP_DATABASE__URL="$db_url" APP_KAFKA__TOPIC_PREFIX="$topics" APP_REDIS__PREFIX=bench: APP_RATE_LIMIT__PREFIX=bench:rl: "$@")
-  start "command-api" APP_CONFIG=config/command-api APP_SERVER__PORT=8180 "${shared[@]}"
-  start "projector" APP_CONFIG=config/projector APP_SERVER__PORT=8182 "${shared[@]}"
-  start "query-api" APP_CONFIG=config/query-api APP_SERVER__PORT=8181 "${shared[@]}"
+  start "command-api" APP_CONFIG="${configs:-config}/command-api" APP_SERVER__PORT=8180 "${shared[@]}"
+  start "projector" APP_CONFIG="${configs:-config}/projector" APP_SERVER__PORT=8182 "${shared[@]}"
+  start "query-api" APP_CONFIG="${configs:-config}/query-api" APP_SERVER__PORT=8181 "${shared[@]}"
   ready 8180 8181
 }
 system_down() {
@@ -325,13 +327,17 @@ echo "## this build against ${BASELINE:?BASELINE=<release dir of the earlier bui
 for round in $(seq 1 "${ROUNDS:-3}"); do
   if [ $((round % 2)) = 1 ]; then order="new baseline"; else order="baseline new"; fi
   for variant in $order; do
-    if [ "$variant" = baseline ]; then services=$BASELINE; else services=$target; fi
+    # The baseline reads the settings files of its own day (BASELINE_CONFIG, default
+    # config/): every service refuses a key it does not know.
+    if [ "$variant" = baseline ]; then services=$BASELINE; configs=${BASELINE_CONFIG:-config}; else services=$target; configs=config; fi
     system_up promo_bench_ab
-    bench --command http://127.0.0.1:8180 --label "ab-$variant-$round" --relay --concurrency 256 flash-sale --stock "$N"
+    # shellcheck disable=SC2086 # AB_SCENARIO is words: a scenario and its arguments
+    bench --command http://127.0.0.1:8180 --label "ab-$variant-$round" --relay --concurrency 256 ${AB_SCENARIO:-flash-sale --stock $N}
     system_down promo_bench_ab
   done
 done
 services=$target
+configs=config
 fi
 if [ "${PHASE:-all}" = cluster ]; then
 echo "## one command-api against three behind the nginx gateway (the whole system each time, alternating)"
