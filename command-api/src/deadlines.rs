@@ -20,11 +20,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use domain::coupon::CouponEvent;
 use domain::deadline::{DeadlineEffect, DeadlineKind, DEADLINE_EVENT_TYPES};
-use domain::points::PointEvent;
-use domain::time_sale::TimeSaleEvent;
-use domain::wire::{WireCodec, WireEvent};
+use domain::wire::AnyEvent;
 use domain::DomainError;
 use eventlog::deadlines::{apply_deadline_changes, Deadline, DeadlineChange};
 use eventlog::leader::Leader;
@@ -65,17 +62,9 @@ pub(crate) fn spawn(
 fn changes(events: &[RecordedEvent]) -> Vec<DeadlineChange> {
     let mut out = Vec::with_capacity(events.len());
     for event in events {
-        let wire = WireEvent {
-            event_type: event.event_type.clone(),
-            version: event.schema_version as u16,
-            data: event.data.clone(),
-        };
-        let decoded = match event.category.as_str() {
-            "timesale" => TimeSaleEvent::from_wire(&wire).map(|e| e.deadline()),
-            "point" => PointEvent::from_wire(&wire).map(|e| e.deadline()),
-            "coupon" => CouponEvent::from_wire(&wire).map(|e| e.deadline()),
-            _ => Ok(None),
-        };
+        let decoded = AnyEvent::from_wire(&event.category, &event.wire())
+            .transpose()
+            .map(|e| e.and_then(|e| e.deadline()));
         let effect = decoded.unwrap_or_else(|e| {
             tracing::error!(position = event.position, error = %e, "an event that sets a deadline does not decode; its deadline is skipped");
             None

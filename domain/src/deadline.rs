@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::coupon::CouponEvent;
 use crate::points::{PointEvent, TransactionKind};
 use crate::time_sale::TimeSaleEvent;
-use crate::wire;
+use crate::wire::{self, AnyEvent};
 
 /// A kind of deadline: what comes due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -173,6 +173,18 @@ impl CouponEvent {
             | CouponEvent::CouponIssued { .. }
             | CouponEvent::CouponUseCanceled { .. }
             | CouponEvent::CouponRevoked { .. } => None,
+        }
+    }
+}
+
+impl AnyEvent {
+    /// What this event does to a deadline, if anything.
+    pub fn deadline(&self) -> Option<DeadlineEffect> {
+        match self {
+            AnyEvent::Coupon(e) => e.deadline(),
+            AnyEvent::Point(e) => e.deadline(),
+            AnyEvent::TimeSale(e) => e.deadline(),
+            AnyEvent::Product(_) => None,
         }
     }
 }

@@ -163,6 +163,18 @@ pub struct RecordedEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+impl RecordedEvent {
+    /// The event as its wire form says it (type, version, data), for a decoder to upcast and
+    /// read. A version no decoder knows (the column is signed) is refused by the decoder.
+    pub fn wire(&self) -> domain::wire::WireEvent {
+        domain::wire::WireEvent {
+            event_type: self.event_type.clone(),
+            version: self.schema_version as u16,
+            data: self.data.clone(),
+        }
+    }
+}
+
 pub(crate) const EVENT_COLUMNS: &str =
     "position, event_id, stream_id, category, version, event_type, \
                              schema_version, data, metadata, recorded_at";

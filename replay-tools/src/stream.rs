@@ -7,7 +7,7 @@ use domain::points::PointAccount;
 use domain::product::Product;
 use domain::time_sale::TimeSale;
 use domain::values::UserId;
-use domain::wire::{upcast, WireCodec, WireEvent};
+use domain::wire::{upcast, WireCodec};
 use domain::Decide;
 use eventlog::{EventLog, RecordedEvent};
 use serde::Serialize;
@@ -66,11 +66,7 @@ fn fold<A: Decide + Serialize>(events: &[RecordedEvent]) -> anyhow::Result<Vec<S
     let mut state = A::default();
     let mut entries = Vec::with_capacity(events.len());
     for recorded in events {
-        let stored = WireEvent {
-            event_type: recorded.event_type.clone(),
-            version: recorded.schema_version as u16,
-            data: recorded.data.clone(),
-        };
+        let stored = recorded.wire();
         let read = upcast(&stored)
             .with_context(|| format!("event at position {}", recorded.position))?
             .into_owned();

@@ -118,12 +118,7 @@ pub(super) fn apply_recorded<A: Decide>(
     recorded: Vec<eventlog::RecordedEvent>,
 ) -> Result<i64, WriteError> {
     for event in recorded {
-        let wire = WireEvent {
-            event_type: event.event_type,
-            version: event.schema_version as u16,
-            data: event.data,
-        };
-        let decoded = A::Event::from_wire(&wire)
+        let decoded = A::Event::from_wire(&event.wire())
             .map_err(|e| WriteError::Unavailable(format!("stream {id}: {e}")))?;
         aggregate.apply_event(decoded);
         version = event.version;

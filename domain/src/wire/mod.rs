@@ -187,6 +187,30 @@ pub fn upcast(wire: &WireEvent) -> Result<std::borrow::Cow<'_, WireEvent>, WireE
     Ok(event)
 }
 
+/// An event of any aggregate, decoded from its wire form: what readers of the whole log (the
+/// projector, the deadline follower) work with.
+#[derive(Debug, Clone)]
+pub enum AnyEvent {
+    Coupon(CouponEvent),
+    Point(PointEvent),
+    Product(ProductEvent),
+    TimeSale(TimeSaleEvent),
+}
+
+impl AnyEvent {
+    /// The event of an aggregate of `category` (upcast from older versions); `None` for a
+    /// category this build does not know.
+    pub fn from_wire(category: &str, wire: &WireEvent) -> Option<Result<Self, WireError>> {
+        Some(match category {
+            "coupon" => CouponEvent::from_wire(wire).map(AnyEvent::Coupon),
+            "point" => PointEvent::from_wire(wire).map(AnyEvent::Point),
+            "product" => ProductEvent::from_wire(wire).map(AnyEvent::Product),
+            "timesale" => TimeSaleEvent::from_wire(wire).map(AnyEvent::TimeSale),
+            _ => return None,
+        })
+    }
+}
+
 /// Conversion between a domain event enum and its wire form.
 pub trait WireCodec: Sized {
     fn type_name(&self) -> &'static str;

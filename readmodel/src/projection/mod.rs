@@ -10,11 +10,6 @@
 
 use std::collections::HashMap;
 
-use domain::coupon::CouponEvent;
-use domain::points::PointEvent;
-use domain::product::ProductEvent;
-use domain::time_sale::TimeSaleEvent;
-use domain::wire::{WireCodec, WireEvent};
 use eventlog::RecordedEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -29,36 +24,23 @@ mod write;
 use fold::Changes;
 pub use schema::{checked_schema, ensure_schema, TABLES};
 
-/// A decoded event of any aggregate.
-#[derive(Debug, Clone)]
-pub enum AnyEvent {
-    Coupon(CouponEvent),
-    Point(PointEvent),
-    Product(ProductEvent),
-    TimeSale(TimeSaleEvent),
-}
+pub use domain::wire::AnyEvent;
 
 /// An event of the log with its decoded (upcast) domain event: what a batch applies.
 pub type Decoded = (RecordedEvent, AnyEvent);
 
 /// The domain event inside a recorded one, upcast from older versions.
 pub fn decode(event: &RecordedEvent) -> Result<AnyEvent, ReadModelError> {
-    let version = u16::try_from(event.schema_version).map_err(|_| {
-        ReadModelError::Undecodable(format!("schema version {}", event.schema_version))
-    })?;
-    let wire = WireEvent {
-        event_type: event.event_type.clone(),
-        version,
-        data: event.data.clone(),
-    };
-    let decoded = match event.category.as_str() {
-        "coupon" => CouponEvent::from_wire(&wire).map(AnyEvent::Coupon),
-        "point" => PointEvent::from_wire(&wire).map(AnyEvent::Point),
-        "product" => ProductEvent::from_wire(&wire).map(AnyEvent::Product),
-        "timesale" => TimeSaleEvent::from_wire(&wire).map(AnyEvent::TimeSale),
-        other => return Err(ReadModelError::UnknownCategory(other.to_owned())),
-    };
-    decoded.map_err(|e| ReadModelError::Undecodable(e.to_string()))
+    if u16::try_from(event.schema_version).is_err() {
+        return Err(ReadModelError::Undecodable(format!(
+            "schema version {}",
+            event.schema_version
+        )));
+    }
+    match AnyEvent::from_wire(&event.category, &event.wire()) {
+        Some(decoded) => decoded.map_err(|e| ReadModelError::Undecodable(e.to_string())),
+        None => Err(ReadModelError::UnknownCategory(event.category.clone())),
+    }
 }
 
 /// What one batch did.
