@@ -32,6 +32,13 @@ pub const COMMAND_API: &str = "command-api";
 pub const PROJECTOR: &str = "projector";
 pub const QUERY_API: &str = "query-api";
 
+/// Settings for holds as short as a second, and deadlines looked for every 100 ms, so a test
+/// waits little for its holds and points to expire.
+pub const SHORT_HOLDS: &[(&str, &str)] = &[
+    ("APP_HOLDS__MIN_TTL_SECONDS", "1"),
+    ("APP_HOLDS__DEADLINE_POLL_MS", "100"),
+];
+
 /// The HS256 secret the services are started with (`APP_AUTH__SECRET`).
 pub const SECRET: &str = "e2e-tests-secret-0123456789abcdef-0123";
 
@@ -416,6 +423,24 @@ impl System {
         .fetch_one(&self.pool)
         .await
         .unwrap()
+    }
+
+    /// The data of every event of `event_type` in the log, in log order.
+    pub async fn logged(&self, event_type: &str) -> Vec<Value> {
+        sqlx::query_scalar("SELECT data FROM events WHERE event_type = $1 ORDER BY position")
+            .bind(event_type)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the log holds an event of `event_type`; fails with `never` after 20 s.
+    pub async fn until_logged(&self, event_type: &str, never: &str) {
+        let started = std::time::Instant::now();
+        while self.logged(event_type).await.is_empty() {
+            assert!(started.elapsed() < Duration::from_secs(20), "{never}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits until the projections' watermark reaches the log head.

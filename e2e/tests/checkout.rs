@@ -9,15 +9,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use e2e::{System, COMMAND_API};
+use e2e::{System, COMMAND_API, SHORT_HOLDS};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// Holds as short as a second, so the tests wait little for them.
-const SHORT_HOLDS: &[(&str, &str)] = &[
-    ("APP_HOLDS__MIN_TTL_SECONDS", "1"),
-    ("APP_HOLDS__DEADLINE_POLL_MS", "100"),
-];
 
 async fn reserve(
     system: &System,
@@ -35,33 +29,15 @@ async fn reserve(
     (answer.status, answer.body)
 }
 
-/// The data of every event of `event_type` in the log.
-async fn logged(system: &System, event_type: &str) -> Vec<Value> {
-    sqlx::query_scalar("SELECT data FROM events WHERE event_type = $1 ORDER BY position")
-        .bind(event_type)
-        .fetch_all(&system.pool)
-        .await
-        .unwrap()
-}
-
 /// reservationId → how many events of `event_type` carry it.
 async fn per_reservation(system: &System, event_type: &str) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
-    for data in logged(system, event_type).await {
+    for data in system.logged(event_type).await {
         *counts
             .entry(data["reservationId"].as_str().unwrap().to_owned())
             .or_insert(0) += 1;
     }
     counts
-}
-
-/// Waits until the log holds an event of `event_type`; fails with `never` after 20 s.
-async fn until_logged(system: &System, event_type: &str, never: &str) {
-    let started = std::time::Instant::now();
-    while logged(system, event_type).await.is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(20), "{never}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The sale as the query API shows it once the read models reached the log's head.
@@ -93,7 +69,8 @@ async fn until_every_hold_ended(system: &System, within: Duration) {
 
 /// Every hold of the log ended exactly once, and each expiry came at or after its due time.
 async fn each_hold_ended_once(system: &System) -> (usize, usize, usize) {
-    let reserved: HashMap<String, Value> = logged(system, "timesale.reserved")
+    let reserved: HashMap<String, Value> = system
+        .logged("timesale.reserved")
         .await
         .into_iter()
         .map(|d| (d["reservationId"].as_str().unwrap().to_owned(), d))
@@ -107,7 +84,7 @@ async fn each_hold_ended_once(system: &System) -> (usize, usize, usize) {
             + expired.get(id).unwrap_or(&0);
         assert_eq!(ends, 1, "hold {id} ended {ends} times");
     }
-    for data in logged(system, "timesale.reservation_expired").await {
+    for data in system.logged("timesale.reservation_expired").await {
         let id = data["reservationId"].as_str().unwrap();
         let due = reserved[id]["expiresAt"].as_str().unwrap();
         let due = chrono::DateTime::parse_from_rfc3339(due).unwrap();
@@ -123,7 +100,8 @@ async fn each_hold_ended_once(system: &System) -> (usize, usize, usize) {
 
 /// How late each expiry was (its event's time past the hold's due time), p50 and max, in ms.
 async fn lateness(system: &System) -> (i64, i64) {
-    let due: HashMap<String, String> = logged(system, "timesale.reserved")
+    let due: HashMap<String, String> = system
+        .logged("timesale.reserved")
         .await
         .into_iter()
         .map(|d| {
@@ -133,7 +111,8 @@ async fn lateness(system: &System) -> (i64, i64) {
             )
         })
         .collect();
-    let mut late: Vec<i64> = logged(system, "timesale.reservation_expired")
+    let mut late: Vec<i64> = system
+        .logged("timesale.reservation_expired")
         .await
         .iter()
         .map(|d| {
@@ -178,7 +157,7 @@ async fn a_thousand_holds_on_a_hundred_units_hold_exactly_a_hundred_and_each_end
         );
     }
     assert_eq!(held.len(), 100, "exactly the stock is held");
-    assert_eq!(logged(&system, "timesale.reserved").await.len(), 100);
+    assert_eq!(system.logged("timesale.reserved").await.len(), 100);
     let view = sale_view(&system, &sale).await;
     assert_eq!(
         (
@@ -274,7 +253,7 @@ async fn a_thousand_holds_on_a_hundred_units_hold_exactly_a_hundred_and_each_end
 
     let (confirmed, released, expired) = each_hold_ended_once(&system).await;
     assert_eq!((confirmed, released), (50, 50));
-    let reserved = logged(&system, "timesale.reserved").await.len();
+    let reserved = system.logged("timesale.reserved").await.len();
     assert_eq!(
         expired,
         reserved - 100,
@@ -309,7 +288,8 @@ async fn holds_due_while_the_command_api_is_dead_expire_once_at_start_even_with_
     // Dead before any came due (and, likely, before its deadline follower read them all).
     system.kill(COMMAND_API);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(logged(&system, "timesale.reservation_expired")
+    assert!(system
+        .logged("timesale.reservation_expired")
         .await
         .is_empty());
 
@@ -480,9 +460,11 @@ async fn points_expire_at_their_due_time_once_and_the_balance_says_what_expires_
         )
         .await;
     assert_eq!(cancel.status, StatusCode::CREATED, "{}", cancel.body);
-    until_logged(&system, "point.expired", "the points never expired").await;
+    system
+        .until_logged("point.expired", "the points never expired")
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let expired = logged(&system, "point.expired").await;
+    let expired = system.logged("point.expired").await;
     assert_eq!(expired.len(), 1, "{expired:?}");
     assert_eq!(
         (
@@ -572,14 +554,11 @@ async fn a_coupon_held_for_a_checkout_is_nobody_elses_until_it_is_confirmed_or_e
     assert_eq!(view.body["status"], "RESERVED", "{}", view.body);
 
     // The hold expires by itself, once; the coupon and the budget are free again.
-    until_logged(
-        &system,
-        "coupon.reservation_expired",
-        "the hold never expired",
-    )
-    .await;
+    system
+        .until_logged("coupon.reservation_expired", "the hold never expired")
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(logged(&system, "coupon.reservation_expired").await.len(), 1);
+    assert_eq!(system.logged("coupon.reservation_expired").await.len(), 1);
     let view = system
         .get(
             &format!("/api/v1/coupons/{}", coupons[0]),
@@ -608,7 +587,7 @@ async fn a_coupon_held_for_a_checkout_is_nobody_elses_until_it_is_confirmed_or_e
         "{}",
         confirmed.body
     );
-    let uses = logged(&system, "coupon.used").await;
+    let uses = system.logged("coupon.used").await;
     assert_eq!(uses.len(), 1);
     assert_eq!(
         (

@@ -7,13 +7,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{Duration, Utc};
-use e2e::System;
+use e2e::{System, SHORT_HOLDS};
 use schemas::ContractValidator;
 use serde_json::json;
 
 #[tokio::test]
 async fn every_message_matches_the_contract_and_each_aggregate_arrives_in_order() {
-    let system = System::start().await;
+    let system = System::start_with(None, SHORT_HOLDS).await;
     let now = Utc::now();
     // Every event type at least once.
     let policy = system
@@ -100,6 +100,60 @@ async fn every_message_matches_the_contract_and_each_aggregate_arrives_in_order(
             json!({}),
         )
         .await;
+    // Checkout holds of the sale's units and of a coupon: confirmed, released, and left to
+    // expire; points that expire in a moment.
+    for (order, ttl, end) in [
+        ("H1", 60, Some("confirm")),
+        ("H2", 60, Some("release")),
+        ("H3", 1, None),
+    ] {
+        let hold = system
+            .post(
+                "/api/v1/reservations",
+                json!({ "timeSaleId": sale, "orderId": order, "userId": 2, "quantity": 1, "ttlSeconds": ttl }),
+            )
+            .await;
+        assert!(hold.status.is_success(), "{}", hold.body);
+        if let Some(end) = end {
+            let id = hold.body["reservationId"].as_str().unwrap();
+            let ended = system
+                .post(&format!("/api/v1/reservations/{id}/{end}"), json!({}))
+                .await;
+            assert!(ended.status.is_success(), "{}", ended.body);
+        }
+    }
+    let c2 = coupons[2].as_str().unwrap();
+    for (order, ttl, end) in [("CH1", 60, Some("release")), ("CH2", 1, None)] {
+        let hold = system
+            .post(
+                &format!("/api/v1/coupons/{c2}/reserve"),
+                json!({ "orderId": order, "orderAmount": 500, "ttlSeconds": ttl }),
+            )
+            .await;
+        assert!(hold.status.is_success(), "{}", hold.body);
+        if let Some(end) = end {
+            let ended = system
+                .post(&format!("/api/v1/coupons/{c2}/{end}"), json!({}))
+                .await;
+            assert!(ended.status.is_success(), "{}", ended.body);
+        }
+    }
+    let earned = system
+        .post(
+            "/api/v1/points/earn",
+            json!({ "userId": 2, "amount": 10, "description": "promo", "expiresAt": Utc::now() + Duration::seconds(2) }),
+        )
+        .await;
+    assert!(earned.status.is_success(), "{}", earned.body);
+    for expiry in [
+        "timesale.reservation_expired",
+        "coupon.reservation_expired",
+        "point.expired",
+    ] {
+        system
+            .until_logged(expiry, &format!("no {expiry} in the log"))
+            .await;
+    }
 
     let head = system.relayed().await;
     let messages = system.consume(head as usize).await;
