@@ -1,6 +1,8 @@
 //! The deadlines the log says are outstanding (migration 0006): the follower's reads and
 //! writes, and the due ones for whoever fires them.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -122,38 +124,60 @@ impl EventLog {
     }
 }
 
-/// Applies `changes` in order and moves the follower's checkpoint to `position`, in one
-/// transaction on `conn` (the follower's leader connection: only while it leads).
+/// Applies `changes` as if in order and moves the follower's checkpoint to `position`, in one
+/// transaction on `conn` (the follower's leader connection: only while it leads). The last
+/// change of each deadline is what stands: they are written as one upsert and one delete,
+/// whatever their number.
 pub async fn apply_deadline_changes(
     conn: &mut PgConnection,
     changes: &[DeadlineChange],
     position: i64,
 ) -> Result<(), StoreError> {
-    let mut tx = sqlx::Connection::begin(conn).await?;
+    let mut last: HashMap<(&str, Uuid), &DeadlineChange> = HashMap::with_capacity(changes.len());
     for change in changes {
+        let key = match change {
+            DeadlineChange::Set(d) => (d.kind.as_str(), d.entity_id),
+            DeadlineChange::Clear { kind, entity_id } => (kind.as_str(), *entity_id),
+        };
+        last.insert(key, change);
+    }
+    let (mut set, mut clear) = (Vec::new(), Vec::new());
+    for change in last.into_values() {
         match change {
-            DeadlineChange::Set(d) => {
-                sqlx::query(
-                    "INSERT INTO deadlines (kind, entity_id, stream_id, category, due_at) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, entity_id) \
-                     DO UPDATE SET due_at = EXCLUDED.due_at",
-                )
-                .bind(&d.kind)
-                .bind(d.entity_id)
-                .bind(d.stream_id)
-                .bind(&d.category)
-                .bind(d.due_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            DeadlineChange::Clear { kind, entity_id } => {
-                sqlx::query("DELETE FROM deadlines WHERE kind = $1 AND entity_id = $2")
-                    .bind(kind)
-                    .bind(entity_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            DeadlineChange::Set(d) => set.push(d),
+            DeadlineChange::Clear { kind, entity_id } => clear.push((kind.as_str(), *entity_id)),
         }
+    }
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    if !set.is_empty() {
+        let kinds: Vec<&str> = set.iter().map(|d| d.kind.as_str()).collect();
+        let entities: Vec<Uuid> = set.iter().map(|d| d.entity_id).collect();
+        let streams: Vec<Uuid> = set.iter().map(|d| d.stream_id).collect();
+        let categories: Vec<&str> = set.iter().map(|d| d.category.as_str()).collect();
+        let due: Vec<DateTime<Utc>> = set.iter().map(|d| d.due_at).collect();
+        sqlx::query(
+            "INSERT INTO deadlines (kind, entity_id, stream_id, category, due_at) \
+             SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[]) \
+             ON CONFLICT (kind, entity_id) DO UPDATE SET due_at = EXCLUDED.due_at",
+        )
+        .bind(&kinds)
+        .bind(&entities)
+        .bind(&streams)
+        .bind(&categories)
+        .bind(&due)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !clear.is_empty() {
+        let (kinds, entities): (Vec<&str>, Vec<Uuid>) = clear.into_iter().unzip();
+        sqlx::query(
+            "DELETE FROM deadlines d USING unnest($1::text[], $2::uuid[]) AS c(kind, entity_id) \
+             WHERE d.kind = c.kind AND d.entity_id = c.entity_id",
+        )
+        .bind(&kinds)
+        .bind(&entities)
+        .execute(&mut *tx)
+        .await?;
     }
     sqlx::query("UPDATE deadline_checkpoint SET position = $1 WHERE position < $1")
         .bind(position)

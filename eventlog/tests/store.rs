@@ -624,3 +624,64 @@ async fn due_deadlines_page_earliest_first_past_the_last_one_seen(pool: PgPool) 
         "every due one once, earliest first, none not due"
     );
 }
+
+#[sqlx::test(migrations = "./migrations")]
+async fn deadline_changes_in_one_batch_leave_each_deadlines_last_change(pool: PgPool) {
+    use eventlog::deadlines::{apply_deadline_changes, Deadline, DeadlineChange};
+    let log = EventLog::from_pool(pool.clone());
+    let now = chrono::Utc::now();
+    let deadline = |n: u128, seconds_ago: i64| Deadline {
+        kind: "reservation".into(),
+        entity_id: Uuid::from_u128(n),
+        stream_id: Uuid::from_u128(99),
+        category: "timesale".into(),
+        due_at: now - chrono::Duration::seconds(seconds_ago),
+    };
+    let clear = |n: u128| DeadlineChange::Clear {
+        kind: "reservation".into(),
+        entity_id: Uuid::from_u128(n),
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    // 1 stands from an earlier batch; this one clears it, sets and clears 2, clears then
+    // sets 3, sets 4 twice (the later due time stands), and sets 5 under another kind too.
+    apply_deadline_changes(&mut conn, &[DeadlineChange::Set(deadline(1, 50))], 3)
+        .await
+        .unwrap();
+    let changes = vec![
+        clear(1),
+        DeadlineChange::Set(deadline(2, 40)),
+        clear(2),
+        clear(3),
+        DeadlineChange::Set(deadline(3, 30)),
+        DeadlineChange::Set(deadline(4, 20)),
+        DeadlineChange::Set(deadline(4, 10)),
+        DeadlineChange::Set(deadline(5, 5)),
+        DeadlineChange::Set(Deadline {
+            kind: "lot".into(),
+            ..deadline(5, 1)
+        }),
+    ];
+    apply_deadline_changes(&mut conn, &changes, 12)
+        .await
+        .unwrap();
+    assert_eq!(log.deadline_checkpoint().await.unwrap(), 12);
+    let due: Vec<(String, u128, i64)> = log
+        .due_deadlines(now, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| {
+            let ago = (now - d.due_at).num_seconds();
+            (d.kind, d.entity_id.as_u128(), ago)
+        })
+        .collect();
+    assert_eq!(
+        due,
+        vec![
+            ("reservation".into(), 3, 30),
+            ("reservation".into(), 4, 10),
+            ("reservation".into(), 5, 5),
+            ("lot".into(), 5, 1),
+        ]
+    );
+}

@@ -196,6 +196,10 @@ impl Commands {
             },
         )
         .await
+        .inspect(|w| {
+            self.lookup
+                .remember(w.answer.coupon_id, policy_id, "coupon")
+        })
     }
 
     /// Uses a coupon on an order.

@@ -127,7 +127,10 @@ impl Commands {
                 self.same_hold(time_sale_id, order_ref, user_id, quantity)
                     .await
             }
-            written => written,
+            written => written.inspect(|w| {
+                self.lookup
+                    .remember(w.answer.reservation_id, time_sale_id, "timesale")
+            }),
         }
     }
 
@@ -213,7 +216,12 @@ impl Commands {
                     Some(Held::of(time_sale_id, reservation_id, hold))
                 },
             )
-            .await;
+            .await
+            .inspect(|w| {
+                if let Some(order_id) = w.answer.created_order_id {
+                    self.lookup.remember(order_id, time_sale_id, "timesale");
+                }
+            });
         // A confirmation or release sent again (a retry after a lost answer, without an
         // Idempotency-Key) finds the hold as it asked: answered with the hold, not refused.
         let already = match end {

@@ -38,13 +38,20 @@ where
     let found = load
         .await
         .map_err(|e| CommandError::Unavailable(e.to_string()))?;
-    if let (Some(found), Ok(mut cache)) = (&found, cache.lock()) {
+    if let Some(found) = &found {
+        keep(cache, key, found.clone());
+    }
+    Ok(found)
+}
+
+/// Puts `key → value` in `cache`, which starts over when full.
+fn keep<V>(cache: &Mutex<HashMap<Uuid, V>>, key: Uuid, value: V) {
+    if let Ok(mut cache) = cache.lock() {
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(key, found.clone());
+        cache.insert(key, value);
     }
-    Ok(found)
 }
 
 impl Lookup {
@@ -60,6 +67,13 @@ impl Lookup {
     pub(super) async fn exists(&self, id: Uuid, category: &str) -> Result<bool, CommandError> {
         let found = cached(&self.streams, id, self.log.stream_category(id)).await?;
         Ok(found.is_some_and(|c| c == category))
+    }
+
+    /// Remembers that entity `entity_id` lives in stream `stream_id` of `category`, as a
+    /// command that just created it knows, so that the next command naming it (a hold's
+    /// confirmation) need not ask the log.
+    pub(super) fn remember(&self, entity_id: Uuid, stream_id: Uuid, category: &str) {
+        keep(&self.entities, entity_id, (stream_id, category.to_owned()));
     }
 
     /// The stream holding a coupon or an order, if it is one of `category`; else `what` is

@@ -214,6 +214,10 @@ impl Commands {
             },
         )
         .await
+        .inspect(|w| {
+            self.lookup
+                .remember(w.answer.order_id, time_sale_id, "timesale")
+        })
     }
 
     /// Cancels an order; its units go back to the sale.
