@@ -141,7 +141,7 @@ async fn every_message_matches_the_contract_and_each_aggregate_arrives_in_order(
     let earned = system
         .post(
             "/api/v1/points/earn",
-            json!({ "userId": 2, "amount": 10, "description": "promo", "expiresAt": Utc::now() + Duration::seconds(2) }),
+            json!({ "userId": 2, "amount": 10, "description": "promo", "expiresAt": Utc::now() + Duration::seconds(5) }),
         )
         .await;
     assert!(earned.status.is_success(), "{}", earned.body);

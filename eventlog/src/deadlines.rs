@@ -141,8 +141,11 @@ pub async fn apply_deadline_changes(
         };
         last.insert(key, change);
     }
+    // In key order, so that any two writers of these rows take their locks in one order.
+    let mut last: Vec<_> = last.into_iter().collect();
+    last.sort_unstable_by_key(|(key, _)| *key);
     let (mut set, mut clear) = (Vec::new(), Vec::new());
-    for change in last.into_values() {
+    for (_, change) in last {
         match change {
             DeadlineChange::Set(d) => set.push(d),
             DeadlineChange::Clear { kind, entity_id } => clear.push((kind.as_str(), *entity_id)),
@@ -158,7 +161,8 @@ pub async fn apply_deadline_changes(
         sqlx::query(
             "INSERT INTO deadlines (kind, entity_id, stream_id, category, due_at) \
              SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[]) \
-             ON CONFLICT (kind, entity_id) DO UPDATE SET due_at = EXCLUDED.due_at",
+             ON CONFLICT (kind, entity_id) DO UPDATE SET stream_id = EXCLUDED.stream_id, \
+             category = EXCLUDED.category, due_at = EXCLUDED.due_at",
         )
         .bind(&kinds)
         .bind(&entities)

@@ -643,7 +643,8 @@ async fn deadline_changes_in_one_batch_leave_each_deadlines_last_change(pool: Pg
     };
     let mut conn = pool.acquire().await.unwrap();
     // 1 stands from an earlier batch; this one clears it, sets and clears 2, clears then
-    // sets 3, sets 4 twice (the later due time stands), and sets 5 under another kind too.
+    // sets 3, sets 4 twice (the later due time stands), sets 5 under another kind too, and
+    // sets, clears and sets 6 again (a coupon held, released, held again).
     apply_deadline_changes(&mut conn, &[DeadlineChange::Set(deadline(1, 50))], 3)
         .await
         .unwrap();
@@ -660,6 +661,9 @@ async fn deadline_changes_in_one_batch_leave_each_deadlines_last_change(pool: Pg
             kind: "lot".into(),
             ..deadline(5, 1)
         }),
+        DeadlineChange::Set(deadline(6, 45)),
+        clear(6),
+        DeadlineChange::Set(deadline(6, 15)),
     ];
     apply_deadline_changes(&mut conn, &changes, 12)
         .await
@@ -679,6 +683,7 @@ async fn deadline_changes_in_one_batch_leave_each_deadlines_last_change(pool: Pg
         due,
         vec![
             ("reservation".into(), 3, 30),
+            ("reservation".into(), 6, 15),
             ("reservation".into(), 4, 10),
             ("reservation".into(), 5, 5),
             ("lot".into(), 5, 1),

@@ -198,7 +198,7 @@ impl Commands {
         .await
         .inspect(|w| {
             self.lookup
-                .remember(w.answer.coupon_id, policy_id, "coupon")
+                .remember(w.answer.coupon_id, w.answer.policy_id, "coupon")
         })
     }
 

@@ -129,7 +129,7 @@ impl Commands {
             }
             written => written.inspect(|w| {
                 self.lookup
-                    .remember(w.answer.reservation_id, time_sale_id, "timesale")
+                    .remember(w.answer.reservation_id, w.answer.time_sale_id, "timesale")
             }),
         }
     }
@@ -219,7 +219,8 @@ impl Commands {
             .await
             .inspect(|w| {
                 if let Some(order_id) = w.answer.created_order_id {
-                    self.lookup.remember(order_id, time_sale_id, "timesale");
+                    self.lookup
+                        .remember(order_id, w.answer.time_sale_id, "timesale");
                 }
             });
         // A confirmation or release sent again (a retry after a lost answer, without an

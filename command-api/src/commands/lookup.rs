@@ -1,7 +1,9 @@
 //! Which aggregates and entities exist: asked before a command names one it does not create
 //! (an issue names a policy, an order a sale, a coupon's use the coupon), so a made-up id is
 //! answered from the log's index without starting a writer for it. Immutable facts, so they
-//! are cached, bounded by clearing when large.
+//! are cached: what the log answered, and what a command that created an entity (a hold, an
+//! order, a coupon) knows of it. Each cache keeps the newest entries in two generations of at
+//! most half a million each; when the newer is full, the older is dropped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,47 +13,63 @@ use uuid::Uuid;
 
 use super::CommandError;
 
-/// Entries each cache holds at most before it starts over.
-const CACHE_LIMIT: usize = 1_000_000;
+/// Entries a cache's newer generation holds before it becomes the older one.
+const GENERATION: usize = 500_000;
+
+/// Two generations of `key → value`.
+#[derive(Debug)]
+struct Recent<V> {
+    newer: HashMap<Uuid, V>,
+    older: HashMap<Uuid, V>,
+}
+
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Self {
+            newer: HashMap::new(),
+            older: HashMap::new(),
+        }
+    }
+}
+
+type Cache<V> = Arc<Mutex<Recent<V>>>;
+
+fn get<V: Copy>(cache: &Mutex<Recent<V>>, key: &Uuid) -> Option<V> {
+    let cache = cache.lock().ok()?;
+    cache
+        .newer
+        .get(key)
+        .or_else(|| cache.older.get(key))
+        .copied()
+}
+
+/// Puts `key → value` in `cache`; the older generation is dropped once the lock is let go.
+fn keep<V>(cache: &Mutex<Recent<V>>, key: Uuid, value: V) {
+    let _dropped = match cache.lock() {
+        Ok(mut cache) => {
+            let full = cache.newer.len() >= GENERATION;
+            let dropped = full.then(|| {
+                let newer = std::mem::take(&mut cache.newer);
+                std::mem::replace(&mut cache.older, newer)
+            });
+            cache.newer.insert(key, value);
+            dropped
+        }
+        Err(_) => None,
+    };
+}
 
 #[derive(Debug, Clone)]
 pub(super) struct Lookup {
     log: EventLog,
-    /// Entity id → (stream id, category).
-    entities: Arc<Mutex<HashMap<Uuid, (Uuid, String)>>>,
+    /// Entity id → stream id and category.
+    entities: Cache<(Uuid, &'static str)>,
     /// Streams known to exist, with their category (they never stop existing).
-    streams: Arc<Mutex<HashMap<Uuid, String>>>,
+    streams: Cache<&'static str>,
 }
 
-/// `key → value` from `cache`, or from `load` (then remembered when found).
-async fn cached<V: Clone, F>(
-    cache: &Mutex<HashMap<Uuid, V>>,
-    key: Uuid,
-    load: F,
-) -> Result<Option<V>, CommandError>
-where
-    F: std::future::Future<Output = Result<Option<V>, eventlog::StoreError>>,
-{
-    if let Some(found) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
-        return Ok(Some(found));
-    }
-    let found = load
-        .await
-        .map_err(|e| CommandError::Unavailable(e.to_string()))?;
-    if let Some(found) = &found {
-        keep(cache, key, found.clone());
-    }
-    Ok(found)
-}
-
-/// Puts `key → value` in `cache`, which starts over when full.
-fn keep<V>(cache: &Mutex<HashMap<Uuid, V>>, key: Uuid, value: V) {
-    if let Ok(mut cache) = cache.lock() {
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(key, value);
-    }
+fn unavailable(e: eventlog::StoreError) -> CommandError {
+    CommandError::Unavailable(e.to_string())
 }
 
 impl Lookup {
@@ -64,29 +82,80 @@ impl Lookup {
     }
 
     /// Whether aggregate `id` exists and is of `category`.
-    pub(super) async fn exists(&self, id: Uuid, category: &str) -> Result<bool, CommandError> {
-        let found = cached(&self.streams, id, self.log.stream_category(id)).await?;
-        Ok(found.is_some_and(|c| c == category))
+    pub(super) async fn exists(
+        &self,
+        id: Uuid,
+        category: &'static str,
+    ) -> Result<bool, CommandError> {
+        if let Some(known) = get(&self.streams, &id) {
+            return Ok(known == category);
+        }
+        let found = self.log.stream_category(id).await.map_err(unavailable)?;
+        let is = found.is_some_and(|c| c == category);
+        if is {
+            keep(&self.streams, id, category);
+        }
+        Ok(is)
     }
 
     /// Remembers that entity `entity_id` lives in stream `stream_id` of `category`, as a
     /// command that just created it knows, so that the next command naming it (a hold's
-    /// confirmation) need not ask the log.
-    pub(super) fn remember(&self, entity_id: Uuid, stream_id: Uuid, category: &str) {
-        keep(&self.entities, entity_id, (stream_id, category.to_owned()));
+    /// confirmation) on this instance need not ask the log.
+    pub(super) fn remember(&self, entity_id: Uuid, stream_id: Uuid, category: &'static str) {
+        keep(&self.entities, entity_id, (stream_id, category));
     }
 
-    /// The stream holding a coupon or an order, if it is one of `category`; else `what` is
-    /// not found.
+    /// The stream holding a coupon, an order or a hold, if it is one of `category`; else
+    /// `what` is not found.
     pub(super) async fn stream_of(
         &self,
         entity_id: Uuid,
-        category: &str,
+        category: &'static str,
         what: &'static str,
     ) -> Result<Uuid, CommandError> {
-        match cached(&self.entities, entity_id, self.log.entity_stream(entity_id)).await? {
-            Some((stream_id, c)) if c == category => Ok(stream_id),
-            _ => Err(CommandError::NotFound(what)),
+        let not_found = || CommandError::NotFound(what);
+        if let Some((stream_id, known)) = get(&self.entities, &entity_id) {
+            return (known == category)
+                .then_some(stream_id)
+                .ok_or_else(not_found);
         }
+        match self
+            .log
+            .entity_stream(entity_id)
+            .await
+            .map_err(unavailable)?
+        {
+            Some((stream_id, c)) if c == category => {
+                self.remember(entity_id, stream_id, category);
+                Ok(stream_id)
+            }
+            _ => Err(not_found()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_generation_becomes_the_older_and_the_oldest_is_dropped() {
+        let cache: Mutex<Recent<u32>> = Mutex::default();
+        let key = |n: usize| Uuid::from_u128(n as u128);
+        for n in 0..GENERATION {
+            keep(&cache, key(n), 1);
+        }
+        assert_eq!(get(&cache, &key(0)), Some(1));
+        // The next entry starts a new generation: the first still answers, from the older.
+        keep(&cache, key(GENERATION), 2);
+        assert_eq!(get(&cache, &key(0)), Some(1));
+        assert_eq!(get(&cache, &key(GENERATION)), Some(2));
+        for n in GENERATION + 1..2 * GENERATION + 1 {
+            keep(&cache, key(n), 2);
+        }
+        // A third generation: the first is gone, the second is older.
+        assert_eq!(get(&cache, &key(0)), None);
+        assert_eq!(get(&cache, &key(GENERATION)), Some(2));
+        assert_eq!(get(&cache, &key(2 * GENERATION)), Some(2));
     }
 }

@@ -216,7 +216,7 @@ impl Commands {
         .await
         .inspect(|w| {
             self.lookup
-                .remember(w.answer.order_id, time_sale_id, "timesale")
+                .remember(w.answer.order_id, w.answer.time_sale_id, "timesale")
         })
     }
 

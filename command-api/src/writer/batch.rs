@@ -1,6 +1,6 @@
 //! Deciding a batch of commands against an aggregate, and answering them.
 
-use domain::wire::{WireCodec, WireEvent};
+use domain::wire::WireCodec;
 use domain::{Decide, DomainError};
 use eventlog::{AppendBatch, EntityLink, IdempotencyRecord, NewEvent, StreamAppend};
 use serde_json::Value;
@@ -18,7 +18,7 @@ pub(super) enum Decided {
 /// appended: an input that passes the edge but makes an event the contract refuses is a bug,
 /// and fails loudly here rather than in an outside consumer.
 #[cfg(debug_assertions)]
-fn check_contract(wire: &WireEvent) {
+fn check_contract(wire: &domain::wire::WireEvent) {
     static CONTRACT: std::sync::OnceLock<schemas::ContractValidator> = std::sync::OnceLock::new();
     let contract = CONTRACT.get_or_init(|| {
         schemas::ContractValidator::new().unwrap_or_else(|e| panic!("the schemas: {e}"))
