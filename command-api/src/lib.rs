@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod commands;
 mod deadlines;
 pub mod http;
+pub mod known;
 mod refusal;
 pub mod settings;
 pub mod writer;

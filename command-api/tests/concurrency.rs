@@ -290,7 +290,7 @@ async fn a_batch_the_database_refuses_fails_alone_and_the_rest_of_its_merged_com
     use eventlog::{AppendBatch, EventLog, NewEvent, StreamAppend};
     let log = EventLog::from_pool(pool);
     log.migrate().await.unwrap();
-    let committer = Committer::start(log.clone(), 64);
+    let committer = Committer::start(log.clone(), 64, Default::default());
     let batch = |data: serde_json::Value| AppendBatch {
         streams: vec![StreamAppend {
             stream_id: uuid::Uuid::new_v4(),

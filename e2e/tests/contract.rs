@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{Duration, Utc};
 use e2e::{System, SHORT_HOLDS};
 use schemas::ContractValidator;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn every_message_matches_the_contract_and_each_aggregate_arrives_in_order() {
@@ -107,36 +107,27 @@ async fn every_message_matches_the_contract_and_each_aggregate_arrives_in_order(
         ("H2", 60, Some("release")),
         ("H3", 1, None),
     ] {
-        let hold = system
-            .post(
-                "/api/v1/reservations",
-                json!({ "timeSaleId": sale, "orderId": order, "userId": 2, "quantity": 1, "ttlSeconds": ttl }),
-            )
-            .await;
-        assert!(hold.status.is_success(), "{}", hold.body);
-        if let Some(end) = end {
-            let id = hold.body["reservationId"].as_str().unwrap();
-            let ended = system
-                .post(&format!("/api/v1/reservations/{id}/{end}"), json!({}))
-                .await;
-            assert!(ended.status.is_success(), "{}", ended.body);
-        }
+        let hold = json!({ "timeSaleId": sale, "orderId": order, "userId": 2, "quantity": 1, "ttlSeconds": ttl });
+        hold_then(&system, "/api/v1/reservations", hold, |held| {
+            end.map(|end| {
+                format!(
+                    "/api/v1/reservations/{}/{end}",
+                    held["reservationId"].as_str().unwrap()
+                )
+            })
+        })
+        .await;
     }
     let c2 = coupons[2].as_str().unwrap();
     for (order, ttl, end) in [("CH1", 60, Some("release")), ("CH2", 1, None)] {
-        let hold = system
-            .post(
-                &format!("/api/v1/coupons/{c2}/reserve"),
-                json!({ "orderId": order, "orderAmount": 500, "ttlSeconds": ttl }),
-            )
-            .await;
-        assert!(hold.status.is_success(), "{}", hold.body);
-        if let Some(end) = end {
-            let ended = system
-                .post(&format!("/api/v1/coupons/{c2}/{end}"), json!({}))
-                .await;
-            assert!(ended.status.is_success(), "{}", ended.body);
-        }
+        let hold = json!({ "orderId": order, "orderAmount": 500, "ttlSeconds": ttl });
+        hold_then(
+            &system,
+            &format!("/api/v1/coupons/{c2}/reserve"),
+            hold,
+            |_| end.map(|end| format!("/api/v1/coupons/{c2}/{end}")),
+        )
+        .await;
     }
     let earned = system
         .post(
@@ -200,6 +191,21 @@ async fn every_message_matches_the_contract_and_each_aggregate_arrives_in_order(
         "Kafka holds exactly the log's events"
     );
     system.stop().await;
+}
+
+/// Posts the hold `body` to `path`, then (when `end` names a path for the answer) ends it there.
+async fn hold_then(
+    system: &System,
+    path: &str,
+    body: Value,
+    end: impl FnOnce(&Value) -> Option<String>,
+) {
+    let held = system.post(path, body).await;
+    assert!(held.status.is_success(), "{}", held.body);
+    if let Some(end) = end(&held.body) {
+        let ended = system.post(&end, json!({})).await;
+        assert!(ended.status.is_success(), "{}", ended.body);
+    }
 }
 
 fn domain_types() -> BTreeSet<String> {

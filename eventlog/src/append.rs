@@ -220,7 +220,7 @@ async fn record_links(conn: &mut PgConnection, links: &[EntityLink]) -> Result<(
     }
     let entities: Vec<Uuid> = links.iter().map(|l| l.entity_id).collect();
     let streams: Vec<Uuid> = links.iter().map(|l| l.stream_id).collect();
-    let categories: Vec<&str> = links.iter().map(|l| l.category.as_str()).collect();
+    let categories: Vec<&str> = links.iter().map(|l| l.category).collect();
     let inserted: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO entity_streams (entity_id, stream_id, category) \
          SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[]) \

@@ -116,7 +116,7 @@ pub struct IdempotencyRecord {
 pub struct EntityLink {
     pub entity_id: Uuid,
     pub stream_id: Uuid,
-    pub category: String,
+    pub category: &'static str,
 }
 
 /// Everything one transaction writes.

@@ -227,7 +227,7 @@ async fn an_entity_is_found_through_the_stream_it_was_created_in(pool: PgPool) {
     let link = EntityLink {
         entity_id: coupon,
         stream_id: policy,
-        category: "coupon".into(),
+        category: "coupon",
     };
     let batch = AppendBatch {
         streams: vec![stream(policy, 0, 1)],

@@ -196,10 +196,6 @@ impl Commands {
             },
         )
         .await
-        .inspect(|w| {
-            self.lookup
-                .remember(w.answer.coupon_id, w.answer.policy_id, "coupon")
-        })
     }
 
     /// Uses a coupon on an order.

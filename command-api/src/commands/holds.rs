@@ -127,10 +127,7 @@ impl Commands {
                 self.same_hold(time_sale_id, order_ref, user_id, quantity)
                     .await
             }
-            written => written.inspect(|w| {
-                self.lookup
-                    .remember(w.answer.reservation_id, w.answer.time_sale_id, "timesale")
-            }),
+            written => written,
         }
     }
 
@@ -216,13 +213,7 @@ impl Commands {
                     Some(Held::of(time_sale_id, reservation_id, hold))
                 },
             )
-            .await
-            .inspect(|w| {
-                if let Some(order_id) = w.answer.created_order_id {
-                    self.lookup
-                        .remember(order_id, w.answer.time_sale_id, "timesale");
-                }
-            });
+            .await;
         // A confirmation or release sent again (a retry after a lost answer, without an
         // Idempotency-Key) finds the hold as it asked: answered with the hold, not refused.
         let already = match end {

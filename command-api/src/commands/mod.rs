@@ -38,6 +38,7 @@ pub(crate) use routed::moving;
 pub use routed::Routed;
 
 use crate::cluster::Cluster;
+use crate::known::Known;
 use crate::settings::Settings;
 use crate::writer::{Aggregates, Committer, Keyed, Request};
 
@@ -69,7 +70,12 @@ impl Commands {
         accounts: accounts::Accounts,
         cluster: Option<Cluster>,
     ) -> Self {
-        let committer = Committer::start(log.clone(), settings.writer.max_commit_batch);
+        let entities = Known::default();
+        let committer = Committer::start(
+            log.clone(),
+            settings.writer.max_commit_batch,
+            entities.clone(),
+        );
         let fence = cluster.as_ref().map(|c| c.ownership.clone());
         let (w, c) = (&settings.writer, &committer);
         Self {
@@ -77,7 +83,7 @@ impl Commands {
             points: Aggregates::new(log.clone(), c.clone(), w.clone(), fence.clone()),
             products: Aggregates::new(log.clone(), c.clone(), w.clone(), fence.clone()),
             time_sales: Aggregates::new(log.clone(), committer.clone(), w.clone(), fence),
-            lookup: lookup::Lookup::new(log.clone()),
+            lookup: lookup::Lookup::new(log.clone(), entities),
             accounts: Arc::new(accounts),
             cluster,
             hold_bounds: (

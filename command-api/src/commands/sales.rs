@@ -214,10 +214,6 @@ impl Commands {
             },
         )
         .await
-        .inspect(|w| {
-            self.lookup
-                .remember(w.answer.order_id, w.answer.time_sale_id, "timesale")
-        })
     }
 
     /// Cancels an order; its units go back to the sale.

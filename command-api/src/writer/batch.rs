@@ -61,7 +61,7 @@ where
                         batch.links.push(EntityLink {
                             entity_id,
                             stream_id: id,
-                            category: A::CATEGORY.to_owned(),
+                            category: A::CATEGORY,
                         });
                     }
                     stream.events.push(NewEvent {

@@ -6,6 +6,8 @@ use eventlog::{AppendBatch, Appended, EventLog};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::known::Known;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum CommitError {
     /// Another writer won a stream, key or entity: decide again on fresh state.
@@ -18,18 +20,23 @@ pub(super) struct CommitJob {
     reply: oneshot::Sender<Result<Vec<Appended>, CommitError>>,
 }
 
-/// Appends the batches of many aggregate writers in one transaction each round.
+/// Appends the batches of many aggregate writers in one transaction each round, and keeps
+/// the stream of every entity it appended in `entities`.
 #[derive(Debug, Clone)]
 pub struct Committer {
     tx: mpsc::Sender<CommitJob>,
 }
 
 impl Committer {
-    pub fn start(log: EventLog, max_commit_batch: usize) -> Self {
+    pub fn start(
+        log: EventLog,
+        max_commit_batch: usize,
+        entities: Known<(Uuid, &'static str)>,
+    ) -> Self {
         // Each writer has at most one batch in flight, so this bound is never the limit that
         // matters; the writers' own queues are.
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(run_committer(log, rx, max_commit_batch));
+        tokio::spawn(run_committer(log, rx, max_commit_batch, entities));
         Self { tx }
     }
 
@@ -53,7 +60,28 @@ pub(super) fn classify(e: eventlog::StoreError) -> CommitError {
     }
 }
 
-pub(super) async fn run_committer(log: EventLog, mut rx: mpsc::Receiver<CommitJob>, max: usize) {
+/// The entities of `batch`, which was committed, kept in `entities`.
+fn committed(entities: &Known<(Uuid, &'static str)>, batch: &AppendBatch) {
+    for link in &batch.links {
+        entities.keep(link.entity_id, (link.stream_id, link.category));
+    }
+}
+
+/// Appends `job`'s batch alone and answers it.
+async fn commit_alone(log: &EventLog, entities: &Known<(Uuid, &'static str)>, job: CommitJob) {
+    let appended = log.append(&job.batch).await;
+    if appended.is_ok() {
+        committed(entities, &job.batch);
+    }
+    let _ = job.reply.send(appended.map_err(classify));
+}
+
+pub(super) async fn run_committer(
+    log: EventLog,
+    mut rx: mpsc::Receiver<CommitJob>,
+    max: usize,
+    entities: Known<(Uuid, &'static str)>,
+) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < max {
@@ -67,9 +95,9 @@ pub(super) async fn run_committer(log: EventLog, mut rx: mpsc::Receiver<CommitJo
         if service::telemetry::enabled() {
             use tracing::Instrument;
             let span = append_span(&jobs);
-            commit_round(&log, jobs).instrument(span).await;
+            commit_round(&log, &entities, jobs).instrument(span).await;
         } else {
-            commit_round(&log, jobs).await;
+            commit_round(&log, &entities, jobs).await;
         }
         metrics::histogram!("writer_commit_duration_seconds")
             .record(started.elapsed().as_secs_f64());
@@ -108,12 +136,13 @@ fn append_span(jobs: &[CommitJob]) -> tracing::Span {
 
 /// One round of group commit: the jobs merged into one transaction, or each alone when the
 /// merged one failed on one batch's account.
-async fn commit_round(log: &EventLog, mut jobs: Vec<CommitJob>) {
+async fn commit_round(
+    log: &EventLog,
+    entities: &Known<(Uuid, &'static str)>,
+    mut jobs: Vec<CommitJob>,
+) {
     if jobs.len() == 1 {
-        let job = jobs.remove(0);
-        let _ = job
-            .reply
-            .send(log.append(&job.batch).await.map_err(classify));
+        commit_alone(log, entities, jobs.remove(0)).await;
         return;
     }
     let mut merged = AppendBatch::default();
@@ -130,6 +159,7 @@ async fn commit_round(log: &EventLog, mut jobs: Vec<CommitJob>) {
             let by_stream: HashMap<Uuid, Appended> =
                 appended.into_iter().map(|a| (a.stream_id, a)).collect();
             for job in jobs {
+                committed(entities, &job.batch);
                 let own = job
                     .batch
                     .streams
@@ -144,9 +174,7 @@ async fn commit_round(log: &EventLog, mut jobs: Vec<CommitJob>) {
         Err(e) if e.is_race() || e.is_refusal() => {
             tracing::debug!(error = %e, jobs = jobs.len(), "a merged commit failed; committing its batches one by one");
             for job in jobs {
-                let _ = job
-                    .reply
-                    .send(log.append(&job.batch).await.map_err(classify));
+                commit_alone(log, entities, job).await;
             }
         }
         // The database is unreachable: every batch alike, at once.
